@@ -1,0 +1,482 @@
+//! Run files: TOML with `name` and the run keys at the top level, every key with a default.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use vaelab_data::{Binarize, DataSource, DatasetName};
+use vaelab_track::Cell;
+use vaelab_vae::{Likelihood, LikelihoodKind, ModelKind, Objective, TrainConfig};
+
+/// Largest latent size accepted.
+pub const MAX_LATENT: usize = 1024;
+/// Largest hidden layer accepted.
+pub const MAX_HIDDEN: usize = 16384;
+
+/// A config file that cannot be used, with what is wrong and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}{}: key `{key}` = {value} is not allowed; allowed: {allowed}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        key: &'static str,
+        value: String,
+        allowed: String,
+    },
+}
+
+/// The keys of one run, with their defaults (see the README's table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunKeys {
+    /// The run's folder name under the results directory (letters, digits, `.`, `_`, `-`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub dataset: DatasetName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    pub model: ModelKind,
+    pub likelihood: LikelihoodKind,
+    pub sigma: f64,
+    pub latent_dim: usize,
+    pub hidden: Vec<usize>,
+    pub beta: f64,
+    pub kl_warmup_epochs: usize,
+    pub free_bits: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub binarize: Binarize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+    pub iw_samples: usize,
+    pub iw_test_n: usize,
+}
+
+impl Default for RunKeys {
+    fn default() -> Self {
+        Self {
+            name: None,
+            dataset: DatasetName::FashionMnist,
+            data_dir: None,
+            model: ModelKind::Vae,
+            likelihood: LikelihoodKind::Bernoulli,
+            sigma: 0.1,
+            latent_dim: 20,
+            hidden: vec![400],
+            beta: 1.0,
+            kl_warmup_epochs: 0,
+            free_bits: 0.0,
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+            seed: 0,
+            binarize: Binarize::None,
+            train_subset: None,
+            test_subset: None,
+            iw_samples: 1000,
+            iw_test_n: 1000,
+        }
+    }
+}
+
+/// A checked run: its name, keys and the file they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub name: String,
+    pub keys: RunKeys,
+    pub source: PathBuf,
+}
+
+/// Reads and checks a run file; nothing is trained when this fails.
+pub fn load_run_file(path: &Path) -> Result<RunSpec, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let keys: RunKeys = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: plain_types(e.to_string().trim_end()),
+    })?;
+    let invalid = |key: &'static str, value: String, allowed: &str| ConfigError::Invalid {
+        path: path.into(),
+        line: line_of(&text, key),
+        key,
+        value,
+        allowed: allowed.into(),
+    };
+    let name = match &keys.name {
+        None => {
+            return Err(invalid(
+                "name",
+                "(missing)".into(),
+                "a run name of letters, digits, `.`, `_` and `-`, e.g. name = \"vae-z20\"",
+            ))
+        }
+        Some(n) => n.clone(),
+    };
+    if !is_safe_name(&name) {
+        return Err(invalid("name", format!("{name:?}"), "letters, digits, `.`, `_` and `-` only (1 to 100 characters, not `.` or `..`), so the run stays inside the results folder"));
+    }
+    validate(&keys).map_err(|(key, value, allowed)| invalid(key, value, &allowed))?;
+    Ok(RunSpec {
+        name,
+        keys,
+        source: path.into(),
+    })
+}
+
+/// serde names Rust types ("expected usize"); say what a TOML writer should put instead.
+fn plain_types(message: &str) -> String {
+    message
+        .replace("expected usize", "expected an integer ≥ 0")
+        .replace("expected u64", "expected an integer ≥ 0")
+        .replace("expected f64", "expected a number")
+}
+
+/// A name that can only ever be a single folder under the results directory.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Checks every range; returns (key, value, what is allowed) for the first bad key.
+pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
+    fn check(
+        ok: bool,
+        key: &'static str,
+        value: impl std::fmt::Display,
+        allowed: &str,
+    ) -> Result<(), (&'static str, String, String)> {
+        if ok {
+            Ok(())
+        } else {
+            Err((key, value.to_string(), allowed.to_string()))
+        }
+    }
+    check(
+        (1..=MAX_LATENT).contains(&k.latent_dim),
+        "latent_dim",
+        k.latent_dim,
+        &format!("an integer from 1 to {MAX_LATENT}"),
+    )?;
+    check(
+        k.hidden.len() <= 8 && k.hidden.iter().all(|h| (1..=MAX_HIDDEN).contains(h)),
+        "hidden",
+        format!("{:?}", k.hidden),
+        &format!("a list of at most 8 layer widths, each from 1 to {MAX_HIDDEN}, e.g. [400] or [512, 256]"),
+    )?;
+    check(
+        k.beta.is_finite() && k.beta >= 0.0,
+        "beta",
+        k.beta,
+        "a number ≥ 0 (1 is the plain ELBO)",
+    )?;
+    check(
+        k.sigma.is_finite() && k.sigma > 0.0,
+        "sigma",
+        k.sigma,
+        "a number > 0 (the fixed σ of `gaussian`, the scale of `laplace`)",
+    )?;
+    check(
+        k.free_bits.is_finite() && k.free_bits >= 0.0,
+        "free_bits",
+        k.free_bits,
+        "a number ≥ 0 of nats per latent dimension (0: off)",
+    )?;
+    check(
+        (1..=100_000).contains(&k.epochs),
+        "epochs",
+        k.epochs,
+        "an integer from 1 to 100000",
+    )?;
+    check(
+        (1..=1_000_000).contains(&k.batch_size),
+        "batch_size",
+        k.batch_size,
+        "an integer from 1 to 1000000",
+    )?;
+    check(k.lr.is_finite() && k.lr > 0.0, "lr", k.lr, "a number > 0")?;
+    check(
+        k.train_subset.is_none_or(|n| n >= 1),
+        "train_subset",
+        format!("{:?}", k.train_subset),
+        "an integer ≥ 1 (the first N training images), or leave it out",
+    )?;
+    check(
+        k.test_subset.is_none_or(|n| n >= 1),
+        "test_subset",
+        format!("{:?}", k.test_subset),
+        "an integer ≥ 1 (the first N test images), or leave it out",
+    )?;
+    check(
+        (1..=100_000).contains(&k.iw_samples),
+        "iw_samples",
+        k.iw_samples,
+        "an integer from 1 to 100000 (K of the IWAE bound; set iw_test_n = 0 to skip it)",
+    )?;
+    check(
+        k.dataset != DatasetName::Idx || k.data_dir.is_some(),
+        "data_dir",
+        "(missing)",
+        "dataset = \"idx\" needs data_dir = \"<folder of IDX files>\"",
+    )?;
+    Ok(())
+}
+
+/// The 1-based line where `key = …` is set, for error messages.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+impl RunKeys {
+    /// What the trainer needs.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            model: self.model,
+            likelihood: Likelihood::new(self.likelihood, self.sigma as f32),
+            latent_dim: self.latent_dim,
+            hidden: self.hidden.clone(),
+            objective: Objective {
+                beta: self.beta,
+                kl_warmup_epochs: self.kl_warmup_epochs,
+                free_bits: self.free_bits,
+            },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: self.seed,
+            binarize: self.binarize,
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            iw_samples: self.iw_samples,
+            iw_test_n: self.iw_test_n,
+        }
+    }
+
+    /// Where the data comes from.
+    pub fn data_source(&self) -> DataSource {
+        DataSource {
+            name: self.dataset,
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// The resolved keys as TOML (defaults included, `name` first when set).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
+    }
+
+    /// A short hash of the resolved keys without `name`: same config and seed → same id.
+    pub fn run_id(&self) -> String {
+        let canonical = RunKeys {
+            name: None,
+            ..self.clone()
+        }
+        .to_toml();
+        Sha256::digest(canonical.as_bytes())[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Every key as a typed table cell (absent optional keys as nulls).
+    pub fn cells(&self) -> Vec<(String, Cell)> {
+        let int = |v: usize| Cell::Int(Some(v as i64));
+        let opt_int = |v: Option<usize>| Cell::Int(v.map(|v| v as i64));
+        let float = |v: f64| Cell::Float(Some(v));
+        let text = |v: &str| Cell::Str(Some(v.to_string()));
+        let hidden = self
+            .hidden
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        [
+            ("name", Cell::Str(self.name.clone())),
+            ("dataset", text(self.dataset.as_str())),
+            (
+                "data_dir",
+                Cell::Str(self.data_dir.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("model", text(self.model.as_str())),
+            ("likelihood", text(self.likelihood.as_str())),
+            ("sigma", float(self.sigma)),
+            ("latent_dim", int(self.latent_dim)),
+            ("hidden", Cell::Str(Some(hidden))),
+            ("beta", float(self.beta)),
+            ("kl_warmup_epochs", int(self.kl_warmup_epochs)),
+            ("free_bits", float(self.free_bits)),
+            ("epochs", int(self.epochs)),
+            ("batch_size", int(self.batch_size)),
+            ("lr", float(self.lr)),
+            ("seed", Cell::Int(Some(self.seed as i64))),
+            ("binarize", text(binarize_str(self.binarize))),
+            ("train_subset", opt_int(self.train_subset)),
+            ("test_subset", opt_int(self.test_subset)),
+            ("iw_samples", int(self.iw_samples)),
+            ("iw_test_n", int(self.iw_test_n)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+fn binarize_str(b: Binarize) -> &'static str {
+    match b {
+        Binarize::None => "none",
+        Binarize::Static => "static",
+        Binarize::Dynamic => "dynamic",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RunSpec, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, text).unwrap();
+        load_run_file(&p)
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let spec = load("name = \"a\"\n").unwrap();
+        assert_eq!(
+            spec.keys,
+            RunKeys {
+                name: Some("a".into()),
+                ..RunKeys::default()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_allowed_ones() {
+        let e = err("name = \"a\"\nlatent_dimm = 3\n");
+        assert!(
+            e.contains("run.toml") && e.contains("latent_dimm") && e.contains("latent_dim"),
+            "{e}"
+        );
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("name = \"a\"\nepochs = \"ten\"\n");
+        assert!(
+            e.contains("run.toml") && e.contains("epochs") && e.contains("integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_say_what_is_allowed() {
+        for (line, key) in [
+            ("latent_dim = 0", "latent_dim"),
+            ("latent_dim = 5000", "latent_dim"),
+            ("beta = -1.0", "beta"),
+            ("lr = 0", "lr"),
+            ("batch_size = 0", "batch_size"),
+            ("epochs = 0", "epochs"),
+            ("sigma = 0.0", "sigma"),
+            ("iw_samples = 0", "iw_samples"),
+            ("hidden = [0]", "hidden"),
+        ] {
+            let e = err(&format!("name = \"a\"\n{line}\n"));
+            assert!(
+                e.contains(&format!("run.toml:2: key `{key}`")) && e.contains("allowed"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_likelihood_lists_the_families() {
+        let e = err("name = \"a\"\nlikelihood = \"poisson\"\n");
+        assert!(
+            e.contains("poisson") && e.contains("continuous-bernoulli"),
+            "{e}"
+        );
+        let e = err("name = \"a\"\ndataset = \"cifar\"\n");
+        assert!(e.contains("cifar") && e.contains("fashion-mnist"), "{e}");
+        let e = err("name = \"a\"\nmodel = \"gan\"\n");
+        assert!(e.contains("gan") && e.contains("vae"), "{e}");
+    }
+
+    #[test]
+    fn names_cannot_escape_the_results_folder() {
+        for bad in ["../x", "/tmp/x", "a/b", "..", ""] {
+            let e = err(&format!("name = {bad:?}\n"));
+            assert!(e.contains("key `name`"), "{bad}: {e}");
+        }
+        assert!(err("latent_dim = 3\n").contains("key `name`"));
+    }
+
+    #[test]
+    fn malformed_toml_and_duplicates_are_parse_errors() {
+        assert!(err("name = \"a\nx").contains("run.toml"));
+        let e = err("name = \"a\"\nbeta = 1.0\nbeta = 2.0\n");
+        assert!(e.contains("beta") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn run_id_ignores_name_and_follows_every_key() {
+        let a = RunKeys {
+            name: Some("a".into()),
+            ..RunKeys::default()
+        };
+        let b = RunKeys {
+            name: Some("b".into()),
+            ..RunKeys::default()
+        };
+        assert_eq!(a.run_id(), b.run_id());
+        assert_eq!(a.run_id().len(), 12);
+        let c = RunKeys {
+            seed: 1,
+            ..a.clone()
+        };
+        assert_ne!(a.run_id(), c.run_id());
+    }
+
+    #[test]
+    fn resolved_toml_reads_back_identically() {
+        let k = RunKeys {
+            name: Some("x".into()),
+            train_subset: Some(100),
+            hidden: vec![64, 32],
+            ..RunKeys::default()
+        };
+        let back: RunKeys = toml::from_str(&k.to_toml()).unwrap();
+        assert_eq!(back, k);
+    }
+}

@@ -1,0 +1,25 @@
+/// Why `vaelab` stops, which decides its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input: a config, data or results-folder problem found before training (exit 2).
+    Input(anyhow::Error),
+    /// A run failed while training or writing its results (exit 1).
+    Run(anyhow::Error),
+}
+
+impl Failure {
+    /// The documented exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Run(_) => 1,
+            Failure::Input(_) => 2,
+        }
+    }
+
+    /// The error with its context chain.
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Input(e) | Failure::Run(e) => e,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Runs on disk: a folder per run holding its resolved config, checkpoint and metrics as
+//! Parquet, every file written atomically (temp file in the same folder, fsync, rename).
+
+mod atomic;
+mod run_dir;
+mod table;
+
+pub use atomic::{write_atomic, write_atomic_with};
+pub use run_dir::{RunDir, CHECKPOINT, CONFIG, METRICS, SUMMARY};
+pub use table::{write_metrics, write_summary, Cell, MetricsRow};
+
+use std::path::PathBuf;
+
+/// Errors while writing results.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Polars {
+        path: PathBuf,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+    #[error("cannot write {path}: {reason}")]
+    Other { path: PathBuf, reason: String },
+}

@@ -1,0 +1,172 @@
+//! The Parquet tables of a run.
+
+use crate::{write_atomic_with, TrackError};
+use polars::prelude::*;
+use std::path::Path;
+
+/// One epoch of one split, as stored in `metrics.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRow {
+    pub run_id: String,
+    pub epoch: u32,
+    pub split: &'static str,
+    pub loss: f64,
+    pub neg_elbo: Option<f64>,
+    pub recon: f64,
+    pub kl: Option<f64>,
+    pub kl_weighted: Option<f64>,
+    pub beta: f64,
+    pub kl_per_dim: Option<Vec<f64>>,
+    pub active_units: Option<u32>,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+}
+
+/// A typed, nullable value of a one-row table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Str(Option<String>),
+}
+
+fn column<T, F: Fn(&MetricsRow) -> T>(rows: &[MetricsRow], name: &str, f: F) -> Column
+where
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    Series::new(name.into(), rows.iter().map(f).collect::<Vec<T>>()).into()
+}
+
+fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
+    let kl_per_dim: ListChunked = rows
+        .iter()
+        .map(|r| r.kl_per_dim.as_ref().map(|v| Series::new("".into(), v)))
+        .collect();
+    DataFrame::new(
+        rows.len(),
+        vec![
+            column(rows, "run_id", |r| r.run_id.clone()),
+            column(rows, "epoch", |r| r.epoch),
+            column(rows, "split", |r| r.split.to_string()),
+            column(rows, "loss", |r| r.loss),
+            column(rows, "neg_elbo", |r| r.neg_elbo),
+            column(rows, "recon", |r| r.recon),
+            column(rows, "kl", |r| r.kl),
+            column(rows, "kl_weighted", |r| r.kl_weighted),
+            column(rows, "beta", |r| r.beta),
+            kl_per_dim
+                .with_name("kl_per_dim".into())
+                .into_series()
+                .into(),
+            column(rows, "active_units", |r| r.active_units),
+            column(rows, "seconds", |r| r.seconds),
+            column(rows, "samples_per_sec", |r| r.samples_per_sec),
+        ],
+    )
+}
+
+fn write_frame(path: &Path, mut df: DataFrame) -> Result<(), TrackError> {
+    write_atomic_with(path, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+        ParquetWriter::new(file)
+            .finish(&mut df)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Writes every epoch row so far to `path` (the whole table, atomically).
+pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<(), TrackError> {
+    let df = metrics_frame(rows).map_err(|source| TrackError::Polars {
+        path: path.into(),
+        source,
+    })?;
+    write_frame(path, df)
+}
+
+/// Writes a one-row table of named cells to `path`, each cell its own typed column.
+pub fn write_summary(path: &Path, cells: &[(String, Cell)]) -> Result<(), TrackError> {
+    let columns: Vec<Column> = cells
+        .iter()
+        .map(|(name, cell)| {
+            let name = name.as_str().into();
+            match cell {
+                Cell::Int(v) => Series::new(name, [*v]),
+                Cell::Float(v) => Series::new(name, [*v]),
+                Cell::Str(v) => Series::new(name, [v.clone()]),
+            }
+            .into()
+        })
+        .collect();
+    let df = DataFrame::new(1, columns).map_err(|source| TrackError::Polars {
+        path: path.into(),
+        source,
+    })?;
+    write_frame(path, df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: u32, split: &'static str, kl: Option<f64>) -> MetricsRow {
+        MetricsRow {
+            run_id: "r".into(),
+            epoch,
+            split,
+            loss: 1.0,
+            neg_elbo: kl.map(|k| 1.0 + k),
+            recon: 1.0,
+            kl,
+            kl_weighted: kl,
+            beta: 1.0,
+            kl_per_dim: kl.map(|k| vec![k / 2.0, k / 2.0]),
+            active_units: kl.map(|_| 2),
+            seconds: 0.5,
+            samples_per_sec: 100.0,
+        }
+    }
+
+    #[test]
+    fn metrics_round_trip_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.parquet");
+        write_metrics(&p, &[row(1, "train", Some(3.0)), row(1, "test", None)]).unwrap();
+        let df = ParquetReader::new(std::fs::File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.height(), 2);
+        assert_eq!(df.column("epoch").unwrap().dtype(), &DataType::UInt32);
+        let kl = df.column("kl").unwrap().f64().unwrap().clone();
+        assert_eq!((kl.get(0), kl.get(1)), (Some(3.0), None));
+        let dims = df
+            .column("kl_per_dim")
+            .unwrap()
+            .list()
+            .unwrap()
+            .get_as_series(0)
+            .unwrap();
+        assert_eq!(dims.f64().unwrap().get(1), Some(1.5));
+    }
+
+    #[test]
+    fn summary_is_one_typed_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.parquet");
+        let cells = vec![
+            ("latent_dim".to_string(), Cell::Int(Some(20))),
+            ("log_px_iw".to_string(), Cell::Float(None)),
+            ("model".to_string(), Cell::Str(Some("ae".into()))),
+        ];
+        write_summary(&p, &cells).unwrap();
+        let df = ParquetReader::new(std::fs::File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.shape(), (1, 3));
+        assert_eq!(
+            df.column("latent_dim").unwrap().i64().unwrap().get(0),
+            Some(20)
+        );
+        assert_eq!(df.column("log_px_iw").unwrap().f64().unwrap().get(0), None);
+    }
+}

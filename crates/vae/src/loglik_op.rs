@@ -1,0 +1,158 @@
+//! The fused likelihood op: Σ_pixels log p(x|params) per row, with its gradient.
+
+use crate::Likelihood;
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows are processed in parallel only above this many pixels: below, the pool costs more.
+const PARALLEL_ABOVE: usize = 1 << 15;
+
+/// (B, P·D) params and (B, D) x → (B,) row sums of log p.
+pub(crate) fn log_prob(lik: Likelihood, params: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let params = params.contiguous()?;
+    let x = x.contiguous()?;
+    params.apply_op2(&x, LogLik(lik))
+}
+
+struct LogLik(Likelihood);
+struct LogLikGrad(Likelihood);
+
+/// Checks shapes and returns (rows, pixels, params per pixel).
+fn dims(lik: Likelihood, lp: &Layout, lx: &Layout) -> Result<(usize, usize, usize)> {
+    let (&[b, pd], &[bx, d]) = (lp.dims(), lx.dims()) else {
+        bail!(
+            "log_prob: params {:?} and x {:?} must be 2-d",
+            lp.dims(),
+            lx.dims()
+        )
+    };
+    let p = lik.params_per_pixel();
+    if b != bx || pd != p * d {
+        bail!(
+            "log_prob: params {:?} do not fit x {:?} ({p} per pixel)",
+            lp.dims(),
+            lx.dims()
+        )
+    }
+    Ok((b, d, p))
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("log_prob: inputs must be contiguous"),
+    }
+}
+
+/// One row: Σ_j log p, written from the likelihood's pixel function.
+#[inline]
+fn row_sum(lik: Likelihood, params: &[f32], x: &[f32]) -> f32 {
+    let d = x.len();
+    let mut acc = 0f64;
+    if lik.params_per_pixel() == 2 {
+        for j in 0..d {
+            acc += f64::from(lik.pixel(params[j], params[d + j], x[j]).0);
+        }
+    } else {
+        for j in 0..d {
+            acc += f64::from(lik.pixel(params[j], 0.0, x[j]).0);
+        }
+    }
+    acc as f32
+}
+
+/// One row of the gradient, scaled by the incoming gradient `g` of the row's sum.
+#[inline]
+fn row_grad(lik: Likelihood, params: &[f32], x: &[f32], g: f32, out: &mut [f32]) {
+    let d = x.len();
+    if lik.params_per_pixel() == 2 {
+        let (oa, ob) = out.split_at_mut(d);
+        for j in 0..d {
+            let (_, da, db) = lik.pixel(params[j], params[d + j], x[j]);
+            oa[j] = g * da;
+            ob[j] = g * db;
+        }
+    } else {
+        for j in 0..d {
+            out[j] = g * lik.pixel(params[j], 0.0, x[j]).1;
+        }
+    }
+}
+
+impl CustomOp2 for LogLik {
+    fn name(&self) -> &'static str {
+        "vae-log-prob"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sp: &CpuStorage,
+        lp: &Layout,
+        sx: &CpuStorage,
+        lx: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, d, p) = dims(self.0, lp, lx)?;
+        let (params, x) = (slice(sp, lp)?, slice(sx, lx)?);
+        let row = |(pr, xr): (&[f32], &[f32])| row_sum(self.0, pr, xr);
+        let out: Vec<f32> = if b * d > PARALLEL_ABOVE {
+            params
+                .par_chunks(p * d)
+                .zip(x.par_chunks(d))
+                .map(row)
+                .collect()
+        } else {
+            params.chunks(p * d).zip(x.chunks(d)).map(row).collect()
+        };
+        Ok((CpuStorage::F32(out), Shape::from(b)))
+    }
+
+    fn bwd(
+        &self,
+        params: &Tensor,
+        x: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = params.apply_op3_no_bwd(x, &grad_res.contiguous()?, &LogLikGrad(self.0))?;
+        Ok((Some(grad), None))
+    }
+}
+
+impl CustomOp3 for LogLikGrad {
+    fn name(&self) -> &'static str {
+        "vae-log-prob-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sp: &CpuStorage,
+        lp: &Layout,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sg: &CpuStorage,
+        lg: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, d, p) = dims(self.0, lp, lx)?;
+        let (params, x, g) = (slice(sp, lp)?, slice(sx, lx)?, slice(sg, lg)?);
+        if g.len() != b {
+            bail!("log_prob grad: {} incoming gradients for {b} rows", g.len())
+        }
+        let mut out = vec![0f32; b * p * d];
+        let row = |((o, pr), (xr, &gr)): ((&mut [f32], &[f32]), (&[f32], &f32))| {
+            row_grad(self.0, pr, xr, gr, o)
+        };
+        if b * d > PARALLEL_ABOVE {
+            out.par_chunks_mut(p * d)
+                .zip(params.par_chunks(p * d))
+                .zip(x.par_chunks(d).zip(g.par_iter()))
+                .for_each(row);
+        } else {
+            out.chunks_mut(p * d)
+                .zip(params.chunks(p * d))
+                .zip(x.chunks(d).zip(g.iter()))
+                .for_each(row);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, p * d))))
+    }
+}

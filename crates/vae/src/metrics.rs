@@ -1,0 +1,114 @@
+//! Per-epoch metrics and the running sums they are computed from.
+
+use crate::objective::BatchTerms;
+use crate::ModelKind;
+use candle_core::Result;
+use vaelab_data::SplitKind;
+
+/// Threshold on Var_x(E_q[z_d]) above which a latent dimension counts as active (Burda et al.).
+pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
+
+/// The metrics of one split after one epoch. Per-sample means, in nats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub split: SplitKind,
+    /// The optimized objective: recon + β·KL (KL after free bits).
+    pub loss: f64,
+    /// −ELBO = recon + KL; `None` for the AE, which has no ELBO.
+    pub neg_elbo: Option<f64>,
+    /// −E_q[log p(x|z)] (for the AE: −log p(x|z = enc(x))).
+    pub recon: f64,
+    /// KL(q(z|x) ‖ p(z)); `None` for the AE.
+    pub kl: Option<f64>,
+    /// The KL as it entered the loss (β, warm-up, free bits); `None` for the AE.
+    pub kl_weighted: Option<f64>,
+    /// The KL weight in force (at the end of the epoch for train).
+    pub beta: f64,
+    /// KL per latent dimension; `None` for the AE.
+    pub kl_per_dim: Option<Vec<f64>>,
+    /// Latent dimensions with Var(μ_d) > 0.01 over the split; `None` for the AE.
+    pub active_units: Option<usize>,
+    /// Wall seconds spent on this split in this epoch.
+    pub seconds: f64,
+    /// Images per second.
+    pub samples_per_sec: f64,
+}
+
+/// Sums over the batches of an epoch.
+#[derive(Debug)]
+pub(crate) struct Sums {
+    n: usize,
+    loss: f64,
+    recon: f64,
+    kl_dim: Vec<f64>,
+    mu: Vec<f64>,
+    mu_sq: Vec<f64>,
+}
+
+impl Sums {
+    pub fn new(latent: usize) -> Self {
+        Self {
+            n: 0,
+            loss: 0.0,
+            recon: 0.0,
+            kl_dim: vec![0.0; latent],
+            mu: vec![0.0; latent],
+            mu_sq: vec![0.0; latent],
+        }
+    }
+
+    /// Adds a batch whose mean loss was `loss`.
+    pub fn add(&mut self, terms: &BatchTerms, loss: f64) -> Result<()> {
+        let b = terms.recon.dim(0)?;
+        self.n += b;
+        self.loss += loss * b as f64;
+        self.recon += f64::from(terms.recon.sum_all()?.to_scalar::<f32>()?);
+        if let Some(kl) = &terms.kl {
+            add_into(&mut self.kl_dim, &kl.sum(0)?.to_vec1::<f32>()?);
+        }
+        add_into(&mut self.mu, &terms.mu.sum(0)?.to_vec1::<f32>()?);
+        add_into(&mut self.mu_sq, &terms.mu.sqr()?.sum(0)?.to_vec1::<f32>()?);
+        Ok(())
+    }
+
+    pub fn finish(
+        self,
+        kind: ModelKind,
+        epoch: usize,
+        split: SplitKind,
+        beta: f64,
+        seconds: f64,
+    ) -> EpochMetrics {
+        let n = self.n.max(1) as f64;
+        let recon = self.recon / n;
+        let loss = self.loss / n;
+        let vae = kind == ModelKind::Vae;
+        let kl_per_dim: Vec<f64> = self.kl_dim.iter().map(|s| s / n).collect();
+        let kl: f64 = kl_per_dim.iter().sum();
+        let active = self
+            .mu
+            .iter()
+            .zip(&self.mu_sq)
+            .filter(|(s, sq)| *sq / n - (*s / n).powi(2) > ACTIVE_UNIT_THRESHOLD)
+            .count();
+        EpochMetrics {
+            epoch,
+            split,
+            loss,
+            neg_elbo: vae.then_some(recon + kl),
+            recon,
+            kl: vae.then_some(kl),
+            kl_weighted: vae.then_some(loss - recon),
+            beta,
+            kl_per_dim: vae.then_some(kl_per_dim),
+            active_units: vae.then_some(active),
+            seconds,
+            samples_per_sec: self.n as f64 / seconds.max(1e-9),
+        }
+    }
+}
+
+fn add_into(acc: &mut [f64], v: &[f32]) {
+    acc.iter_mut().zip(v).for_each(|(a, &b)| *a += f64::from(b));
+}

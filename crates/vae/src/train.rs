@@ -1,0 +1,435 @@
+//! The one training loop: every model kind and likelihood goes through [`Trainer`].
+
+use crate::metrics::{EpochMetrics, Sums};
+use crate::objective::{batch_terms, Objective};
+use crate::optim::{Adam, AdamState};
+use crate::{init, iwae, rng, Architecture, Likelihood, Model, ModelKind};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::path::Path;
+use std::time::Instant;
+use vaelab_data::{Binarize, Dataset, SplitKind};
+
+/// Images per forward pass when evaluating.
+const EVAL_BATCH: usize = 1000;
+
+/// Everything a training run needs besides its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub model: ModelKind,
+    pub likelihood: Likelihood,
+    pub latent_dim: usize,
+    pub hidden: Vec<usize>,
+    pub objective: Objective,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub binarize: Binarize,
+    /// Train on the first N training images only.
+    pub train_subset: Option<usize>,
+    /// Evaluate on the first N test images only.
+    pub test_subset: Option<usize>,
+    /// K of the IWAE bound (0: skip the estimate).
+    pub iw_samples: usize,
+    /// Test images the IWAE bound is computed on.
+    pub iw_test_n: usize,
+}
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("the loss became non-finite in epoch {epoch} at step {step} (last good epoch: {})", epoch - 1)]
+    Diverged { epoch: usize, step: usize },
+}
+
+/// A model, its optimizer and the data it trains on.
+pub struct Trainer<'d> {
+    cfg: TrainConfig,
+    data: &'d Dataset,
+    device: Device,
+    varmap: VarMap,
+    model: Model,
+    opt: Adam,
+}
+
+impl<'d> Trainer<'d> {
+    /// A freshly initialized model (seeded by `cfg.seed`).
+    pub fn new(cfg: TrainConfig, data: &'d Dataset, device: Device) -> Result<Self, TrainError> {
+        let arch = Architecture {
+            kind: cfg.model,
+            input_dim: data.dim(),
+            hidden: cfg.hidden.clone(),
+            latent_dim: cfg.latent_dim,
+            likelihood: cfg.likelihood,
+        };
+        let varmap = VarMap::new();
+        init::seeded(&arch, &varmap, cfg.seed, &device)?;
+        let model = Model::new(arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let named = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let opt = Adam::new(named, cfg.lr);
+        Ok(Self {
+            cfg,
+            data,
+            device,
+            varmap,
+            model,
+            opt,
+        })
+    }
+
+    /// The configuration being trained.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn len(&self, kind: SplitKind) -> usize {
+        let n = self.data.split(kind, self.cfg.binarize).len();
+        let subset = match kind {
+            SplitKind::Train => self.cfg.train_subset,
+            SplitKind::Test => self.cfg.test_subset,
+        };
+        subset.map_or(n, |s| s.min(n))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.len(SplitKind::Train).div_ceil(self.cfg.batch_size)
+    }
+
+    /// One pass over the (shuffled) training set; `epoch` is 1-based.
+    pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics, TrainError> {
+        let start = Instant::now();
+        let seed = self.cfg.seed;
+        let order = rng::permutation(
+            &mut rng::stream(seed, rng::Stream::Shuffle, epoch),
+            self.len(SplitKind::Train),
+        );
+        let mut noise = rng::stream(seed, rng::Stream::Noise, epoch);
+        let mut bin_rng = rng::stream(seed, rng::Stream::Binarize, epoch);
+        let dynamic = self.cfg.binarize == Binarize::Dynamic;
+        let split = self.data.split(SplitKind::Train, self.cfg.binarize);
+        let steps = self.steps_per_epoch();
+        let (dim, latent) = (self.data.dim(), self.cfg.latent_dim);
+        let mut sums = Sums::new(latent);
+        let mut buf = Vec::new();
+        let mut beta = self.cfg.objective.beta;
+        for (step, idx) in order.chunks(self.cfg.batch_size).enumerate() {
+            split.gather(idx, dynamic.then_some(&mut bin_rng), &mut buf);
+            let x = Tensor::from_slice(&buf, (idx.len(), dim), &self.device)?;
+            let eps = rng::normal_tensor(&mut noise, (idx.len(), latent), &self.device)?;
+            beta = self
+                .cfg
+                .objective
+                .beta_at((epoch - 1) as f64 + step as f64 / steps as f64);
+            let terms = batch_terms(
+                &self.model,
+                self.cfg.likelihood,
+                &x,
+                &eps,
+                beta,
+                self.cfg.objective.free_bits,
+            )?;
+            let loss = f64::from(terms.loss.to_scalar::<f32>()?);
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: step + 1,
+                });
+            }
+            self.opt.backward_step(&terms.loss)?;
+            sums.add(&terms, loss)?;
+        }
+        Ok(sums.finish(
+            self.cfg.model,
+            epoch,
+            SplitKind::Train,
+            beta,
+            start.elapsed().as_secs_f64(),
+        ))
+    }
+
+    /// Scores a split without training, with one z sample per image (seeded by `epoch`).
+    pub fn evaluate(&self, kind: SplitKind, epoch: usize) -> Result<EpochMetrics, TrainError> {
+        let start = Instant::now();
+        let split = self.data.split(kind, self.cfg.binarize);
+        let n = self.len(kind);
+        let beta = self.cfg.objective.beta_at(epoch as f64);
+        let mut noise = rng::stream(self.cfg.seed, rng::Stream::Eval, epoch);
+        let mut sums = Sums::new(self.cfg.latent_dim);
+        let mut buf = Vec::new();
+        let indices: Vec<usize> = (0..n).collect();
+        for idx in indices.chunks(EVAL_BATCH) {
+            split.gather(idx, None, &mut buf);
+            let x = Tensor::from_slice(&buf, (idx.len(), self.data.dim()), &self.device)?;
+            let eps =
+                rng::normal_tensor(&mut noise, (idx.len(), self.cfg.latent_dim), &self.device)?;
+            let terms = batch_terms(
+                &self.model,
+                self.cfg.likelihood,
+                &x,
+                &eps,
+                beta,
+                self.cfg.objective.free_bits,
+            )?;
+            let loss = f64::from(terms.loss.to_scalar::<f32>()?);
+            sums.add(&terms, loss)?;
+        }
+        Ok(sums.finish(
+            self.cfg.model,
+            epoch,
+            kind,
+            beta,
+            start.elapsed().as_secs_f64(),
+        ))
+    }
+
+    /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0).
+    pub fn iwae(&self) -> Result<Option<iwae::IwaeEstimate>, TrainError> {
+        if self.cfg.model == ModelKind::Ae || self.cfg.iw_samples == 0 {
+            return Ok(None);
+        }
+        let split = self.data.split(SplitKind::Test, self.cfg.binarize);
+        let n = self.cfg.iw_test_n.min(split.len());
+        let mut r = rng::stream(self.cfg.seed, rng::Stream::Iwae, 0);
+        Ok(Some(iwae::estimate(
+            &self.model,
+            split,
+            n,
+            self.cfg.iw_samples,
+            &mut r,
+            &self.device,
+        )?))
+    }
+
+    /// Writes the weights as safetensors.
+    pub fn save_weights(&self, path: &Path) -> Result<(), TrainError> {
+        Ok(self.varmap.save(path)?)
+    }
+
+    /// Loads weights saved by [`Trainer::save_weights`].
+    pub fn load_weights(&mut self, path: &Path) -> Result<(), TrainError> {
+        Ok(self.varmap.load(path)?)
+    }
+
+    /// The optimizer's state, for resumable checkpoints.
+    pub fn optimizer_state(&self) -> AdamState {
+        self.opt.state()
+    }
+
+    /// Restores the optimizer's state.
+    pub fn restore_optimizer(&mut self, state: AdamState) -> Result<(), TrainError> {
+        Ok(self.opt.restore(state)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaelab_data::Split;
+
+    /// 8x8 images of one bright row and one bright column, with grey noise: 2 latent factors.
+    fn toy(n: usize, offset: usize) -> Split {
+        let mut images = Vec::with_capacity(n * 64);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = i + offset;
+            let (r, c) = ((k * 7) % 8, (k * 3 + k / 8) % 8);
+            for p in 0..64 {
+                let on = p / 8 == r || p % 8 == c;
+                images.push(if on {
+                    0.95
+                } else {
+                    0.05 + 0.02 * ((k + p) % 3) as f32
+                });
+            }
+            labels.push(r as u8);
+        }
+        Split::new(images, labels, (8, 8))
+    }
+
+    fn toy_data() -> Dataset {
+        Dataset::new("toy", "memory", toy(512, 0), toy(128, 1000))
+    }
+
+    fn cfg(model: ModelKind) -> TrainConfig {
+        TrainConfig {
+            model,
+            likelihood: Likelihood::Bernoulli,
+            latent_dim: 2,
+            hidden: vec![32],
+            objective: Objective {
+                beta: 1.0,
+                kl_warmup_epochs: 0,
+                free_bits: 0.0,
+            },
+            epochs: 8,
+            batch_size: 32,
+            lr: 3e-3,
+            seed: 11,
+            binarize: Binarize::None,
+            train_subset: None,
+            test_subset: None,
+            iw_samples: 200,
+            iw_test_n: 128,
+        }
+    }
+
+    fn trained(model: ModelKind, data: &Dataset) -> Trainer<'_> {
+        let c = cfg(model);
+        let mut t = Trainer::new(c.clone(), data, Device::Cpu).unwrap();
+        for e in 1..=c.epochs {
+            t.train_epoch(e).unwrap();
+        }
+        t
+    }
+
+    fn without_time(mut m: EpochMetrics) -> EpochMetrics {
+        m.seconds = 0.0;
+        m.samples_per_sec = 0.0;
+        m
+    }
+
+    #[test]
+    fn same_seed_gives_identical_metrics_and_another_seed_does_not() {
+        let data = toy_data();
+        let run = |seed: u64| {
+            let mut t = Trainer::new(
+                TrainConfig {
+                    seed,
+                    binarize: Binarize::Dynamic,
+                    ..cfg(ModelKind::Vae)
+                },
+                &data,
+                Device::Cpu,
+            )
+            .unwrap();
+            (1..=2)
+                .map(|e| without_time(t.train_epoch(e).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+
+    #[test]
+    fn training_lowers_the_test_loss() {
+        let data = toy_data();
+        let fresh = Trainer::new(cfg(ModelKind::Vae), &data, Device::Cpu).unwrap();
+        let before = fresh
+            .evaluate(SplitKind::Test, 0)
+            .unwrap()
+            .neg_elbo
+            .unwrap();
+        let after = trained(ModelKind::Vae, &data)
+            .evaluate(SplitKind::Test, 9)
+            .unwrap()
+            .neg_elbo
+            .unwrap();
+        assert!(after < before - 5.0, "test -ELBO {before} -> {after}");
+    }
+
+    #[test]
+    fn iwae_k1_is_the_elbo_in_expectation_and_more_samples_tighten_it() {
+        let data = toy_data();
+        let t = trained(ModelKind::Vae, &data);
+        let split = data.split(SplitKind::Test, Binarize::None);
+        let mut r = rng::stream(99, rng::Stream::Iwae, 1);
+        let mut est = |k: usize| {
+            iwae::estimate(t.model(), split, split.len(), k, &mut r, &Device::Cpu).unwrap()
+        };
+        // The ELBO with the analytic KL, averaged over 20 independent single-sample passes.
+        let elbo = -(1..=20)
+            .map(|e| t.evaluate(SplitKind::Test, e).unwrap().neg_elbo.unwrap())
+            .sum::<f64>()
+            / 20.0;
+        let k1 = (0..20).map(|_| est(1).log_px).sum::<f64>() / 20.0;
+        assert!(
+            (k1 - elbo).abs() < 0.01 * elbo.abs(),
+            "IWAE(K=1) {k1} vs ELBO {elbo}"
+        );
+        let k200 = est(200);
+        assert!(
+            k200.log_px > elbo,
+            "IWAE(K=200) {} should exceed the ELBO {elbo}",
+            k200.log_px
+        );
+        assert!(
+            k200.log_px > est(5).log_px,
+            "more samples give a tighter bound"
+        );
+        assert!(
+            (k200.elbo - elbo).abs() < 0.01 * elbo.abs(),
+            "mean log w is the ELBO"
+        );
+    }
+
+    #[test]
+    fn autoencoder_has_no_kl_and_no_iwae() {
+        let data = toy_data();
+        let t = trained(ModelKind::Ae, &data);
+        let m = t.evaluate(SplitKind::Test, 1).unwrap();
+        assert_eq!(
+            (m.kl, m.neg_elbo, m.kl_weighted, m.active_units),
+            (None, None, None, None)
+        );
+        assert!(
+            (m.loss - m.recon).abs() < 1e-9,
+            "the AE's loss is its reconstruction"
+        );
+        assert!(t.iwae().unwrap().is_none());
+    }
+
+    #[test]
+    fn divergence_is_reported_not_written() {
+        let data = toy_data();
+        let c = TrainConfig {
+            lr: 1e6,
+            likelihood: Likelihood::GaussianLearned,
+            ..cfg(ModelKind::Vae)
+        };
+        let mut t = Trainer::new(c, &data, Device::Cpu).unwrap();
+        let err = (1..=20).find_map(|e| t.train_epoch(e).err());
+        assert!(matches!(err, Some(TrainError::Diverged { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn every_likelihood_trains() {
+        let data = toy_data();
+        for lik in [
+            Likelihood::Bernoulli,
+            Likelihood::Gaussian { sigma: 0.1 },
+            Likelihood::GaussianLearned,
+            Likelihood::ContinuousBernoulli,
+            Likelihood::Laplace { scale: 0.1 },
+        ] {
+            let mut t = Trainer::new(
+                TrainConfig {
+                    likelihood: lik,
+                    ..cfg(ModelKind::Vae)
+                },
+                &data,
+                Device::Cpu,
+            )
+            .unwrap();
+            let first = t.train_epoch(1).unwrap().loss;
+            let last = (2..=4)
+                .map(|e| t.train_epoch(e).unwrap().loss)
+                .last()
+                .unwrap();
+            assert!(last < first, "{lik:?}: {first} -> {last}");
+        }
+    }
+}
