@@ -29,10 +29,7 @@ enum Command {
 /// Parses the command line and does what it says.
 pub fn main() -> Result<(), Failure> {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        // candle and rayon both read this; set before either starts a thread.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-    }
+    vaelab_vae::threads::configure(cli.threads);
     match cli.command {
         Command::Run { file, results_dir } => run::run_file(&file, &results_dir),
     }

@@ -10,6 +10,7 @@ mod model;
 pub mod objective;
 pub mod optim;
 pub mod rng;
+pub mod threads;
 mod train;
 
 pub use iwae::IwaeEstimate;

@@ -119,6 +119,9 @@ impl CustomOp2 for LogLik {
     }
 }
 
+/// One row of the gradient pass: (output, params), (x, incoming gradient).
+type GradRow<'a> = ((&'a mut [f32], &'a [f32]), (&'a [f32], &'a f32));
+
 impl CustomOp3 for LogLikGrad {
     fn name(&self) -> &'static str {
         "vae-log-prob-grad"
@@ -139,9 +142,7 @@ impl CustomOp3 for LogLikGrad {
             bail!("log_prob grad: {} incoming gradients for {b} rows", g.len())
         }
         let mut out = vec![0f32; b * p * d];
-        let row = |((o, pr), (xr, &gr)): ((&mut [f32], &[f32]), (&[f32], &f32))| {
-            row_grad(self.0, pr, xr, gr, o)
-        };
+        let row = |((o, pr), (xr, &gr)): GradRow| row_grad(self.0, pr, xr, gr, o);
         if b * d > PARALLEL_ABOVE {
             out.par_chunks_mut(p * d)
                 .zip(params.par_chunks(p * d))

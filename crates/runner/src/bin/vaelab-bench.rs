@@ -31,6 +31,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    vaelab_vae::threads::configure(None);
     let data = vaelab_data::load(&DataSource {
         name: DatasetName::FashionMnist,
         data_dir: args.data_dir.clone(),
