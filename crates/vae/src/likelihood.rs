@@ -92,7 +92,17 @@ impl Likelihood {
     #[inline]
     pub fn pixel(self, a: f32, b: f32, x: f32) -> (f32, f32, f32) {
         match self {
-            Likelihood::Bernoulli => (x * a - softplus(a), x - sigmoid(a), 0.0),
+            Likelihood::Bernoulli => {
+                // One exp and one log1p serve softplus and sigmoid.
+                let e = (-a.abs()).exp();
+                let softplus = a.max(0.0) + e.ln_1p();
+                let sigmoid = if a >= 0.0 {
+                    1.0 / (1.0 + e)
+                } else {
+                    e / (1.0 + e)
+                };
+                (x * a - softplus, x - sigmoid, 0.0)
+            }
             Likelihood::ContinuousBernoulli => {
                 let (log_c, dlog_c) = cb_log_norm(a);
                 (x * a - softplus(a) + log_c, x - sigmoid(a) + dlog_c, 0.0)

@@ -3,18 +3,28 @@
 use crate::Likelihood;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Rows are processed in parallel only above this many pixels: below, the pool costs more.
 const PARALLEL_ABOVE: usize = 1 << 15;
 
 /// (B, P·D) params and (B, D) x → (B,) row sums of log p.
+///
+/// When `params` is part of a graph being differentiated, the forward pass also keeps the
+/// per-pixel derivatives (one `exp`/`log1p` per pixel serves both), and the backward pass only
+/// scales them by the incoming gradient.
 pub(crate) fn log_prob(lik: Likelihood, params: &Tensor, x: &Tensor) -> Result<Tensor> {
     let params = params.contiguous()?;
     let x = x.contiguous()?;
-    params.apply_op2(&x, LogLik(lik))
+    let stash = params.track_op().then(|| Mutex::new(None));
+    params.apply_op2(&x, LogLik { lik, stash })
 }
 
-struct LogLik(Likelihood);
+struct LogLik {
+    lik: Likelihood,
+    /// d log p / d params, (B, P·D), filled by the forward pass when a backward pass will come.
+    stash: Option<Mutex<Option<Vec<f32>>>>,
+}
 struct LogLikGrad(Likelihood);
 
 /// Checks shapes and returns (rows, pixels, params per pixel).
@@ -43,6 +53,29 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("log_prob: inputs must be contiguous"),
     }
+}
+
+/// One row: Σ_j log p, and the derivatives into `grad`.
+#[inline]
+fn row_sum_grad(lik: Likelihood, params: &[f32], x: &[f32], grad: &mut [f32]) -> f32 {
+    let d = x.len();
+    let mut acc = 0f64;
+    if lik.params_per_pixel() == 2 {
+        let (ga, gb) = grad.split_at_mut(d);
+        for j in 0..d {
+            let (f, da, db) = lik.pixel(params[j], params[d + j], x[j]);
+            acc += f64::from(f);
+            ga[j] = da;
+            gb[j] = db;
+        }
+    } else {
+        for j in 0..d {
+            let (f, da, _) = lik.pixel(params[j], 0.0, x[j]);
+            acc += f64::from(f);
+            grad[j] = da;
+        }
+    }
+    acc as f32
 }
 
 /// One row: Σ_j log p, written from the likelihood's pixel function.
@@ -92,17 +125,48 @@ impl CustomOp2 for LogLik {
         sx: &CpuStorage,
         lx: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, d, p) = dims(self.0, lp, lx)?;
+        let lik = self.lik;
+        let (b, d, p) = dims(lik, lp, lx)?;
         let (params, x) = (slice(sp, lp)?, slice(sx, lx)?);
-        let row = |(pr, xr): (&[f32], &[f32])| row_sum(self.0, pr, xr);
-        let out: Vec<f32> = if b * d > PARALLEL_ABOVE {
-            params
-                .par_chunks(p * d)
-                .zip(x.par_chunks(d))
-                .map(row)
-                .collect()
-        } else {
-            params.chunks(p * d).zip(x.chunks(d)).map(row).collect()
+        let parallel = b * d > PARALLEL_ABOVE;
+        let out: Vec<f32> = match &self.stash {
+            None => {
+                let row = |(pr, xr): (&[f32], &[f32])| row_sum(lik, pr, xr);
+                if parallel {
+                    params
+                        .par_chunks(p * d)
+                        .zip(x.par_chunks(d))
+                        .map(row)
+                        .collect()
+                } else {
+                    params.chunks(p * d).zip(x.chunks(d)).map(row).collect()
+                }
+            }
+            Some(stash) => {
+                let mut grad = vec![0f32; b * p * d];
+                let row =
+                    |((pr, xr), g): ((&[f32], &[f32]), &mut [f32])| row_sum_grad(lik, pr, xr, g);
+                let out = if parallel {
+                    params
+                        .par_chunks(p * d)
+                        .zip(x.par_chunks(d))
+                        .zip(grad.par_chunks_mut(p * d))
+                        .map(row)
+                        .collect()
+                } else {
+                    params
+                        .chunks(p * d)
+                        .zip(x.chunks(d))
+                        .zip(grad.chunks_mut(p * d))
+                        .map(row)
+                        .collect()
+                };
+                let mut slot = stash
+                    .lock()
+                    .map_err(|_| candle_core::Error::Msg("log_prob stash poisoned".into()))?;
+                *slot = Some(grad);
+                out
+            }
         };
         Ok((CpuStorage::F32(out), Shape::from(b)))
     }
@@ -114,7 +178,22 @@ impl CustomOp2 for LogLik {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = params.apply_op3_no_bwd(x, &grad_res.contiguous()?, &LogLikGrad(self.0))?;
+        let stashed = self.stash.as_ref().and_then(|s| s.lock().ok()?.take());
+        let grad = match stashed {
+            Some(mut grad) => {
+                // Scale each row's derivatives by the gradient of that row's sum.
+                let g = grad_res.to_vec1::<f32>()?;
+                let row_len = grad.len() / g.len().max(1);
+                for (row, gr) in grad.chunks_mut(row_len).zip(g) {
+                    row.iter_mut().for_each(|v| *v *= gr);
+                }
+                Tensor::from_vec(grad, params.shape(), params.device())?
+            }
+            None => {
+                let g = grad_res.contiguous()?;
+                params.apply_op3_no_bwd(x, &g, &LogLikGrad(self.lik))?
+            }
+        };
         Ok((Some(grad), None))
     }
 }
