@@ -1,8 +1,9 @@
 //! The encoder q(z|x) and decoder p(x|z): MLPs built from a `VarBuilder`.
 
+use crate::dense::dense;
 use crate::Likelihood;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// VAE (stochastic z, KL to the prior) or plain autoencoder (deterministic z, no KL).
@@ -81,6 +82,27 @@ impl Architecture {
     }
 }
 
+/// A linear layer: `weight` (out, in) and `bias` (out), named as in candle-nn's `linear`.
+#[derive(Debug, Clone)]
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn new(spec: &LayerSpec, vb: &VarBuilder) -> Result<Self> {
+        let vb = vb.pp(&spec.name);
+        Ok(Self {
+            weight: vb.get((spec.fan_out, spec.fan_in), "weight")?,
+            bias: vb.get(spec.fan_out, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        dense(x, &self.weight, &self.bias, relu)
+    }
+}
+
 /// Linear layers with ReLU between them and none after the last.
 #[derive(Debug, Clone)]
 struct Mlp {
@@ -93,7 +115,7 @@ impl Mlp {
         let mut layers = specs
             .iter()
             .filter(|s| s.name.starts_with(prefix))
-            .map(|s| linear(s.fan_in, s.fan_out, vb.pp(&s.name)))
+            .map(|s| Linear::new(s, vb))
             .collect::<Result<Vec<_>>>()?;
         let head = layers
             .pop()
@@ -109,9 +131,9 @@ impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for layer in &self.hidden {
-            h = layer.forward(&h)?.relu()?;
+            h = layer.forward(&h, true)?;
         }
-        self.head.forward(&h)
+        self.head.forward(&h, false)
     }
 }
 

@@ -1,0 +1,289 @@
+//! A dense layer as one fused op on the CPU: y = act(x·Wᵀ + b), with a hand-written backward.
+//!
+//! candle's generic path costs four tensor ops forward (transpose, matmul, broadcast add, ReLU)
+//! and more backward, and its matmul backward always computes the input's gradient — for the
+//! first layer that is a 128×400×784 product for the data, which has no use for it. Here the
+//! bias is the gemm's initial accumulator, the ReLU is applied in place, and the backward
+//! computes dx only when x needs it. Other devices take candle's ops.
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use gemm::Parallelism;
+
+/// act(x·Wᵀ + b) for x (B, I), W (O, I), b (O); `relu` picks the activation (else identity).
+pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu })
+}
+
+struct Dense {
+    relu: bool,
+}
+
+fn parallelism() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// dst (m×n, row-major) = [dst +] lhs·rhs, each operand given by its row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts keep every index the kernel touches inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => bail!("dense: {what} must be contiguous"),
+    }
+}
+
+/// Runs `f` on the f32 data of a contiguous CPU tensor.
+fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(contiguous(cpu, layout, "tensor")?),
+        _ => bail!("dense: expected a CPU tensor"),
+    }
+}
+
+impl CustomOp3 for Dense {
+    fn name(&self) -> &'static str {
+        "dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[rows, fan_in], &[fan_out, w_in], &[b_len]) = (lx.dims(), lw.dims(), lb.dims())
+        else {
+            bail!(
+                "dense: x {:?}, W {:?}, b {:?} must be 2-d, 2-d, 1-d",
+                lx.dims(),
+                lw.dims(),
+                lb.dims()
+            )
+        };
+        if w_in != fan_in || b_len != fan_out {
+            bail!(
+                "dense: x {:?}, W {:?}, b {:?} do not fit",
+                lx.dims(),
+                lw.dims(),
+                lb.dims()
+            )
+        }
+        let (x, w, b) = (
+            contiguous(sx, lx, "x")?,
+            contiguous(sw, lw, "W")?,
+            contiguous(sb, lb, "b")?,
+        );
+        let mut y: Vec<f32> = Vec::with_capacity(rows * fan_out);
+        for _ in 0..rows {
+            y.extend_from_slice(b);
+        }
+        // y += x·Wᵀ: Wᵀ[k][n] = W[n][k], so its row stride is 1 and its column stride fan_in.
+        matmul(
+            (rows, fan_out, fan_in),
+            &mut y,
+            true,
+            x,
+            (fan_in, 1),
+            w,
+            (1, fan_in),
+        );
+        if self.relu {
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        Ok((CpuStorage::F32(y), Shape::from((rows, fan_out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, fan_in) = x.dims2()?;
+        let fan_out = w.dim(0)?;
+        let grad = grad.contiguous()?;
+        // dL/d(pre-activation): the ReLU passes the gradient where it was open.
+        let gz: Vec<f32> = with_data(&grad, |g| {
+            if self.relu {
+                with_data(y, |y| {
+                    Ok(g.iter()
+                        .zip(y)
+                        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
+                        .collect())
+                })
+            } else {
+                Ok(g.to_vec())
+            }
+        })?;
+        let mut db = vec![0f32; fan_out];
+        for row in gz.chunks(fan_out) {
+            db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+        }
+        // dW = gzᵀ·x: gzᵀ[o][r] = gz[r][o] → row stride 1, column stride fan_out.
+        let mut dw = vec![0f32; fan_out * fan_in];
+        with_data(x, |x| {
+            matmul(
+                (fan_out, fan_in, rows),
+                &mut dw,
+                false,
+                &gz,
+                (1, fan_out),
+                x,
+                (fan_in, 1),
+            );
+            Ok(())
+        })?;
+        let dx = if x.track_op() {
+            let mut dx = vec![0f32; rows * fan_in];
+            with_data(w, |w| {
+                matmul(
+                    (rows, fan_in, fan_out),
+                    &mut dx,
+                    false,
+                    &gz,
+                    (fan_out, 1),
+                    w,
+                    (fan_in, 1),
+                );
+                Ok(())
+            })?;
+            Some(Tensor::from_vec(dx, (rows, fan_in), x.device())?)
+        } else {
+            None
+        };
+        let dev = x.device();
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, (fan_out, fan_in), dev)?),
+            Some(Tensor::from_vec(db, fan_out, dev)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &Tensor) {
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// The fused op against candle's own ops, values and every gradient.
+    #[test]
+    fn matches_candle_ops_forward_and_backward() {
+        let dev = Device::Cpu;
+        let v = |n: usize, s: f32| {
+            (0..n)
+                .map(|i| ((i as f32 * 0.731 + s).sin()) * 0.8)
+                .collect::<Vec<f32>>()
+        };
+        for relu in [true, false] {
+            let (rows, fan_in, fan_out) = (7, 13, 5);
+            let w = Var::from_vec(v(fan_out * fan_in, 0.1), (fan_out, fan_in), &dev).unwrap();
+            let b = Var::from_vec(v(fan_out, 2.0), fan_out, &dev).unwrap();
+            let x = Var::from_vec(v(rows * fan_in, 1.0), (rows, fan_in), &dev).unwrap();
+            let mix = Tensor::from_vec(v(rows * fan_out, 3.0), (rows, fan_out), &dev).unwrap();
+            let fused = dense(&x, &w, &b, relu).unwrap();
+            let plain = x
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let plain = if relu { plain.relu().unwrap() } else { plain };
+            close(&fused, &plain);
+            let gf = (fused * &mix)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gp = (plain * &mix)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for var in [&w, &b, &x] {
+                close(gf.get(var).unwrap(), gp.get(var).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn data_input_gets_no_gradient() {
+        let dev = Device::Cpu;
+        let w = Var::ones((3, 4), candle_core::DType::F32, &dev).unwrap();
+        let b = Var::zeros(3, candle_core::DType::F32, &dev).unwrap();
+        let x = Tensor::ones((2, 4), candle_core::DType::F32, &dev).unwrap();
+        let grads = dense(&x, &w, &b, true)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(grads.get(&x).is_none());
+        assert_eq!(
+            grads.get(&w).unwrap().to_vec2::<f32>().unwrap()[0],
+            vec![2.0; 4]
+        );
+    }
+}
