@@ -178,10 +178,12 @@ fn autoencoder_leaves_undefined_figures_null() {
 
 #[test]
 fn a_short_run_learns() {
-    // The classic model on 10k images for 3 epochs (235 Adam steps). At initialization the
-    // test -ELBO is about 784·ln 2 ≈ 543 nats; PyTorch's reference reaches 262.5 after one full
-    // epoch (469 steps). Measured here: see BOUND. A model that does not learn stays above 400.
-    const BOUND: f64 = 300.0;
+    // The classic model on 10k images for 3 epochs (237 Adam steps), tested on 2k images.
+    // At initialization the test -ELBO is about 784·ln 2 ≈ 543 nats; PyTorch's reference
+    // reaches 262.5 after one full epoch (469 steps). Measured here on 2026-11-24: 302.1,
+    // 280.7, 272.1 after epochs 1-3, the same with 1 or 2 threads. The bound leaves 13 nats for
+    // float differences between machines; a model that stops learning after epoch 1 fails it.
+    const BOUND: f64 = 285.0;
     let tmp = tempfile::tempdir().unwrap();
     let body = format!(
         "data_dir = \"{}\"\nepochs = 3\ntrain_subset = 10000\ntest_subset = 2000\niw_test_n = 0\n",

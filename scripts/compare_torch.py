@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Times the PyTorch reference (../shared/anchors/torch_vae.py) and vaelab-bench in one sitting
+and prints the ratios vaelab / PyTorch (below 1: vaelab is faster).
+
+  TORCH_PYTHON=.venv-torch/bin/python python3 scripts/compare_torch.py [--epochs 3] [--iw]
+
+Needs a Python with torch (see ../shared/anchors/README.md) and a built vaelab-bench.
+"""
+import argparse, json, os, re, statistics, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def torch_run(py, script, threads, epochs, iw):
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [py, script, "--data-dir", DATA, "--epochs", str(epochs), "--threads", str(threads),
+               "--iw-samples", "1000" if iw else "0", "--out", out.name]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        res = json.load(open(out.name))
+    secs = [e["train_seconds"] for e in res["epochs"]]
+    return statistics.median(secs[1:] or secs), res.get("iwae_seconds")
+
+
+def vaelab_run(bench, threads, epochs, iw):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    cmd = [bench, "--epochs", str(epochs)] + (["--iw-samples", "1000"] if iw else [])
+    out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
+    epoch = float(re.search(r"SUMMARY .*epoch_seconds=([0-9.]+)", out).group(1))
+    m = re.search(r"IWAE .*seconds=([0-9.]+)", out)
+    return epoch, (float(m.group(1)) if m else None)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--iw", action="store_true", help="also time IWAE K=1000 on 1000 images (2 threads)")
+    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", sys.executable))
+    ap.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_vae.py"))
+    ap.add_argument("--bench", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/vaelab-target")), "debug", "vaelab-bench"))
+    a = ap.parse_args()
+    rows = []
+    for threads in (1, 2):
+        iw = a.iw and threads == 2
+        t_epoch, t_iw = torch_run(a.torch_python, a.reference, threads, a.epochs, iw)
+        v_epoch, v_iw = vaelab_run(a.bench, threads, a.epochs, iw)
+        rows.append((f"epoch, {threads} thread{'s' if threads > 1 else ''}", t_epoch, v_epoch))
+        if iw:
+            rows.append(("IWAE K=1000 x 1000 images, 2 threads", t_iw, v_iw))
+    print(f"{'what':<40} {'PyTorch s':>10} {'vaelab s':>10} {'ratio':>7}")
+    for what, t, v in rows:
+        print(f"{what:<40} {t:>10.3f} {v:>10.3f} {v / t:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
