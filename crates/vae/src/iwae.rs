@@ -47,7 +47,8 @@ pub fn estimate(
     let indices: Vec<usize> = (0..n).collect();
     for idx in indices.chunks(per_pass) {
         split.gather(idx, None, &mut buf);
-        let post = model.encode(&Tensor::from_slice(&buf, (idx.len(), d), device)?)?;
+        let x = Tensor::from_slice(&buf, (idx.len(), d), device)?;
+        let post = model.encode(&x)?;
         let mu = post.mu.to_vec2::<f32>()?;
         let logvar = match post.logvar {
             Some(lv) => lv.to_vec2::<f32>()?,
@@ -55,11 +56,9 @@ pub fn estimate(
         };
         let rows = idx.len() * k;
         let mut z = Vec::with_capacity(rows * l);
-        let mut x_rep = Vec::with_capacity(rows * d);
         let mut log_prior_minus_q = Vec::with_capacity(rows);
         let eps = rng::normals(r, rows * l);
         for (i, (mu, lv)) in mu.iter().zip(&logvar).enumerate() {
-            let image = &buf[i * d..(i + 1) * d];
             for s in 0..k {
                 let e = &eps[(i * k + s) * l..(i * k + s + 1) * l];
                 let mut acc = 0f64;
@@ -72,13 +71,11 @@ pub fn estimate(
                         + 0.5 * f64::from(lv[j]);
                 }
                 log_prior_minus_q.push(acc);
-                x_rep.extend_from_slice(image);
             }
         }
         let params = model.decode(&Tensor::from_vec(z, (rows, l), device)?)?;
-        let log_px_z = lik
-            .log_prob(&params, &Tensor::from_vec(x_rep, (rows, d), device)?)?
-            .to_vec1::<f32>()?;
+        // Each image's row of x serves its K rows of decoder output (no K-fold copy).
+        let log_px_z = lik.log_prob(&params, &x)?.to_vec1::<f32>()?;
         for i in 0..idx.len() {
             let w: Vec<f64> = (0..k)
                 .map(|s| f64::from(log_px_z[i * k + s]) + log_prior_minus_q[i * k + s])
