@@ -129,23 +129,29 @@ fn row<F: Fn(f32, f32, f32) -> (f32, f32, f32)>(
     total as f32
 }
 
-/// Rows `first..first + out.len()` of a call: sums into `out`, derivatives into `grad`.
+/// The read-only inputs of a block of rows: rows `first..first + out.len()` of a call.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    dm: Dims,
+    first: usize,
+    params: &'a [f32],
+    x: &'a [f32],
+}
+
+/// Sums into `out` and derivatives into `grad` for the rows of `job`.
 #[inline(always)]
 fn rows<F: Fn(f32, f32, f32) -> (f32, f32, f32)>(
     f: &F,
-    dm: Dims,
-    first: usize,
-    params: &[f32],
-    x: &[f32],
+    job: Rows<'_>,
     out: &mut [f32],
     mut grad: Option<&mut [f32]>,
     scratch: &mut Vec<f32>,
 ) {
-    let Dims { d, p, repeat } = dm;
+    let Dims { d, p, repeat } = job.dm;
     for (i, o) in out.iter_mut().enumerate() {
-        let r = first + i;
-        let pr = &params[r * p * d..(r + 1) * p * d];
-        let xr = &x[(r / repeat) * d..(r / repeat + 1) * d];
+        let r = job.first + i;
+        let pr = &job.params[r * p * d..(r + 1) * p * d];
+        let xr = &job.x[(r / repeat) * d..(r / repeat + 1) * d];
         let (a, b) = if p == 2 { pr.split_at(d) } else { (pr, pr) };
         let g = grad.as_deref_mut().map(|g| {
             let g = &mut g[i * p * d..(i + 1) * p * d];
@@ -174,18 +180,14 @@ macro_rules! dispatch {
     };
 }
 
-#[allow(clippy::too_many_arguments)]
 fn rows_portable(
     lik: Likelihood,
-    dm: Dims,
-    first: usize,
-    params: &[f32],
-    x: &[f32],
+    job: Rows<'_>,
     out: &mut [f32],
     grad: Option<&mut [f32]>,
     scratch: &mut Vec<f32>,
 ) {
-    dispatch!(lik, dm, first, params, x, out, grad, scratch)
+    dispatch!(lik, job, out, grad, scratch)
 }
 
 /// The same loop compiled for AVX2 and FMA.
@@ -194,37 +196,24 @@ fn rows_portable(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn rows_avx2(
     lik: Likelihood,
-    dm: Dims,
-    first: usize,
-    params: &[f32],
-    x: &[f32],
+    job: Rows<'_>,
     out: &mut [f32],
     grad: Option<&mut [f32]>,
     scratch: &mut Vec<f32>,
 ) {
-    dispatch!(lik, dm, first, params, x, out, grad, scratch)
+    dispatch!(lik, job, out, grad, scratch)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn rows_best(
-    lik: Likelihood,
-    dm: Dims,
-    first: usize,
-    params: &[f32],
-    x: &[f32],
-    out: &mut [f32],
-    grad: Option<&mut [f32]>,
-) {
+fn rows_best(lik: Likelihood, job: Rows<'_>, out: &mut [f32], grad: Option<&mut [f32]>) {
     let mut scratch = Vec::new();
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: both features were just detected.
-        return unsafe { rows_avx2(lik, dm, first, params, x, out, grad, &mut scratch) };
+        return unsafe { rows_avx2(lik, job, out, grad, &mut scratch) };
     }
-    rows_portable(lik, dm, first, params, x, out, grad, &mut scratch)
+    rows_portable(lik, job, out, grad, &mut scratch)
 }
 
 impl CustomOp2 for LogLik {
@@ -247,7 +236,13 @@ impl CustomOp2 for LogLik {
         let mut out = vec![0f32; b];
         let mut grad = self.stash.as_ref().map(|_| vec![0f32; b * width]);
         let task = |(t, (o, g)): (usize, (&mut [f32], Option<&mut [f32]>))| {
-            rows_best(lik, dm, t * rows_per_task, params, x, o, g)
+            let job = Rows {
+                dm,
+                first: t * rows_per_task,
+                params,
+                x,
+            };
+            rows_best(lik, job, o, g)
         };
         match grad.as_mut() {
             Some(g) => out
