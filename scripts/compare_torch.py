@@ -6,7 +6,7 @@ and prints the ratios vaelab / PyTorch (below 1: vaelab is faster).
 
 Needs a Python with torch (see ../shared/anchors/README.md) and a built vaelab-bench.
 """
-import argparse, json, os, re, statistics, subprocess, sys, tempfile
+import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -22,6 +22,31 @@ def torch_run(py, script, threads, epochs, iw):
     return statistics.median(secs[1:] or secs), res.get("iwae_seconds")
 
 
+def torch_sweep(py, script, runs, epochs, jobs=2):
+    """`runs` reference runs, `jobs` processes of 1 thread at a time (PyTorch's best launch)."""
+    t0 = time.perf_counter()
+    pending = list(range(runs))
+    active = []
+    while pending or active:
+        while pending and len(active) < jobs:
+            seed = pending.pop(0)
+            cmd = [py, script, "--data-dir", DATA, "--epochs", str(epochs), "--threads", "1",
+                   "--iw-samples", "0", "--seed", str(seed)]
+            active.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+        active[0].wait()
+        if active[0].returncode:
+            sys.exit(f"reference run failed: {active[0].args}")
+        active.pop(0)
+    return time.perf_counter() - t0
+
+
+def vaelab_sweep(bench, runs, epochs):
+    out = subprocess.run([bench, "--epochs", str(epochs), "--sweep-runs", str(runs)], check=True,
+                         capture_output=True, text=True).stdout
+    walls = {m.group(1): float(m.group(2)) for m in re.finditer(r"SWEEP .*strategy=(\S+) wall_seconds=([0-9.]+)", out)}
+    return walls
+
+
 def vaelab_run(bench, threads, epochs, iw):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [bench, "--epochs", str(epochs)] + (["--iw-samples", "1000"] if iw else [])
@@ -35,6 +60,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--iw", action="store_true", help="also time IWAE K=1000 on 1000 images (2 threads)")
+    ap.add_argument("--sweep", type=int, default=0, metavar="RUNS",
+                    help="also time a sweep of RUNS runs: PyTorch as 2 processes x 1 thread, vaelab both ways")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", sys.executable))
     ap.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_vae.py"))
     ap.add_argument("--bench", default=os.path.join(
@@ -48,9 +75,13 @@ def main():
         rows.append((f"epoch, {threads} thread{'s' if threads > 1 else ''}", t_epoch, v_epoch))
         if iw:
             rows.append(("IWAE K=1000 x 1000 images, 2 threads", t_iw, v_iw))
-    print(f"{'what':<40} {'PyTorch s':>10} {'vaelab s':>10} {'ratio':>7}")
+    if a.sweep:
+        t = torch_sweep(a.torch_python, a.reference, a.sweep, a.epochs)
+        for strategy, v in vaelab_sweep(a.bench, a.sweep, a.epochs).items():
+            rows.append((f"sweep {a.sweep}x{a.epochs} ep, vaelab {strategy}", t, v))
+    print(f"{'what':<58} {'PyTorch s':>10} {'vaelab s':>10} {'ratio':>7}")
     for what, t, v in rows:
-        print(f"{what:<40} {t:>10.3f} {v:>10.3f} {v / t:>7.2f}")
+        print(f"{what:<58} {t:>10.3f} {v:>10.3f} {v / t:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 //! ops, with its moments kept as plain vectors so they can be saved and restored.
 
 use candle_core::{backprop::GradStore, bail, CpuStorage, InplaceOp2, Layout, Result, Tensor, Var};
+use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Adam with PyTorch's defaults (β₁ 0.9, β₂ 0.999, ε 1e-8) and no weight decay.
@@ -137,15 +138,24 @@ impl InplaceOp2 for Update<'_> {
             )
         }
         let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-        for (((p, &g), m), v) in theta
-            .iter_mut()
-            .zip(grad)
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-        {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= self.step_size * *m / (v.sqrt() * self.inv_sqrt_bc2 + eps);
+        let (step_size, inv_sqrt_bc2) = (self.step_size, self.inv_sqrt_bc2);
+        let update = |((p, g), (m, v)): ((&mut [f32], &[f32]), (&mut [f32], &mut [f32]))| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+            }
+        };
+        // Element-wise, so chunks can go to the pool's threads; small tensors stay on this one.
+        const CHUNK: usize = 1 << 15;
+        if theta.len() > 2 * CHUNK {
+            theta
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .for_each(update);
+        } else {
+            update(((theta, grad), (&mut m[..], &mut v[..])));
         }
         Ok(())
     }

@@ -14,3 +14,15 @@ pub fn configure(threads: Option<usize>) {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
+
+/// Runs `f` inside a rayon pool of `threads` workers: the fused kernels size their
+/// parallelism from the pool they run in, so runs side by side each get their own share.
+pub fn in_pool<R: Send>(
+    threads: usize,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, rayon::ThreadPoolBuildError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
+    Ok(pool.install(f))
+}

@@ -6,7 +6,9 @@ use candle_core::Device;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use std::path::PathBuf;
-use vaelab_data::{DataSource, DatasetName, SplitKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
 use vaelab_vae::{Architecture, Likelihood, ModelKind, Objective, TrainConfig, Trainer};
 
 #[global_allocator]
@@ -27,6 +29,52 @@ struct Args {
     /// Also time the IWAE bound with this many samples on 1000 test images (0: skip).
     #[arg(long, default_value_t = 0)]
     iw_samples: usize,
+    /// Also time a sweep of this many runs (seeds 0..N) under both dispatch strategies.
+    #[arg(long, default_value_t = 0)]
+    sweep_runs: usize,
+}
+
+/// Trains `runs` runs (seeds 0..runs), `jobs` at a time, each in a pool of `threads` workers,
+/// all sharing one dataset; returns the wall seconds.
+fn sweep(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    runs: usize,
+    jobs: usize,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                s.spawn(|| {
+                    vaelab_vae::threads::in_pool(threads, || -> anyhow::Result<()> {
+                        while let Some(seed) =
+                            Some(next.fetch_add(1, Ordering::SeqCst)).filter(|&i| i < runs)
+                        {
+                            let run_cfg = TrainConfig {
+                                seed: seed as u64,
+                                ..cfg.clone()
+                            };
+                            let mut t = Trainer::new(run_cfg, data, Device::Cpu)?;
+                            for epoch in 1..=cfg.epochs {
+                                t.train_epoch(epoch)?;
+                                t.evaluate(SplitKind::Test, epoch)?;
+                            }
+                        }
+                        Ok(())
+                    })?
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a sweep worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +144,14 @@ fn main() -> anyhow::Result<()> {
         gflop_per_epoch / median,
         cfg.epochs
     );
+    if args.sweep_runs > 0 {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runs = args.sweep_runs;
+        let serial = sweep(&data, &cfg, runs, 1, cores)?;
+        println!("SWEEP runs={runs} epochs={} strategy=one-run-at-a-time-{cores}-threads wall_seconds={serial:.2}", cfg.epochs);
+        let parallel = sweep(&data, &cfg, runs, cores, 1)?;
+        println!("SWEEP runs={runs} epochs={} strategy={cores}-runs-at-a-time-1-thread wall_seconds={parallel:.2}", cfg.epochs);
+    }
     if args.iw_samples > 0 {
         if let Some(iw) = trainer.iwae()? {
             println!(
