@@ -101,6 +101,9 @@ impl Adam {
     }
 }
 
+/// A chunk of the update: (parameters, gradients), (first moments, second moments).
+type Chunk<'a> = ((&'a mut [f32], &'a [f32]), (&'a mut [f32], &'a mut [f32]));
+
 struct Update<'a> {
     m: RefCell<&'a mut Vec<f32>>,
     v: RefCell<&'a mut Vec<f32>>,
@@ -139,7 +142,7 @@ impl InplaceOp2 for Update<'_> {
         }
         let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
         let (step_size, inv_sqrt_bc2) = (self.step_size, self.inv_sqrt_bc2);
-        let update = |((p, g), (m, v)): ((&mut [f32], &[f32]), (&mut [f32], &mut [f32]))| {
+        let update = |((p, g), (m, v)): Chunk| {
             for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
