@@ -100,7 +100,9 @@ pub fn train(spec: &RunSpec, data: &Dataset, dir: &RunDir) -> anyhow::Result<()>
     }
     let ckpt = dir.file(track::CHECKPOINT);
     track::write_atomic_with(&ckpt, |tmp| {
-        trainer.save_weights(tmp).map_err(|e| e.to_string())
+        trainer
+            .save_checkpoint(tmp, cfg.epochs)
+            .map_err(|e| e.to_string())
     })?;
     let mut cells = vec![("run_id".to_string(), Cell::Str(Some(run_id)))];
     cells.extend(spec.keys.cells());
