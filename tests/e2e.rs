@@ -157,7 +157,11 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
         "{config}"
     );
     // Nothing but the run's files: every write went through a temp file that was renamed.
-    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 4);
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        5,
+        "config, manifest, metrics, summary, checkpoint"
+    );
 }
 
 #[test]

@@ -33,6 +33,30 @@ pub enum ConfigError {
     },
 }
 
+/// Every key of a run file, in the order of [`RunKeys`].
+pub const RUN_KEYS: &[&str] = &[
+    "name",
+    "dataset",
+    "data_dir",
+    "model",
+    "likelihood",
+    "sigma",
+    "latent_dim",
+    "hidden",
+    "beta",
+    "kl_warmup_epochs",
+    "free_bits",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "binarize",
+    "train_subset",
+    "test_subset",
+    "iw_samples",
+    "iw_test_n",
+];
+
 /// The keys of one run, with their defaults (see the README's table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -138,7 +162,7 @@ pub fn load_run_file(path: &Path) -> Result<RunSpec, ConfigError> {
 }
 
 /// serde names Rust types ("expected usize"); say what a TOML writer should put instead.
-fn plain_types(message: &str) -> String {
+pub(crate) fn plain_types(message: &str) -> String {
     message
         .replace("expected usize", "expected an integer ≥ 0")
         .replace("expected u64", "expected an integer ≥ 0")
@@ -466,6 +490,22 @@ mod tests {
             ..a.clone()
         };
         assert_ne!(a.run_id(), c.run_id());
+    }
+
+    #[test]
+    fn run_keys_lists_every_field() {
+        let all = RunKeys {
+            name: Some("n".into()),
+            data_dir: Some("/d".into()),
+            train_subset: Some(1),
+            test_subset: Some(1),
+            ..RunKeys::default()
+        };
+        let table = toml::Table::try_from(&all).unwrap();
+        let fields: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut listed = RUN_KEYS.to_vec();
+        listed.sort();
+        assert_eq!(fields, listed);
     }
 
     #[test]

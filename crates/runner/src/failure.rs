@@ -5,6 +5,8 @@ pub enum Failure {
     Input(anyhow::Error),
     /// A run failed while training or writing its results (exit 1).
     Run(anyhow::Error),
+    /// Ctrl-C: runs were stopped after their current epoch and marked interrupted (exit 130).
+    Interrupted(anyhow::Error),
 }
 
 impl Failure {
@@ -13,13 +15,14 @@ impl Failure {
         match self {
             Failure::Run(_) => 1,
             Failure::Input(_) => 2,
+            Failure::Interrupted(_) => 130,
         }
     }
 
     /// The error with its context chain.
     pub fn error(&self) -> &anyhow::Error {
         match self {
-            Failure::Input(e) | Failure::Run(e) => e,
+            Failure::Input(e) | Failure::Run(e) | Failure::Interrupted(e) => e,
         }
     }
 }

@@ -1,36 +1,77 @@
-//! `vaelab run`: one run from its file to its folder of results.
+//! One run from its keys to its folder: config, per-epoch metrics and checkpoint, manifest,
+//! summary. Finished runs are skipped; interrupted ones resume from their last checkpoint.
 
-use crate::config::{load_run_file, RunSpec};
-use crate::failure::Failure;
-use anyhow::{anyhow, Context};
+use crate::config::RunKeys;
+use crate::manifest::{self, Manifest, Status};
+use anyhow::Context;
 use candle_core::Device;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::{Dataset, SplitKind};
 use vaelab_track::{self as track, Cell, MetricsRow, RunDir};
-use vaelab_vae::{EpochMetrics, IwaeEstimate, Trainer};
+use vaelab_vae::{EpochMetrics, IwaeEstimate, TrainError, Trainer};
 
-/// Checks the file, loads the data, prepares the folder, then trains.
-pub fn run_file(file: &Path, results_dir: &Path) -> Result<(), Failure> {
-    let spec = load_run_file(file).map_err(|e| Failure::Input(e.into()))?;
-    let data = load_data(&spec).map_err(Failure::Input)?;
-    let dir = RunDir::create(results_dir, &spec.name)
-        .with_context(|| format!("results folder {} (--results-dir)", results_dir.display()))
-        .map_err(Failure::Input)?;
-    eprintln!("{}: {} from {}", spec.name, data.name(), data.origin());
-    train(&spec, &data, &dir).map_err(Failure::Run)
+/// Facts about this invocation recorded in every manifest.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub git_commit: Option<String>,
+    pub host: String,
 }
 
-/// Loads the run's dataset; errors say which key of which file to change.
-pub fn load_data(spec: &RunSpec) -> anyhow::Result<Dataset> {
-    let key = if spec.keys.data_dir.is_some() {
-        "data_dir"
-    } else {
-        "dataset"
-    };
-    vaelab_data::load(&spec.keys.data_source())
-        .with_context(|| format!("{}: key `{key}`", spec.source.display()))
+impl Provenance {
+    /// Reads the git commit and host name once.
+    pub fn detect() -> Self {
+        Self {
+            git_commit: manifest::git_commit(),
+            host: manifest::host(),
+        }
+    }
 }
+
+/// Everything one run needs.
+pub struct RunJob<'a> {
+    pub id: &'a str,
+    /// How logs name the run.
+    pub label: String,
+    pub keys: &'a RunKeys,
+    /// The file the run came from.
+    pub source: &'a Path,
+    pub dir: RunDir,
+    pub data: &'a Dataset,
+    /// Retrain even if the run is done.
+    pub force: bool,
+    /// Set by Ctrl-C: stop after the current epoch.
+    pub cancel: &'a AtomicBool,
+    pub provenance: &'a Provenance,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    /// Already done before this invocation.
+    Skipped,
+    Failed(String),
+    Diverged(String),
+    Interrupted,
+}
+
+impl Outcome {
+    /// The manifest status it leaves (None: untouched).
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            Outcome::Done => Some(Status::Done),
+            Outcome::Skipped => None,
+            Outcome::Failed(_) => Some(Status::Failed),
+            Outcome::Diverged(_) => Some(Status::Diverged),
+            Outcome::Interrupted => Some(Status::Interrupted),
+        }
+    }
+}
+
+/// Called after every epoch with the train and test metrics.
+pub type OnEpoch<'a> = &'a (dyn Fn(&EpochMetrics, &EpochMetrics) + Sync);
 
 fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
     MetricsRow {
@@ -50,104 +91,180 @@ fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
     }
 }
 
-/// Trains `spec` on `data`, writing config, per-epoch metrics, checkpoint and summary.
-pub fn train(spec: &RunSpec, data: &Dataset, dir: &RunDir) -> anyhow::Result<()> {
+/// Runs `job` to its end; every outcome is also written to the run's manifest and summary.
+pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
+    let manifest_path = job.dir.file(track::MANIFEST);
+    let previous = Manifest::read(&manifest_path);
+    if !job.force
+        && previous
+            .as_ref()
+            .is_some_and(|m| m.status == Status::Done && m.id == job.id)
+    {
+        return Outcome::Skipped;
+    }
     let start = Instant::now();
-    let run_id = spec.keys.run_id();
+    let mut manifest = Manifest {
+        id: job.id.to_string(),
+        status: Status::Running,
+        seed: job.keys.seed,
+        started_at: manifest::now(),
+        ended_at: None,
+        duration_seconds: None,
+        epochs: job.keys.epochs,
+        epochs_done: 0,
+        last_good_epoch: 0,
+        vaelab_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: job.provenance.git_commit.clone(),
+        host: job.provenance.host.clone(),
+        error: None,
+    };
+    let mut last: Option<(MetricsRow, MetricsRow)> = None;
+    let mut iw = None;
+    let result = train(job, &mut manifest, &mut last, &mut iw, on_epoch);
+    let outcome = match result {
+        Ok(true) => Outcome::Done,
+        Ok(false) => Outcome::Interrupted,
+        Err(e) => match e.downcast_ref::<TrainError>() {
+            Some(TrainError::Diverged { .. }) => Outcome::Diverged(format!("{e:#}")),
+            _ => Outcome::Failed(format!("{e:#}")),
+        },
+    };
+    if let Some(status) = outcome.status() {
+        manifest.status = status;
+        manifest.ended_at = Some(manifest::now());
+        manifest.duration_seconds = Some(start.elapsed().as_secs_f64());
+        if let Outcome::Failed(e) | Outcome::Diverged(e) = &outcome {
+            manifest.error = Some(e.clone());
+        }
+        let cells = summary_cells(
+            job,
+            status,
+            last.as_ref(),
+            iw.as_ref(),
+            start.elapsed().as_secs_f64(),
+        );
+        // Best effort: a run that failed writing its results may fail here again.
+        let _ = track::write_summary(&job.dir.file(track::SUMMARY), &cells);
+        let _ = manifest.write(&manifest_path);
+    }
+    outcome
+}
+
+/// Trains; Ok(true) when all epochs ran, Ok(false) when cancelled between epochs.
+fn train(
+    job: &RunJob,
+    manifest: &mut Manifest,
+    last: &mut Option<(MetricsRow, MetricsRow)>,
+    iw: &mut Option<IwaeEstimate>,
+    on_epoch: OnEpoch,
+) -> anyhow::Result<bool> {
+    let dir = &job.dir;
     let header = format!(
-        "# vaelab run {} (id {run_id}), resolved from {}\n",
-        spec.name,
-        spec.source.display()
+        "# vaelab run {} (id {}), resolved from {}\n",
+        job.label,
+        job.id,
+        job.source.display()
     );
     track::write_atomic(
         &dir.file(track::CONFIG),
-        (header + &spec.keys.to_toml()).as_bytes(),
+        (header + &job.keys.to_toml()).as_bytes(),
     )?;
+    manifest.write(&dir.file(track::MANIFEST))?;
 
-    let cfg = spec.keys.train_config();
-    let mut trainer = Trainer::new(cfg.clone(), data, Device::Cpu)?;
+    let cfg = job.keys.train_config();
+    let mut trainer = Trainer::new(cfg.clone(), job.data, Device::Cpu)?;
+    let (ckpt, metrics_path) = (dir.file(track::CHECKPOINT), dir.file(track::METRICS));
     let mut rows = Vec::new();
-    let mut last: Option<(EpochMetrics, EpochMetrics)> = None;
-    for epoch in 1..=cfg.epochs {
+    let mut done = 0;
+    if !job.force && ckpt.exists() && metrics_path.exists() {
+        // Resume: the checkpoint says how many epochs are safely on disk; later rows are dropped.
+        if let Ok(epochs) = trainer.load_checkpoint(&ckpt) {
+            if let Ok(old) = track::read_metrics(&metrics_path) {
+                rows = old
+                    .into_iter()
+                    .filter(|r| (r.epoch as usize) <= epochs)
+                    .collect();
+                done = epochs.min(cfg.epochs);
+            }
+        }
+        if rows.len() != 2 * done {
+            trainer = Trainer::new(cfg.clone(), job.data, Device::Cpu)?;
+            rows.clear();
+            done = 0;
+        }
+    }
+    manifest.epochs_done = done;
+    manifest.last_good_epoch = done;
+    for epoch in done + 1..=cfg.epochs {
+        if job.cancel.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         let train = trainer.train_epoch(epoch)?;
         let test = trainer.evaluate(SplitKind::Test, epoch)?;
-        rows.push(row(&run_id, &train));
-        rows.push(row(&run_id, &test));
-        track::write_metrics(&dir.file(track::METRICS), &rows)?;
-        eprintln!(
-            "{} epoch {epoch}/{}: train loss {:.2}, test -ELBO {}, recon {:.2}  ({:.1} s, {:.0} img/s)",
-            spec.name,
-            cfg.epochs,
-            train.loss,
-            test.neg_elbo.map_or("n/a".into(), |v| format!("{v:.2}")),
-            test.recon,
-            train.seconds,
-            train.samples_per_sec
-        );
-        last = Some((train, test));
+        if !test.loss.is_finite() {
+            return Err(TrainError::Diverged { epoch, step: 0 }.into());
+        }
+        rows.push(row(job.id, &train));
+        rows.push(row(job.id, &test));
+        track::write_metrics(&metrics_path, &rows)?;
+        track::write_atomic_with(&ckpt, |tmp| {
+            trainer
+                .save_checkpoint(tmp, epoch)
+                .map_err(|e| e.to_string())
+        })?;
+        manifest.epochs_done = epoch;
+        manifest.last_good_epoch = epoch;
+        manifest.write(&dir.file(track::MANIFEST))?;
+        on_epoch(&train, &test);
     }
-    let (train, test) = last.ok_or_else(|| anyhow!("no epoch was trained"))?;
-    let iw = if cfg.iw_test_n > 0 {
-        trainer.iwae()?
-    } else {
-        None
-    };
-    if let Some(iw) = &iw {
-        eprintln!(
-            "{} IWAE(K={}) log p(x) on {} test images: {:.2} (ELBO {:.2}, gap {:.2}; {:.1} s)",
-            spec.name, iw.samples, iw.images, iw.log_px, iw.elbo, iw.gap, iw.seconds
-        );
+    let n = rows.len();
+    if n >= 2 {
+        *last = Some((rows[n - 2].clone(), rows[n - 1].clone()));
     }
-    let ckpt = dir.file(track::CHECKPOINT);
-    track::write_atomic_with(&ckpt, |tmp| {
-        trainer
-            .save_checkpoint(tmp, cfg.epochs)
-            .map_err(|e| e.to_string())
-    })?;
-    let mut cells = vec![("run_id".to_string(), Cell::Str(Some(run_id)))];
-    cells.extend(spec.keys.cells());
-    cells.extend(summary_cells(
-        &train,
-        &test,
-        iw.as_ref(),
-        start.elapsed().as_secs_f64(),
-    ));
-    track::write_summary(&dir.file(track::SUMMARY), &cells)?;
-    eprintln!(
-        "{}: done in {:.1} s -> {}",
-        spec.name,
-        start.elapsed().as_secs_f64(),
-        dir.path().display()
-    );
-    Ok(())
+    if cfg.iw_test_n > 0 {
+        *iw = trainer.iwae().context("IWAE bound")?;
+    }
+    Ok(true)
 }
 
-/// The final metrics of `summary.parquet`; nulls where a figure is undefined (the AE's KL).
-fn summary_cells(
-    train: &EpochMetrics,
-    test: &EpochMetrics,
+/// One row: id, status, every config key, the final metrics (null where undefined).
+pub fn summary_cells(
+    job: &RunJob,
+    status: Status,
+    last: Option<&(MetricsRow, MetricsRow)>,
     iw: Option<&IwaeEstimate>,
     wall: f64,
 ) -> Vec<(String, Cell)> {
-    let f = |v: Option<f64>| Cell::Float(v);
-    [
-        ("test_neg_elbo", f(test.neg_elbo)),
-        ("test_recon", f(Some(test.recon))),
-        ("test_kl", f(test.kl)),
-        ("test_loss", f(Some(test.loss))),
-        ("train_neg_elbo", f(train.neg_elbo)),
-        ("train_recon", f(Some(train.recon))),
-        ("log_px_iw", f(iw.map(|i| i.log_px))),
-        ("elbo_iw", f(iw.map(|i| i.elbo))),
-        ("elbo_gap", f(iw.map(|i| i.gap))),
-        ("iw_seconds", f(iw.map(|i| i.seconds))),
+    let mut cells = vec![
+        ("run_id".to_string(), Cell::Str(Some(job.id.to_string()))),
         (
-            "active_units",
-            Cell::Int(test.active_units.map(|a| a as i64)),
+            "status".to_string(),
+            Cell::Str(Some(status.as_str().to_string())),
         ),
-        ("wall_seconds", f(Some(wall))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    ];
+    cells.extend(job.keys.cells());
+    let (train, test) = (last.map(|l| &l.0), last.map(|l| &l.1));
+    let f = |v: Option<f64>| Cell::Float(v);
+    cells.extend(
+        [
+            ("test_neg_elbo", f(test.and_then(|t| t.neg_elbo))),
+            ("test_recon", f(test.map(|t| t.recon))),
+            ("test_kl", f(test.and_then(|t| t.kl))),
+            ("test_loss", f(test.map(|t| t.loss))),
+            ("train_neg_elbo", f(train.and_then(|t| t.neg_elbo))),
+            ("train_recon", f(train.map(|t| t.recon))),
+            ("log_px_iw", f(iw.map(|i| i.log_px))),
+            ("elbo_iw", f(iw.map(|i| i.elbo))),
+            ("elbo_gap", f(iw.map(|i| i.gap))),
+            ("iw_seconds", f(iw.map(|i| i.seconds))),
+            (
+                "active_units",
+                Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
+            ),
+            ("wall_seconds", f(Some(wall))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    cells
 }

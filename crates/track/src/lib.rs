@@ -6,8 +6,10 @@ mod run_dir;
 mod table;
 
 pub use atomic::{write_atomic, write_atomic_with};
-pub use run_dir::{RunDir, CHECKPOINT, CONFIG, METRICS, SUMMARY};
-pub use table::{write_metrics, write_summary, Cell, MetricsRow};
+pub use run_dir::{RunDir, CHECKPOINT, CONFIG, MANIFEST, METRICS, SUMMARY};
+pub use table::{
+    frame_of_cells, read_metrics, write_frame, write_metrics, write_summary, Cell, MetricsRow,
+};
 
 use std::path::PathBuf;
 

@@ -7,6 +7,8 @@ pub const CONFIG: &str = "config.toml";
 pub const METRICS: &str = "metrics.parquet";
 /// One row: config and final metrics.
 pub const SUMMARY: &str = "summary.parquet";
+/// What happened to the run (status, times, errors).
+pub const MANIFEST: &str = "manifest.json";
 /// The trained weights.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 

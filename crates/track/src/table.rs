@@ -53,7 +53,7 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
             column(rows, "recon", |r| r.recon),
             column(rows, "kl", |r| r.kl),
             column(rows, "kl_weighted", |r| r.kl_weighted),
-            column(rows, "beta", |r| r.beta),
+            column(rows, "kl_weight", |r| r.beta),
             kl_per_dim
                 .with_name("kl_per_dim".into())
                 .into_series()
@@ -65,7 +65,8 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
     )
 }
 
-fn write_frame(path: &Path, mut df: DataFrame) -> Result<(), TrackError> {
+/// Writes any frame to `path` as Parquet, atomically.
+pub fn write_frame(path: &Path, mut df: DataFrame) -> Result<(), TrackError> {
     write_atomic_with(path, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
         ParquetWriter::new(file)
@@ -82,6 +83,123 @@ pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<(), TrackError>
         source,
     })?;
     write_frame(path, df)
+}
+
+/// Reads a table written by [`write_metrics`].
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
+    let err = |source| TrackError::Polars {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|source| TrackError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let df = ParquetReader::new(file).finish().map_err(err)?;
+    let f64s = |c: &str| -> Result<Vec<Option<f64>>, TrackError> {
+        Ok(df
+            .column(c)
+            .and_then(|c| c.f64().cloned())
+            .map_err(err)?
+            .iter()
+            .collect())
+    };
+    let (loss, neg_elbo, recon, kl) = (
+        f64s("loss")?,
+        f64s("neg_elbo")?,
+        f64s("recon")?,
+        f64s("kl")?,
+    );
+    let (kl_weighted, beta, seconds, sps) = (
+        f64s("kl_weighted")?,
+        f64s("kl_weight")?,
+        f64s("seconds")?,
+        f64s("samples_per_sec")?,
+    );
+    let run_id: Vec<Option<String>> = df
+        .column("run_id")
+        .and_then(|c| c.str().cloned())
+        .map_err(err)?
+        .iter()
+        .map(|s| s.map(String::from))
+        .collect();
+    let epoch: Vec<Option<u32>> = df
+        .column("epoch")
+        .and_then(|c| c.u32().cloned())
+        .map_err(err)?
+        .iter()
+        .collect();
+    let split: Vec<Option<String>> = df
+        .column("split")
+        .and_then(|c| c.str().cloned())
+        .map_err(err)?
+        .iter()
+        .map(|s| s.map(String::from))
+        .collect();
+    let active: Vec<Option<u32>> = df
+        .column("active_units")
+        .and_then(|c| c.u32().cloned())
+        .map_err(err)?
+        .iter()
+        .collect();
+    let dims = df
+        .column("kl_per_dim")
+        .and_then(|c| c.list().cloned())
+        .map_err(err)?;
+    let missing = |what: &str| TrackError::Other {
+        path: path.into(),
+        reason: format!("null {what}"),
+    };
+    (0..df.height())
+        .map(|i| {
+            let kl_per_dim = match dims.get_as_series(i) {
+                Some(s) => Some(
+                    s.f64()
+                        .map_err(err)?
+                        .iter()
+                        .map(|v| v.unwrap_or(f64::NAN))
+                        .collect(),
+                ),
+                None => None,
+            };
+            Ok(MetricsRow {
+                run_id: run_id[i].clone().ok_or_else(|| missing("run_id"))?,
+                epoch: epoch[i].ok_or_else(|| missing("epoch"))?,
+                split: match split[i].as_deref() {
+                    Some("train") => "train",
+                    Some("test") => "test",
+                    _ => return Err(missing("split")),
+                },
+                loss: loss[i].ok_or_else(|| missing("loss"))?,
+                neg_elbo: neg_elbo[i],
+                recon: recon[i].ok_or_else(|| missing("recon"))?,
+                kl: kl[i],
+                kl_weighted: kl_weighted[i],
+                beta: beta[i].ok_or_else(|| missing("beta"))?,
+                kl_per_dim,
+                active_units: active[i],
+                seconds: seconds[i].ok_or_else(|| missing("seconds"))?,
+                samples_per_sec: sps[i].ok_or_else(|| missing("samples_per_sec"))?,
+            })
+        })
+        .collect()
+}
+
+/// A table of `height` rows, each cell repeated down its own typed column.
+pub fn frame_of_cells(cells: &[(String, Cell)], height: usize) -> PolarsResult<DataFrame> {
+    let columns: Vec<Column> = cells
+        .iter()
+        .map(|(name, cell)| {
+            let name = name.as_str().into();
+            match cell {
+                Cell::Int(v) => Series::new(name, vec![*v; height]),
+                Cell::Float(v) => Series::new(name, vec![*v; height]),
+                Cell::Str(v) => Series::new(name, vec![v.clone(); height]),
+            }
+            .into()
+        })
+        .collect();
+    DataFrame::new(height, columns)
 }
 
 /// Writes a one-row table of named cells to `path`, each cell its own typed column.

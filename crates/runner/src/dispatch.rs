@@ -1,0 +1,216 @@
+//! Trains the runs of a plan side by side: `jobs` workers, each in its own rayon pool of
+//! `threads` threads, sharing the loaded datasets read-only. A run that fails or diverges is
+//! recorded and the others go on; the sweep tables are rewritten as each run ends.
+
+use crate::plan::Plan;
+use crate::run::{execute, Outcome, Provenance, RunJob};
+use crate::tables::{run_dir, write_sweep_tables};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use vaelab_data::{DataSource, Dataset};
+use vaelab_track::RunDir;
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// Runs trained at once.
+    pub jobs: usize,
+    /// Threads of each run's kernels.
+    pub threads: usize,
+    /// Retrain finished runs.
+    pub force: bool,
+}
+
+impl Dispatch {
+    /// The measured default on this kind of machine: one run per core, one thread each
+    /// (4 runs x 3 epochs: 13.6 s against 16.3 s for one run at a time on 2 threads).
+    pub fn default_for(runs: usize, jobs: Option<usize>, threads: Option<usize>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = jobs.unwrap_or(cores).clamp(1, runs.max(1));
+        let threads = threads.unwrap_or((cores / jobs).max(1));
+        Self {
+            jobs,
+            threads,
+            force: false,
+        }
+    }
+}
+
+/// Progress: bars on a terminal, plain lines otherwise.
+struct Reporter {
+    bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
+}
+
+impl Reporter {
+    fn new(total: usize, jobs: usize) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self { bars: None };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let main = multi.add(ProgressBar::new(total as u64));
+        main.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} runs  {elapsed} elapsed, ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let workers = (0..jobs)
+            .map(|_| {
+                let b = multi.add(ProgressBar::new_spinner());
+                b.enable_steady_tick(Duration::from_millis(200));
+                b
+            })
+            .collect();
+        Self {
+            bars: Some((multi, main, workers)),
+        }
+    }
+
+    fn line(&self, worker: usize, text: String) {
+        match &self.bars {
+            Some((_, _, w)) => w[worker].set_message(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finished(&self, text: String) {
+        match &self.bars {
+            Some((multi, main, _)) => {
+                let _ = multi.println(text);
+                main.inc(1);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn close(&self) {
+        if let Some((_, main, workers)) = &self.bars {
+            workers.iter().for_each(|w| w.finish_and_clear());
+            main.finish();
+        }
+    }
+}
+
+/// A short name for logs: the id and the keys that vary in the sweep.
+pub fn label(plan: &Plan, i: usize, varying: &[&str]) -> String {
+    let mut s = plan.runs[i].id.clone();
+    for k in varying {
+        s.push_str(&format!(" {k}={}", plan.value(i, k)));
+    }
+    s
+}
+
+/// Trains every run of `plan` under `sweep_dir`; returns each run's outcome, in plan order.
+pub fn run_plan(
+    plan: &Plan,
+    sweep_dir: &Path,
+    data: &HashMap<DataSource, Dataset>,
+    how: &Dispatch,
+    cancel: &AtomicBool,
+) -> anyhow::Result<Vec<Outcome>> {
+    let provenance = Provenance::detect();
+    let varying = plan.varying();
+    let reporter = Reporter::new(plan.runs.len(), how.jobs);
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.runs.len()]);
+    let tables = Mutex::new(());
+    let worker = |w: usize| -> anyhow::Result<()> {
+        vaelab_vae::threads::in_pool(how.threads, || -> anyhow::Result<()> {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= plan.runs.len() || cancel.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let run = &plan.runs[i];
+                let name = label(plan, i, &varying);
+                let dataset = data
+                    .get(&run.keys.data_source())
+                    .ok_or_else(|| anyhow::anyhow!("no dataset loaded for run {}", run.id))?;
+                let job = RunJob {
+                    id: &run.id,
+                    label: name.clone(),
+                    keys: &run.keys,
+                    source: &plan.source,
+                    dir: RunDir::create(&sweep_dir.join("runs"), &run.id)?,
+                    data: dataset,
+                    force: how.force,
+                    cancel,
+                    provenance: &provenance,
+                };
+                reporter.line(w, format!("{name}: starting"));
+                let epochs = run.keys.epochs;
+                let on_epoch = |train: &vaelab_vae::EpochMetrics,
+                                test: &vaelab_vae::EpochMetrics| {
+                    let score = test
+                        .neg_elbo
+                        .map_or(format!("test recon {:.2}", test.recon), |e| {
+                            format!("test -ELBO {e:.2}")
+                        });
+                    reporter.line(
+                        w,
+                        format!(
+                            "{name}: epoch {}/{epochs}, {score} ({:.1} s)",
+                            train.epoch, train.seconds
+                        ),
+                    );
+                };
+                // A panic in one run must not take the sweep down.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    execute(&job, &on_epoch)
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    Outcome::Failed(format!("panicked: {}", msg.unwrap_or_default()))
+                });
+                let verdict = match &outcome {
+                    Outcome::Done => "done".to_string(),
+                    Outcome::Skipped => "already done".to_string(),
+                    Outcome::Interrupted => "interrupted".to_string(),
+                    Outcome::Failed(e) => format!("FAILED: {e}"),
+                    Outcome::Diverged(e) => format!("DIVERGED: {e}"),
+                };
+                reporter.finished(format!("{name}: {verdict}"));
+                if let Ok(mut o) = outcomes.lock() {
+                    o[i] = Some(outcome);
+                }
+                if let Ok(_guard) = tables.lock() {
+                    if let Err(e) = write_sweep_tables(sweep_dir, plan) {
+                        reporter
+                            .finished(format!("warning: cannot rewrite the sweep tables: {e:#}"));
+                    }
+                }
+            }
+        })?
+    };
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let worker = &worker;
+        let handles: Vec<_> = (0..how.jobs).map(|w| s.spawn(move || worker(w))).collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a sweep worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    reporter.close();
+    write_sweep_tables(sweep_dir, plan)?;
+    let outcomes = outcomes
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("outcome lock poisoned"))?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Interrupted))
+        .collect())
+}
+
+/// The run folder of run `i` (for messages).
+pub fn run_path(plan: &Plan, sweep_dir: &Path, i: usize) -> std::path::PathBuf {
+    run_dir(sweep_dir, &plan.runs[i].id)
+}

@@ -1,0 +1,253 @@
+//! Reading results back: `vaelab ls`, `vaelab show`, `vaelab compare`.
+
+use anyhow::bail;
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use vaelab_track as track;
+
+/// Final metrics shown by `ls` and aggregated by `compare`, when present.
+const METRICS: &[&str] = &[
+    "test_neg_elbo",
+    "test_recon",
+    "test_kl",
+    "log_px_iw",
+    "elbo_gap",
+    "active_units",
+    "wall_seconds",
+];
+
+fn read(path: &Path) -> anyhow::Result<DataFrame> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    ParquetReader::new(f)
+        .finish()
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+fn cell(df: &DataFrame, col: &str, row: usize) -> String {
+    match df.column(col).and_then(|c| c.get(row)) {
+        Ok(AnyValue::Null) | Err(_) => "-".into(),
+        Ok(AnyValue::Float64(v)) => format!("{v:.2}"),
+        Ok(v) => v.str_value().into_owned(),
+    }
+}
+
+/// Prints rows of text as aligned columns.
+fn print_table(rows: &[Vec<String>]) {
+    let Some(first) = rows.first() else { return };
+    let widths: Vec<usize> = (0..first.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// Config columns that take more than one value in `df`.
+fn varying(df: &DataFrame) -> Vec<String> {
+    crate::config::RUN_KEYS
+        .iter()
+        .filter(|k| **k != "name" && **k != "data_dir")
+        .filter(|k| df.column(k).is_ok_and(|c| c.n_unique().unwrap_or(1) > 1))
+        .map(|k| k.to_string())
+        .collect()
+}
+
+/// `vaelab ls`: the runs of a sweep folder, or what a results folder holds.
+pub fn ls(dir: &Path) -> anyhow::Result<()> {
+    let runs = dir.join("runs.parquet");
+    if runs.exists() {
+        let df = read(&runs)?;
+        let mut cols = vec!["run_id".to_string(), "status".to_string()];
+        cols.extend(varying(&df));
+        cols.extend(
+            METRICS
+                .iter()
+                .filter(|m| df.column(m).is_ok())
+                .map(|m| m.to_string()),
+        );
+        let mut rows = vec![cols.clone()];
+        rows.extend((0..df.height()).map(|i| cols.iter().map(|c| cell(&df, c, i)).collect()));
+        print_table(&rows);
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    entries.sort();
+    let mut rows = vec![vec![
+        "folder".into(),
+        "kind".into(),
+        "status".into(),
+        "test_neg_elbo".into(),
+    ]];
+    for p in entries {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Ok(df) = read(&p.join("runs.parquet")) {
+            let done = df
+                .column("status")
+                .map(|c| {
+                    c.str()
+                        .map(|s| s.iter().filter(|v| *v == Some("done")).count())
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            rows.push(vec![
+                name,
+                "sweep".into(),
+                format!("{done}/{} done", df.height()),
+                "-".into(),
+            ]);
+        } else if let Ok(df) = read(&p.join(track::SUMMARY)) {
+            rows.push(vec![
+                name,
+                "run".into(),
+                cell(&df, "status", 0),
+                cell(&df, "test_neg_elbo", 0),
+            ]);
+        }
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// Folders of runs under `results`: single runs and the runs of every sweep.
+fn run_folders(results: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(results).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.join(track::MANIFEST).exists() {
+            out.push(p.clone());
+        }
+        for r in std::fs::read_dir(p.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(r.path());
+        }
+    }
+    out
+}
+
+/// `vaelab show`: one run's manifest, config and last epoch.
+pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
+    let found: Vec<PathBuf> = run_folders(results)
+        .into_iter()
+        .filter(|p| {
+            crate::manifest::Manifest::read(&p.join(track::MANIFEST))
+                .is_some_and(|m| m.id.starts_with(id))
+        })
+        .collect();
+    let dir = match found.as_slice() {
+        [one] => one,
+        [] => bail!("no run with id {id} under {}", results.display()),
+        many => bail!(
+            "{} runs match {id}: {}",
+            many.len(),
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    println!("{}\n", dir.display());
+    println!("{}", std::fs::read_to_string(dir.join(track::MANIFEST))?);
+    println!("{}", std::fs::read_to_string(dir.join(track::CONFIG))?);
+    if let Ok(m) = read(&dir.join(track::METRICS)) {
+        let cols = [
+            "epoch",
+            "split",
+            "loss",
+            "neg_elbo",
+            "recon",
+            "kl",
+            "active_units",
+            "seconds",
+        ];
+        let mut rows = vec![cols.iter().map(|c| c.to_string()).collect::<Vec<_>>()];
+        rows.extend(
+            (m.height().saturating_sub(4)..m.height())
+                .map(|i| cols.iter().map(|c| cell(&m, c, i)).collect()),
+        );
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+/// `vaelab compare`: mean ± std over seeds of the final metrics of done runs, by `by`.
+pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
+    let df = read(&sweep_dir.join("runs.parquet"))?;
+    for k in by {
+        if df.column(k).is_err() {
+            bail!(
+                "--by {k}: no such column in {}; config keys are {}",
+                sweep_dir.join("runs.parquet").display(),
+                crate::config::RUN_KEYS.join(", ")
+            );
+        }
+    }
+    let metrics: Vec<&str> = METRICS
+        .iter()
+        .copied()
+        .filter(|m| df.column(m).is_ok())
+        .collect();
+    let mut aggs = vec![len().alias("runs")];
+    for m in &metrics {
+        aggs.push(
+            col(*m)
+                .cast(DataType::Float64)
+                .mean()
+                .alias(format!("{m}_mean")),
+        );
+        aggs.push(
+            col(*m)
+                .cast(DataType::Float64)
+                .std(1)
+                .alias(format!("{m}_std")),
+        );
+    }
+    let keys: Vec<Expr> = by.iter().map(|k| col(k.as_str())).collect();
+    let out = df
+        .lazy()
+        .filter(col("status").eq(lit("done")))
+        .group_by(keys)
+        .agg(aggs)
+        .sort(
+            by.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let mut header: Vec<String> = by.to_vec();
+    header.push("runs".into());
+    header.extend(metrics.iter().map(|m| m.to_string()));
+    let mut rows = vec![header];
+    for i in 0..out.height() {
+        let mut r: Vec<String> = by.iter().map(|k| cell(&out, k, i)).collect();
+        r.push(cell(&out, "runs", i));
+        for m in &metrics {
+            let (mean, std) = (
+                cell(&out, &format!("{m}_mean"), i),
+                cell(&out, &format!("{m}_std"), i),
+            );
+            r.push(if mean == "-" {
+                "-".into()
+            } else {
+                format!("{mean} ± {std}")
+            });
+        }
+        rows.push(r);
+    }
+    print_table(&rows);
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The `vaelab` command as a library: run and sweep files, planning, dispatch, tables and
+//! inspection. `main.rs` only maps [`failure::Failure`] to exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod failure;
+pub mod inspect;
+pub mod manifest;
+pub mod plan;
+pub mod run;
+pub mod sweep_file;
+pub mod tables;

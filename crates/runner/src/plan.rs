@@ -1,0 +1,105 @@
+//! The expanded runs of a sweep.
+
+use crate::config::RunKeys;
+use std::path::PathBuf;
+use toml::Value;
+
+/// One run of a sweep: its id (a hash of its resolved keys) and the keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRun {
+    pub id: String,
+    pub keys: RunKeys,
+}
+
+/// What a sweep file expands to.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub description: String,
+    /// Runs trained at once, if the file says.
+    pub jobs: Option<usize>,
+    pub runs: Vec<PlannedRun>,
+    /// Runs dropped because an identical run was already planned (e.g. an AE under several β).
+    pub merged: usize,
+    /// Grid combinations dropped by `[[exclude]]`.
+    pub excluded: usize,
+    pub source: PathBuf,
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| show(Some(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(v) => v.to_string(),
+        None => "-".into(),
+    }
+}
+
+impl Plan {
+    /// Keys whose value differs between runs, in the order of the run keys.
+    pub fn varying(&self) -> Vec<&'static str> {
+        let tables: Vec<toml::Table> = self
+            .runs
+            .iter()
+            .map(|r| toml::Table::try_from(&r.keys).unwrap_or_default())
+            .collect();
+        crate::config::RUN_KEYS
+            .iter()
+            .copied()
+            .filter(|k| tables.iter().any(|t| t.get(*k) != tables[0].get(*k)))
+            .collect()
+    }
+
+    /// The value of `key` in run `i`, as text.
+    pub fn value(&self, i: usize, key: &str) -> String {
+        show(
+            toml::Table::try_from(&self.runs[i].keys)
+                .unwrap_or_default()
+                .get(key),
+        )
+    }
+
+    /// The plan as a text table: id and the varying keys.
+    pub fn table(&self) -> String {
+        let keys = self.varying();
+        let mut rows = vec![std::iter::once("id".to_string())
+            .chain(keys.iter().map(|k| k.to_string()))
+            .collect::<Vec<_>>()];
+        for (i, run) in self.runs.iter().enumerate() {
+            rows.push(
+                std::iter::once(run.id.clone())
+                    .chain(keys.iter().map(|k| self.value(i, k)))
+                    .collect(),
+            );
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// One line: how many runs, and what was merged or excluded.
+    pub fn summary(&self) -> String {
+        format!(
+            "sweep {}: {} runs ({} identical runs merged, {} combinations excluded)",
+            self.name,
+            self.runs.len(),
+            self.merged,
+            self.excluded
+        )
+    }
+}

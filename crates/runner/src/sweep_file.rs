@@ -1,0 +1,355 @@
+//! Sweep files: `[sweep]`, `[base]`, `[grid]`, `[[include]]`, `[[exclude]]` → a checked plan.
+//!
+//! Every error names the file, line and column, and all checks run before anything trains.
+
+use crate::config::{is_safe_name, validate, RunKeys, RUN_KEYS};
+use crate::plan::{Plan, PlannedRun};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::{Spanned, Table, Value};
+
+/// A sweep file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    At {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    sweep: SweepHeader,
+    base: Option<Spanned<RunKeys>>,
+    #[serde(default)]
+    grid: BTreeMap<String, Spanned<Vec<Spanned<Value>>>>,
+    #[serde(default)]
+    include: Vec<Spanned<Table>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepHeader {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_seeds")]
+    seeds: Spanned<Vec<u64>>,
+    jobs: Option<Spanned<usize>>,
+}
+
+fn default_seeds() -> Spanned<Vec<u64>> {
+    Spanned::new(0..0, vec![0])
+}
+
+/// Reads, checks and expands a sweep file.
+pub fn load_sweep_file(path: &Path) -> Result<Plan, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SweepError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let at = |span: Range<usize>, message: String| {
+        let (line, col) = line_col(&text, span.start);
+        SweepError::At {
+            path: path.into(),
+            line,
+            col,
+            message,
+        }
+    };
+    let file: SweepFile = toml::from_str(&text).map_err(|e| {
+        let msg = crate::config::plain_types(e.message());
+        at(e.span().unwrap_or(0..0), msg)
+    })?;
+    expand(file, &text, path, &at)
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// Run keys that a sweep may vary: every run key but `name` (the sweep names runs by id) and
+/// `seed` (set by `[sweep] seeds`, or per `[[include]]`).
+fn check_keys(
+    table: &Table,
+    span: &Range<usize>,
+    what: &str,
+    allow_seed: bool,
+    at: &dyn Fn(Range<usize>, String) -> SweepError,
+) -> Result<(), SweepError> {
+    for key in table.keys() {
+        let ok = RUN_KEYS.contains(&key.as_str()) && key != "name" && (allow_seed || key != "seed");
+        if !ok {
+            let hint = match key.as_str() {
+                "name" => "runs in a sweep are named by their id; the sweep's name goes in [sweep]"
+                    .to_string(),
+                "seed" => "seeds come from `seeds = [...]` in [sweep]".to_string(),
+                _ => format!(
+                    "allowed: {}",
+                    RUN_KEYS
+                        .iter()
+                        .filter(|k| **k != "name")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(at(
+                span.clone(),
+                format!("unknown key `{key}` in {what}; {hint}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `base` with `overrides` on top, checked like a run file.
+fn resolve(base: &Table, overrides: &Table) -> Result<RunKeys, String> {
+    let mut merged = base.clone();
+    merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let keys: RunKeys = Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| crate::config::plain_types(e.message()))?;
+    validate(&keys).map_err(|(key, value, allowed)| {
+        format!("key `{key}` = {value} is not allowed; allowed: {allowed}")
+    })?;
+    Ok(keys)
+}
+
+/// Keys that mean nothing for a run are set to their defaults, so runs that would train the
+/// same model get the same id: the AE has no KL and no IWAE bound (β, warm-up, free bits,
+/// iw_samples, iw_test_n), and only `gaussian` and `laplace` read `sigma`.
+pub fn canonical(mut keys: RunKeys) -> RunKeys {
+    let d = RunKeys::default();
+    if keys.model == vaelab_vae::ModelKind::Ae {
+        keys.beta = d.beta;
+        keys.kl_warmup_epochs = d.kl_warmup_epochs;
+        keys.free_bits = d.free_bits;
+        keys.iw_samples = d.iw_samples;
+        keys.iw_test_n = d.iw_test_n;
+    }
+    if !keys.likelihood.uses_sigma() {
+        keys.sigma = d.sigma;
+    }
+    keys
+}
+
+/// Whether every key of `pattern` has the same value in `keys` (1 and 1.0 are equal).
+fn matches(pattern: &Table, keys: &Table) -> bool {
+    pattern.iter().all(|(k, v)| match (keys.get(k), v) {
+        (Some(Value::Float(a)), Value::Integer(b)) | (Some(Value::Integer(b)), Value::Float(a)) => {
+            *a == *b as f64
+        }
+        (Some(a), b) => a == b,
+        (None, _) => false,
+    })
+}
+
+fn to_table(keys: &RunKeys) -> Table {
+    Table::try_from(keys).unwrap_or_default()
+}
+
+fn expand(
+    file: SweepFile,
+    text: &str,
+    path: &Path,
+    at: &dyn Fn(Range<usize>, String) -> SweepError,
+) -> Result<Plan, SweepError> {
+    let SweepFile {
+        sweep,
+        base,
+        grid,
+        include,
+        exclude,
+    } = file;
+    if !is_safe_name(sweep.name.get_ref()) {
+        return Err(at(sweep.name.span(), format!("key `name` = {:?} is not allowed; allowed: letters, digits, `.`, `_` and `-` (the folder results/<name>/)", sweep.name.get_ref())));
+    }
+    if sweep.seeds.get_ref().is_empty() {
+        return Err(at(
+            sweep.seeds.span(),
+            "key `seeds` is an empty list; allowed: one or more seeds, e.g. seeds = [0, 1, 2]"
+                .into(),
+        ));
+    }
+    if let Some(jobs) = &sweep.jobs {
+        if *jobs.get_ref() == 0 {
+            return Err(at(
+                jobs.span(),
+                "key `jobs` = 0 is not allowed; allowed: an integer ≥ 1 (runs trained at once)"
+                    .into(),
+            ));
+        }
+    }
+    let (base, base_span) = match base {
+        Some(b) => {
+            let span = b.span();
+            (b.into_inner(), span)
+        }
+        None => (RunKeys::default(), 0..0),
+    };
+    if base.name.is_some() {
+        return Err(at(base_span, "key `name` in [base]: runs in a sweep are named by their id; the sweep's name goes in [sweep]".into()));
+    }
+    if let Err((key, value, allowed)) = validate(&base) {
+        let span = key_span(text, key, base_span.start).unwrap_or(base_span);
+        return Err(at(
+            span,
+            format!("key `{key}` = {value} in [base] is not allowed; allowed: {allowed}"),
+        ));
+    }
+    let base_table = to_table(&base);
+
+    // Every grid value on its own, so an error points at the value itself.
+    let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+    for (key, values) in &grid {
+        let single = Table::from_iter([(key.clone(), Value::Boolean(true))]);
+        check_keys(&single, &values.span(), "[grid]", false, at)?;
+        if values.get_ref().is_empty() {
+            return Err(at(
+                values.span(),
+                format!("[grid] key `{key}` is an empty list; allowed: one or more values"),
+            ));
+        }
+        for v in values.get_ref() {
+            let one = Table::from_iter([(key.clone(), v.get_ref().clone())]);
+            resolve(&base_table, &one).map_err(|m| at(v.span(), format!("[grid] `{key}`: {m}")))?;
+        }
+        axes.push((
+            key.clone(),
+            values
+                .get_ref()
+                .iter()
+                .map(|v| v.get_ref().clone())
+                .collect(),
+        ));
+    }
+    let grid_span = grid.values().next().map(|v| v.span()).unwrap_or(0..0);
+
+    // The cartesian product, minus the excluded combinations.
+    let mut combos: Vec<Table> = vec![Table::new()];
+    for (key, values) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(key.clone(), v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut resolved: Vec<(RunKeys, bool)> = Vec::new();
+    for combo in &combos {
+        let keys = resolve(&base_table, combo).map_err(|m| {
+            at(
+                grid_span.clone(),
+                format!("[grid] combination {combo}: {m}"),
+            )
+        })?;
+        resolved.push((keys, false));
+    }
+    let mut hits = vec![0usize; exclude.len()];
+    resolved.retain(|(keys, _)| {
+        let table = to_table(keys);
+        let mut keep = true;
+        for (i, pattern) in exclude.iter().enumerate() {
+            if matches(pattern.get_ref(), &table) {
+                hits[i] += 1;
+                keep = false;
+            }
+        }
+        keep
+    });
+    for (pattern, n) in exclude.iter().zip(&hits) {
+        check_keys(pattern.get_ref(), &pattern.span(), "[[exclude]]", true, at)?;
+        if *n == 0 {
+            return Err(at(
+                pattern.span(),
+                format!(
+                    "[[exclude]] {} matches no run of the grid; remove it or fix its values",
+                    pattern.get_ref()
+                ),
+            ));
+        }
+    }
+    for extra in &include {
+        check_keys(extra.get_ref(), &extra.span(), "[[include]]", true, at)?;
+        let keys = resolve(&base_table, extra.get_ref())
+            .map_err(|m| at(extra.span(), format!("[[include]]: {m}")))?;
+        resolved.push((keys, extra.get_ref().contains_key("seed")));
+    }
+
+    // Seeds, then identity: runs that would train the same model are trained once.
+    let mut runs = Vec::new();
+    let mut seen = HashSet::new();
+    let mut merged = 0;
+    for (keys, has_seed) in resolved {
+        let seeds = if has_seed {
+            vec![keys.seed]
+        } else {
+            sweep.seeds.get_ref().clone()
+        };
+        for seed in seeds {
+            let keys = canonical(RunKeys {
+                seed,
+                ..keys.clone()
+            });
+            let id = keys.run_id();
+            if seen.insert(id.clone()) {
+                runs.push(PlannedRun { id, keys });
+            } else {
+                merged += 1;
+            }
+        }
+    }
+    Ok(Plan {
+        name: sweep.name.into_inner(),
+        description: sweep.description,
+        jobs: sweep.jobs.map(|j| j.into_inner()),
+        runs,
+        merged,
+        excluded: hits.iter().sum(),
+        source: path.into(),
+    })
+}
+
+/// The span of `key = …` at or after `from`, for errors about a key of a table.
+fn key_span(text: &str, key: &str, from: usize) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        if start < from {
+            continue;
+        }
+        let trimmed = line.trim_start();
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            let col = line.len() - trimmed.len();
+            return Some(start + col..start + col + key.len());
+        }
+    }
+    None
+}
