@@ -286,8 +286,8 @@ fn expand(
             return Err(at(
                 pattern.span(),
                 format!(
-                    "[[exclude]] {} matches no run of the grid; remove it or fix its values",
-                    pattern.get_ref()
+                    "[[exclude]] {{ {} }} matches no run of the grid; remove it or fix its values",
+                    pattern.get_ref().to_string().trim().replace('\n', ", ")
                 ),
             ));
         }
