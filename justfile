@@ -1,4 +1,4 @@
-# vaelab: `just sweep FILE` (next issue), `just run FILE`, `just test`, `just bench`.
+# vaelab: `just sweep FILE`, `just run FILE`, `just test`, `just bench`.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # One target folder outside the clone, reused by CI and by every checkout on this machine.
@@ -20,6 +20,18 @@ data:
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get install -y dataset-fashion-mnist || { $sudo apt-get update && $sudo apt-get install -y dataset-fashion-mnist; }
 
+# Train every run of a sweep file in parallel (results in results/<sweep name>/).
+sweep FILE *ARGS: data
+    cargo run --quiet -p vaelab -- sweep {{FILE}} {{ARGS}}
+
+# Print the runs a sweep file expands to, without training.
+plan FILE:
+    cargo run --quiet -p vaelab -- plan {{FILE}}
+
+# Mean ± std over seeds of a sweep's final metrics, e.g. `just compare results/latent_dims latent_dim,model`.
+compare DIR BY:
+    cargo run --quiet -p vaelab -- compare {{DIR}} --by {{BY}}
+
 # Train one run from a TOML file (results in results/<name>/).
 run FILE *ARGS: data
     cargo run --quiet -p vaelab -- run {{FILE}} {{ARGS}}
@@ -34,11 +46,17 @@ test:
         cargo test --workspace --no-fail-fast
     fi
 
-# Epoch seconds and images/s of the classic 784-400-20 VAE on Fashion-MNIST, 1 and 2 threads.
+# Epoch seconds, images/s and GFLOP/s of the classic 784-400-20 VAE on Fashion-MNIST with 1 and
+# 2 threads, the IWAE bound, and a 4-run sweep under both dispatch strategies.
 bench EPOCHS="3": data
     cargo build --quiet -p vaelab --bins
     RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
-    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
+    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --iw-samples 1000 --sweep-runs 4
+
+# The same, side by side with the PyTorch reference (needs a Python with torch in TORCH_PYTHON).
+compare-torch:
+    cargo build --quiet -p vaelab --bins
+    python3 scripts/compare_torch.py --epochs 3 --iw --sweep 4
 
 fmt:
     cargo fmt --all

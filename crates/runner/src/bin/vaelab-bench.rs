@@ -5,9 +5,13 @@ use anyhow::Context;
 use candle_core::Device;
 use clap::Parser;
 use mimalloc::MiMalloc;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
+use vaelab::config::RunKeys;
+use vaelab::dispatch::{run_plan, Dispatch};
+use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
 use vaelab_vae::{Architecture, Likelihood, ModelKind, Objective, TrainConfig, Trainer};
 
@@ -34,47 +38,50 @@ struct Args {
     sweep_runs: usize,
 }
 
-/// Trains `runs` runs (seeds 0..runs), `jobs` at a time, each in a pool of `threads` workers,
-/// all sharing one dataset; returns the wall seconds.
+/// Times the real sweep dispatcher: `runs` classic runs (seeds 0..runs, no IWAE), `jobs` at a
+/// time with `threads` each, results written to a temporary folder; returns the wall seconds.
 fn sweep(
-    data: &Dataset,
-    cfg: &TrainConfig,
+    data: Dataset,
+    keys: &RunKeys,
     runs: usize,
     jobs: usize,
     threads: usize,
-) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..jobs)
-            .map(|_| {
-                s.spawn(|| {
-                    vaelab_vae::threads::in_pool(threads, || -> anyhow::Result<()> {
-                        while let Some(seed) =
-                            Some(next.fetch_add(1, Ordering::SeqCst)).filter(|&i| i < runs)
-                        {
-                            let run_cfg = TrainConfig {
-                                seed: seed as u64,
-                                ..cfg.clone()
-                            };
-                            let mut t = Trainer::new(run_cfg, data, Device::Cpu)?;
-                            for epoch in 1..=cfg.epochs {
-                                t.train_epoch(epoch)?;
-                                t.evaluate(SplitKind::Test, epoch)?;
-                            }
-                        }
-                        Ok(())
-                    })?
-                })
+) -> anyhow::Result<(f64, Dataset)> {
+    let plan = Plan {
+        name: "bench".into(),
+        description: String::new(),
+        jobs: Some(jobs),
+        runs: (0..runs as u64)
+            .map(|seed| {
+                let keys = RunKeys {
+                    seed,
+                    ..keys.clone()
+                };
+                PlannedRun {
+                    id: keys.run_id(),
+                    keys,
+                }
             })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("a sweep worker panicked"))??;
-        }
-        Ok(())
-    })?;
-    Ok(start.elapsed().as_secs_f64())
+            .collect(),
+        merged: 0,
+        excluded: 0,
+        source: "vaelab-bench".into(),
+    };
+    let tmp = tempfile::tempdir()?;
+    let data = HashMap::from([(keys.data_source(), data)]);
+    let how = Dispatch {
+        jobs,
+        threads,
+        force: true,
+    };
+    let start = Instant::now();
+    run_plan(&plan, tmp.path(), &data, &how, &AtomicBool::new(false))?;
+    let wall = start.elapsed().as_secs_f64();
+    let data = data
+        .into_values()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("dataset lost"))?;
+    Ok((wall, data))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -144,14 +151,6 @@ fn main() -> anyhow::Result<()> {
         gflop_per_epoch / median,
         cfg.epochs
     );
-    if args.sweep_runs > 0 {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let runs = args.sweep_runs;
-        let serial = sweep(&data, &cfg, runs, 1, cores)?;
-        println!("SWEEP runs={runs} epochs={} strategy=one-run-at-a-time-{cores}-threads wall_seconds={serial:.2}", cfg.epochs);
-        let parallel = sweep(&data, &cfg, runs, cores, 1)?;
-        println!("SWEEP runs={runs} epochs={} strategy={cores}-runs-at-a-time-1-thread wall_seconds={parallel:.2}", cfg.epochs);
-    }
     if args.iw_samples > 0 {
         if let Some(iw) = trainer.iwae()? {
             println!(
@@ -159,6 +158,23 @@ fn main() -> anyhow::Result<()> {
                 iw.samples, iw.images, iw.seconds, iw.log_px
             );
         }
+    }
+    // The trainer borrows the dataset, which the sweep takes over.
+    drop(trainer);
+    if args.sweep_runs > 0 {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runs = args.sweep_runs;
+        let keys = RunKeys {
+            data_dir: args.data_dir.clone(),
+            latent_dim: args.latent,
+            epochs: cfg.epochs,
+            iw_test_n: 0,
+            ..RunKeys::default()
+        };
+        let (serial, data) = sweep(data, &keys, runs, 1, cores)?;
+        println!("SWEEP runs={runs} epochs={} strategy=one-run-at-a-time-{cores}-threads wall_seconds={serial:.2}", cfg.epochs);
+        let (parallel, _) = sweep(data, &keys, runs, cores, 1)?;
+        println!("SWEEP runs={runs} epochs={} strategy={cores}-runs-at-a-time-1-thread wall_seconds={parallel:.2} (the default)", cfg.epochs);
     }
     Ok(())
 }
