@@ -4,7 +4,7 @@
 
 use crate::plan::Plan;
 use crate::run::{execute, Outcome, Provenance, RunJob};
-use crate::tables::{run_dir, write_sweep_tables};
+use crate::tables::write_sweep_tables;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -208,9 +208,4 @@ pub fn run_plan(
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::Interrupted))
         .collect())
-}
-
-/// The run folder of run `i` (for messages).
-pub fn run_path(plan: &Plan, sweep_dir: &Path, i: usize) -> std::path::PathBuf {
-    run_dir(sweep_dir, &plan.runs[i].id)
 }

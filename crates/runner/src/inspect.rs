@@ -32,20 +32,30 @@ fn cell(df: &DataFrame, col: &str, row: usize) -> String {
     }
 }
 
-/// Prints rows of text as aligned columns.
-fn print_table(rows: &[Vec<String>]) {
-    let Some(first) = rows.first() else { return };
+/// Rows of text as aligned columns, one line each.
+pub fn text_table(rows: &[Vec<String>]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
     let widths: Vec<usize> = (0..first.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
+    let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
     }
+    out
+}
+
+/// Prints rows of text as aligned columns.
+fn print_table(rows: &[Vec<String>]) {
+    print!("{}", text_table(rows));
 }
 
 /// Config columns that take more than one value in `df`.
