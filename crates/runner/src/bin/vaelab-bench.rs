@@ -13,7 +13,7 @@ use vaelab::config::RunKeys;
 use vaelab::dispatch::{run_plan, Dispatch};
 use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
-use vaelab_vae::{Architecture, Likelihood, ModelKind, Objective, TrainConfig, Trainer};
+use vaelab_vae::{Architecture, Trainer};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -92,26 +92,16 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
     })
     .context("loading Fashion-MNIST")?;
-    let cfg = TrainConfig {
-        model: ModelKind::Vae,
-        likelihood: Likelihood::Bernoulli,
+    // The defaults of a run file are the classic model: 784-400-latent, Bernoulli, batch 128, Adam 1e-3.
+    let keys = RunKeys {
+        data_dir: args.data_dir.clone(),
         latent_dim: args.latent,
-        hidden: vec![400],
-        objective: Objective {
-            beta: 1.0,
-            kl_warmup_epochs: 0,
-            free_bits: 0.0,
-        },
         epochs: args.epochs,
-        batch_size: 128,
-        lr: 1e-3,
-        seed: 0,
-        binarize: vaelab_data::Binarize::None,
-        train_subset: None,
-        test_subset: None,
         iw_samples: args.iw_samples.max(1),
         iw_test_n: 1000,
+        ..RunKeys::default()
     };
+    let cfg = keys.train_config();
     let arch = Architecture {
         kind: cfg.model,
         input_dim: data.dim(),
@@ -165,11 +155,8 @@ fn main() -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runs = args.sweep_runs;
         let keys = RunKeys {
-            data_dir: args.data_dir.clone(),
-            latent_dim: args.latent,
-            epochs: cfg.epochs,
             iw_test_n: 0,
-            ..RunKeys::default()
+            ..keys
         };
         let (serial, data) = sweep(data, &keys, runs, 1, cores)?;
         println!("SWEEP runs={runs} epochs={} strategy=one-run-at-a-time-{cores}-threads wall_seconds={serial:.2}", cfg.epochs);
