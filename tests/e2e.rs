@@ -431,3 +431,29 @@ mod hub_cache {
         parquet(&snap.join("test/0000.parquet"), n_test);
     }
 }
+
+/// `--device cuda` on a build without the `cuda` feature is bad input: exit 2, and the message
+/// says how to build one, before any data is read or any folder is made.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(tmp.path(), "gpu", &small(""));
+    let results = tmp.path().join("results");
+    let args = [
+        "--device",
+        "cuda",
+        "run",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ];
+    let out = vaelab(&args, &[]);
+    let msg = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("--device cuda") && msg.contains("--features cuda"),
+        "{msg}"
+    );
+    assert!(!results.exists(), "{msg}");
+}

@@ -7,6 +7,7 @@ use crate::inspect;
 use crate::run::{execute, Outcome, Provenance, RunJob};
 use crate::sweep_file::load_sweep_file;
 use anyhow::{anyhow, Context};
+use candle_core::Device;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,36 @@ struct Cli {
     /// Threads for each run's kernels (default: all cores for `run`, cores / jobs for `sweep`).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Where runs train: `cuda` needs a build with `--features cuda` and a GPU.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--device` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    /// Opens the device; a build without CUDA or a machine without a GPU is bad input.
+    fn open(self) -> Result<Device, Failure> {
+        match self {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
+                let hint = if candle_core::utils::cuda_is_available() {
+                    ""
+                } else {
+                    " (this vaelab was built without the `cuda` feature: \
+                     cargo build --release --features cuda)"
+                };
+                Failure::Input(anyhow!("--device cuda: {e}{hint}"))
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +110,7 @@ pub fn main() -> Result<(), Failure> {
             force,
         } => {
             vaelab_vae::threads::configure(cli.threads);
-            run_one(&file, &results_dir, force)
+            run_one(&file, &results_dir, force, &cli.device.open()?)
         }
         Command::Plan { file } => {
             let plan = load_sweep_file(&file).map_err(|e| Failure::Input(e.into()))?;
@@ -94,7 +123,10 @@ pub fn main() -> Result<(), Failure> {
             results_dir,
             jobs,
             force,
-        } => sweep(&file, &results_dir, jobs, cli.threads, force),
+        } => {
+            let device = cli.device.open()?;
+            sweep(&file, &results_dir, jobs, cli.threads, force, device)
+        }
         Command::Ls { dir } => inspect::ls(&dir).map_err(Failure::Input),
         Command::Show {
             run_id,
@@ -148,7 +180,7 @@ fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     flag
 }
 
-fn run_one(file: &Path, results_dir: &Path, force: bool) -> Result<(), Failure> {
+fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Result<(), Failure> {
     let spec: RunSpec = load_run_file(file).map_err(|e| Failure::Input(e.into()))?;
     let data =
         load_data(std::iter::once((spec.keys.data_source(), file))).map_err(Failure::Input)?;
@@ -168,6 +200,7 @@ fn run_one(file: &Path, results_dir: &Path, force: bool) -> Result<(), Failure> 
             .values()
             .next()
             .ok_or_else(|| Failure::Input(anyhow!("no data")))?,
+        device,
         force,
         cancel: &cancel,
         provenance: &provenance,
@@ -212,6 +245,7 @@ fn sweep(
     jobs: Option<usize>,
     threads: Option<usize>,
     force: bool,
+    device: Device,
 ) -> Result<(), Failure> {
     let plan = load_sweep_file(file).map_err(|e| Failure::Input(e.into()))?;
     eprintln!("{}", plan.summary());
@@ -224,6 +258,7 @@ fn sweep(
         .map_err(Failure::Input)?;
     let mut how = Dispatch::default_for(plan.runs.len(), jobs.or(plan.jobs), threads);
     how.force = force;
+    how.device = device;
     // Each run sizes its kernels from its own pool; element-wise ops stay on the run's thread.
     vaelab_vae::threads::configure(Some(how.threads));
     eprintln!(

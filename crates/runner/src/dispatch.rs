@@ -24,6 +24,8 @@ pub struct Dispatch {
     pub threads: usize,
     /// Retrain finished runs.
     pub force: bool,
+    /// Where every run trains.
+    pub device: candle_core::Device,
 }
 
 impl Dispatch {
@@ -37,6 +39,7 @@ impl Dispatch {
             jobs,
             threads,
             force: false,
+            device: candle_core::Device::Cpu,
         }
     }
 }
@@ -138,6 +141,7 @@ pub fn run_plan(
                     source: &plan.source,
                     dir: RunDir::create(&sweep_dir.join("runs"), &run.id)?,
                     data: dataset,
+                    device: &how.device,
                     force: how.force,
                     cancel,
                     provenance: &provenance,

@@ -39,6 +39,8 @@ pub struct RunJob<'a> {
     pub source: &'a Path,
     pub dir: RunDir,
     pub data: &'a Dataset,
+    /// Where the run's tensors live.
+    pub device: &'a Device,
     /// Retrain even if the run is done.
     pub force: bool,
     /// Set by Ctrl-C: stop after the current epoch.
@@ -172,7 +174,7 @@ fn train(
     manifest.write(&dir.file(track::MANIFEST))?;
 
     let cfg = job.keys.train_config();
-    let mut trainer = Trainer::new(cfg.clone(), job.data, Device::Cpu)?;
+    let mut trainer = Trainer::new(cfg.clone(), job.data, job.device.clone())?;
     let (ckpt, metrics_path) = (dir.file(track::CHECKPOINT), dir.file(track::METRICS));
     let mut rows = Vec::new();
     let mut done = 0;
@@ -188,7 +190,7 @@ fn train(
             }
         }
         if rows.len() != 2 * done {
-            trainer = Trainer::new(cfg.clone(), job.data, Device::Cpu)?;
+            trainer = Trainer::new(cfg.clone(), job.data, job.device.clone())?;
             rows.clear();
             done = 0;
         }

@@ -12,8 +12,7 @@ use gemm::Parallelism;
 /// act(x·Wᵀ + b) for x (B, I), W (O, I), b (O); `relu` picks the activation (else identity).
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
     if !x.device().is_cpu() {
-        let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
-        return if relu { y.relu() } else { Ok(y) };
+        return crate::kernels::dense(x, w, b, relu);
     }
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu })

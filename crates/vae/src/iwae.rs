@@ -40,7 +40,6 @@ pub fn estimate(
 ) -> Result<IwaeEstimate> {
     let start = Instant::now();
     let (d, l) = (split.dim(), model.arch().latent_dim);
-    let lik = model.arch().likelihood;
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
     let mut buf = Vec::new();
@@ -75,7 +74,7 @@ pub fn estimate(
         }
         let params = model.decode(&Tensor::from_vec(z, (rows, l), device)?)?;
         // Each image's row of x serves its K rows of decoder output (no K-fold copy).
-        let log_px_z = lik.log_prob(&params, &x)?.to_vec1::<f32>()?;
+        let log_px_z = model.log_prob(&params, &x)?.to_vec1::<f32>()?;
         for i in 0..idx.len() {
             let w: Vec<f64> = (0..k)
                 .map(|s| f64::from(log_px_z[i * k + s]) + log_prior_minus_q[i * k + s])

@@ -4,6 +4,7 @@
 pub mod dense;
 pub mod init;
 pub mod iwae;
+pub mod kernels;
 mod likelihood;
 mod loglik_op;
 mod metrics;
@@ -15,6 +16,7 @@ pub mod threads;
 mod train;
 
 pub use iwae::IwaeEstimate;
+pub use kernels::Kernels;
 pub use likelihood::{Likelihood, LikelihoodKind, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
 pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
 pub use model::{Architecture, LayerSpec, Model, ModelKind, Posterior};

@@ -1,6 +1,6 @@
 //! The encoder q(z|x) and decoder p(x|z): MLPs built from a `VarBuilder`.
 
-use crate::dense::dense;
+use crate::kernels::{self, Kernels};
 use crate::Likelihood;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -87,19 +87,24 @@ impl Architecture {
 struct Linear {
     weight: Tensor,
     bias: Tensor,
+    kernels: Kernels,
 }
 
 impl Linear {
-    fn new(spec: &LayerSpec, vb: &VarBuilder) -> Result<Self> {
+    fn new(spec: &LayerSpec, vb: &VarBuilder, kernels: Kernels) -> Result<Self> {
         let vb = vb.pp(&spec.name);
         Ok(Self {
             weight: vb.get((spec.fan_out, spec.fan_in), "weight")?,
             bias: vb.get(spec.fan_out, "bias")?,
+            kernels,
         })
     }
 
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        dense(x, &self.weight, &self.bias, relu)
+        match self.kernels {
+            Kernels::Fused => crate::dense::dense(x, &self.weight, &self.bias, relu),
+            Kernels::Reference => kernels::dense(x, &self.weight, &self.bias, relu),
+        }
     }
 }
 
@@ -111,11 +116,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(prefix: &str, specs: &[LayerSpec], vb: &VarBuilder) -> Result<Self> {
+    fn new(prefix: &str, specs: &[LayerSpec], vb: &VarBuilder, kernels: Kernels) -> Result<Self> {
         let mut layers = specs
             .iter()
             .filter(|s| s.name.starts_with(prefix))
-            .map(|s| Linear::new(s, vb))
+            .map(|s| Linear::new(s, vb, kernels))
             .collect::<Result<Vec<_>>>()?;
         let head = layers
             .pop()
@@ -150,17 +155,41 @@ pub struct Model {
     arch: Architecture,
     encoder: Mlp,
     decoder: Mlp,
+    kernels: Kernels,
 }
 
 impl Model {
-    /// Builds the model's layers from `vb` (existing variables are reused, see [`crate::init`]).
+    /// Builds the model's layers from `vb` (existing variables are reused, see [`crate::init`]),
+    /// with the fused kernels on the CPU and candle's ops elsewhere.
     pub fn new(arch: Architecture, vb: VarBuilder) -> Result<Self> {
+        Self::with_kernels(arch, vb, Kernels::Fused)
+    }
+
+    /// As [`Model::new`], with `kernels` on the CPU (other devices always take the reference).
+    pub fn with_kernels(arch: Architecture, vb: VarBuilder, kernels: Kernels) -> Result<Self> {
+        let kernels = kernels.for_device(vb.device());
         let specs = arch.layers();
         Ok(Self {
-            encoder: Mlp::new("enc.", &specs, &vb)?,
-            decoder: Mlp::new("dec.", &specs, &vb)?,
+            encoder: Mlp::new("enc.", &specs, &vb, kernels)?,
+            decoder: Mlp::new("dec.", &specs, &vb, kernels)?,
             arch,
+            kernels,
         })
+    }
+
+    /// The kernels this model runs on.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Σ_pixels log p(x | params) per row, for decoder output `params` (see
+    /// [`Likelihood::log_prob`]).
+    pub fn log_prob(&self, params: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let lik = self.arch.likelihood;
+        match self.kernels {
+            Kernels::Fused => lik.log_prob(params, x),
+            Kernels::Reference => kernels::log_prob(lik, params, x),
+        }
     }
 
     /// The architecture this model was built from.

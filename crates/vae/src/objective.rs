@@ -1,6 +1,6 @@
 //! The training objective: −ELBO = recon + KL, with β, KL warm-up and free bits on the KL.
 
-use crate::{Likelihood, Model};
+use crate::Model;
 use candle_core::{Result, Tensor};
 
 /// How the KL term is weighted during training (the reported −ELBO always uses β = 1).
@@ -46,7 +46,6 @@ pub struct BatchTerms {
 /// Runs a batch: encode, reparameterize with `eps` (ignored by the AE), decode, score.
 pub fn batch_terms(
     model: &Model,
-    likelihood: Likelihood,
     x: &Tensor,
     eps: &Tensor,
     beta: f64,
@@ -61,7 +60,7 @@ pub fn batch_terms(
         }
         None => (post.mu.clone(), None),
     };
-    let recon = likelihood.log_prob(&model.decode(&z)?, x)?.neg()?;
+    let recon = model.log_prob(&model.decode(&z)?, x)?.neg()?;
     let mut loss = recon.mean_all()?;
     if let Some(kl) = &kl {
         let penalized = if free_bits > 0.0 {

@@ -1,6 +1,7 @@
 //! Adam (Kingma & Ba), fused: one in-place pass per parameter tensor instead of a dozen tensor
 //! ops, with its moments kept as plain vectors so they can be saved and restored.
 
+use crate::Kernels;
 use candle_core::{backprop::GradStore, bail, CpuStorage, InplaceOp2, Layout, Result, Tensor, Var};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -9,10 +10,18 @@ use std::cell::RefCell;
 #[derive(Debug)]
 pub struct Adam {
     params: Vec<(String, Var)>,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    moments: Moments,
     step: u64,
     lr: f64,
+}
+
+/// Adam's first and second moments, one entry per parameter tensor.
+#[derive(Debug)]
+enum Moments {
+    /// Plain vectors, updated in place by the fused CPU kernel.
+    Host { m: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    /// Tensors beside the parameters, updated by candle's ops (the reference, any device).
+    Tensors { m: Vec<Var>, v: Vec<Var> },
 }
 
 const BETA1: f64 = 0.9;
@@ -28,18 +37,39 @@ pub struct AdamState {
 }
 
 impl Adam {
-    /// An optimizer over `params` (sorted by name so the state has a stable order).
-    pub fn new(mut params: Vec<(String, Var)>, lr: f64) -> Self {
+    /// An optimizer over `params` (sorted by name so the state has a stable order), fused.
+    pub fn new(params: Vec<(String, Var)>, lr: f64) -> Self {
+        let mut params = params;
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros =
             |p: &[(String, Var)]| p.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
         Self {
-            m: zeros(&params),
-            v: zeros(&params),
+            moments: Moments::Host {
+                m: zeros(&params),
+                v: zeros(&params),
+            },
             params,
             step: 0,
             lr,
         }
+    }
+
+    /// An optimizer on `kernels`: the fused update, or candle's ops (needed off the CPU).
+    pub fn with_kernels(params: Vec<(String, Var)>, lr: f64, kernels: Kernels) -> Result<Self> {
+        let mut adam = Self::new(params, lr);
+        if kernels == Kernels::Reference {
+            let zeros = |adam: &Adam| {
+                adam.params
+                    .iter()
+                    .map(|(_, p)| Var::zeros(p.shape(), p.dtype(), p.device()))
+                    .collect::<Result<Vec<_>>>()
+            };
+            adam.moments = Moments::Tensors {
+                m: zeros(&adam)?,
+                v: zeros(&adam)?,
+            };
+        }
+        Ok(adam)
     }
 
     /// Backpropagates `loss` and applies one update.
@@ -54,28 +84,52 @@ impl Adam {
         let t = self.step as i32;
         let bc1 = 1.0 - BETA1.powi(t);
         let bc2 = 1.0 - BETA2.powi(t);
-        for (((_, var), m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
+        let (step_size, inv_sqrt_bc2) = (self.lr / bc1, 1.0 / bc2.sqrt());
+        for (i, (_, var)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let update = Update {
-                m: RefCell::new(m),
-                v: RefCell::new(v),
-                step_size: (self.lr / bc1) as f32,
-                inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
-            };
-            var.as_tensor().inplace_op2(&g.contiguous()?, &update)?;
+            match &mut self.moments {
+                Moments::Host { m, v } => {
+                    let update = Update {
+                        m: RefCell::new(&mut m[i]),
+                        v: RefCell::new(&mut v[i]),
+                        step_size: step_size as f32,
+                        inv_sqrt_bc2: inv_sqrt_bc2 as f32,
+                    };
+                    var.as_tensor().inplace_op2(&g.contiguous()?, &update)?;
+                }
+                Moments::Tensors { m, v } => {
+                    let (m, v) = (&m[i], &v[i]);
+                    m.set(&((m.as_tensor() * BETA1)? + (g * (1.0 - BETA1))?)?)?;
+                    v.set(&((v.as_tensor() * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?)?;
+                    let denom = ((v.sqrt()? * inv_sqrt_bc2)? + EPS)?;
+                    let delta = ((m.as_tensor() / denom)? * step_size)?;
+                    var.set(&(var.as_tensor() - delta)?)?;
+                }
+            }
         }
         Ok(())
     }
 
     /// A copy of the state, for checkpoints.
-    pub fn state(&self) -> AdamState {
-        AdamState {
+    pub fn state(&self) -> Result<AdamState> {
+        let (m, v) = match &self.moments {
+            Moments::Host { m, v } => (m.clone(), v.clone()),
+            Moments::Tensors { m, v } => {
+                let host = |vars: &[Var]| {
+                    vars.iter()
+                        .map(|t| t.flatten_all()?.to_vec1::<f32>())
+                        .collect::<Result<Vec<_>>>()
+                };
+                (host(m)?, host(v)?)
+            }
+        };
+        Ok(AdamState {
             step: self.step,
-            m: self.m.clone(),
-            v: self.v.clone(),
-        }
+            m,
+            v,
+        })
     }
 
     /// Restores a state saved by [`Adam::state`] for the same parameters.
@@ -90,8 +144,19 @@ impl Adam {
             bail!("optimizer state does not fit the model's parameters")
         }
         self.step = state.step;
-        self.m = state.m;
-        self.v = state.v;
+        match &mut self.moments {
+            Moments::Host { m, v } => {
+                *m = state.m;
+                *v = state.v;
+            }
+            Moments::Tensors { m, v } => {
+                for (vars, saved) in [(m, state.m), (v, state.v)] {
+                    for (var, saved) in vars.iter().zip(saved) {
+                        var.set(&Tensor::from_vec(saved, var.shape(), var.device())?)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -176,6 +241,9 @@ mod tests {
         let init = [0.5f32, -1.0, 2.0];
         let x = Var::from_slice(&init, 3, &dev).unwrap();
         let mut opt = Adam::new(vec![("x".into(), x.clone())], 0.1);
+        let z = Var::from_slice(&init, 3, &dev).unwrap();
+        let mut tensors =
+            Adam::with_kernels(vec![("z".into(), z.clone())], 0.1, Kernels::Reference).unwrap();
         let y = Var::from_slice(&init, 3, &dev).unwrap();
         let mut reference = <candle_nn::AdamW as candle_nn::Optimizer>::new(
             vec![y.clone()],
@@ -194,12 +262,16 @@ mod tests {
                     .unwrap()
             };
             opt.backward_step(&loss(&x)).unwrap();
+            tensors.backward_step(&loss(&z)).unwrap();
             candle_nn::Optimizer::backward_step(&mut reference, &loss(&y)).unwrap();
         }
-        let (a, b) = (x.to_vec1::<f32>().unwrap(), y.to_vec1::<f32>().unwrap());
-        for (a, b) in a.iter().zip(&b) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        let b = y.to_vec1::<f32>().unwrap();
+        for a in [x.to_vec1::<f32>().unwrap(), z.to_vec1::<f32>().unwrap()] {
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
         }
-        assert_eq!(opt.state().step, 20);
+        assert_eq!(opt.state().unwrap().step, 20);
+        assert_eq!(tensors.state().unwrap().step, 20);
     }
 }

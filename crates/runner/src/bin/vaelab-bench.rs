@@ -13,7 +13,7 @@ use vaelab::config::RunKeys;
 use vaelab::dispatch::{run_plan, Dispatch};
 use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
-use vaelab_vae::{Architecture, Trainer};
+use vaelab_vae::{Architecture, Kernels, Trainer};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -36,6 +36,9 @@ struct Args {
     /// Also time a sweep of this many runs (seeds 0..N) under both dispatch strategies.
     #[arg(long, default_value_t = 0)]
     sweep_runs: usize,
+    /// Run candle's stock ops instead of the fused kernels (what the fusing buys).
+    #[arg(long)]
+    reference: bool,
 }
 
 /// Times the real sweep dispatcher: `runs` classic runs (seeds 0..runs, no IWAE), `jobs` at a
@@ -73,6 +76,7 @@ fn sweep(
         jobs,
         threads,
         force: true,
+        device: Device::Cpu,
     };
     let start = Instant::now();
     run_plan(&plan, tmp.path(), &data, &how, &AtomicBool::new(false))?;
@@ -114,7 +118,13 @@ fn main() -> anyhow::Result<()> {
     // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each.
     let gflop_per_epoch = 3.0 * 2.0 * macs as f64 * n as f64 / 1e9;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
-    let mut trainer = Trainer::new(cfg.clone(), &data, Device::Cpu)?;
+    let kernels = if args.reference {
+        Kernels::Reference
+    } else {
+        Kernels::Fused
+    };
+    println!("kernels={kernels:?}");
+    let mut trainer = Trainer::with_kernels(cfg.clone(), &data, Device::Cpu, kernels)?;
     let mut secs = Vec::new();
     for epoch in 1..=cfg.epochs {
         let m = trainer.train_epoch(epoch)?;
