@@ -24,6 +24,10 @@ data:
 sweep FILE *ARGS: data
     cargo run --quiet -p vaelab -- sweep {{FILE}} {{ARGS}}
 
+# Redraw a sweep's figures and report.html from its Parquet tables and checkpoints.
+report DIR:
+    cargo run --quiet -p vaelab -- report {{DIR}}
+
 # Print the runs a sweep file expands to, without training.
 plan FILE:
     cargo run --quiet -p vaelab -- plan {{FILE}}

@@ -80,6 +80,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Redraw a sweep's figures and report.html from its Parquet tables and checkpoints.
+    Report { sweep_dir: PathBuf },
     /// List the sweeps and runs of a results folder, or the runs of one sweep.
     Ls {
         #[arg(default_value = "results")]
@@ -126,6 +128,17 @@ pub fn main() -> Result<(), Failure> {
         } => {
             let device = cli.device.open()?;
             sweep(&file, &results_dir, jobs, cli.threads, force, device)
+        }
+        Command::Report { sweep_dir } => {
+            if !sweep_dir.join("runs.parquet").exists() {
+                return Err(Failure::Input(anyhow!(
+                    "{}: no runs.parquet here; give a sweep folder such as results/<sweep name>",
+                    sweep_dir.display()
+                )));
+            }
+            crate::report::draw(&sweep_dir)
+                .map(|_| ())
+                .map_err(Failure::Run)
         }
         Command::Ls { dir } => inspect::ls(&dir).map_err(Failure::Input),
         Command::Show {
@@ -296,6 +309,8 @@ fn sweep(
             plan.name
         )));
     }
+    eprintln!("drawing the report of {}", plan.name);
+    let report = crate::report::draw(&sweep_dir);
     if !bad.is_empty() {
         return Err(Failure::Run(anyhow!(
             "{} run(s) did not finish:\n{}",
@@ -303,5 +318,7 @@ fn sweep(
             bad.join("\n")
         )));
     }
-    Ok(())
+    report
+        .map(|_| ())
+        .map_err(|e| Failure::Run(e.context("every run finished, but the report failed")))
 }

@@ -8,6 +8,7 @@ pub mod failure;
 pub mod inspect;
 pub mod manifest;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod sweep_file;
 pub mod tables;

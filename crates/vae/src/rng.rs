@@ -19,6 +19,8 @@ pub enum Stream {
     Binarize = 4,
     Eval = 5,
     Iwae = 6,
+    /// Prior samples decoded for report figures.
+    Samples = 7,
 }
 
 /// The stream for `purpose` in `epoch` of a run seeded with `seed`.

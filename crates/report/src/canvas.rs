@@ -1,0 +1,127 @@
+//! Drawing surfaces: one chart drawn twice, to PNG and SVG, with an embedded font so text
+//! renders on a machine without system fonts.
+
+use crate::ReportError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+/// DejaVu Sans (free license, see `assets/DejaVuSans.LICENSE`), compiled into the binary.
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+/// The family every chart asks for.
+pub const FONT: &str = "sans-serif";
+
+/// Registers the embedded font with plotters (once per process).
+pub fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            // The bytes are a valid TrueType file compiled in; a failure here is a build defect.
+            let _ = plotters::style::register_font(FONT, style, FONT_BYTES);
+        }
+    });
+}
+
+/// What drawing code returns: any backend's error, boxed.
+pub type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A chart that can draw itself on any plotters backend.
+pub trait Chart {
+    /// Pixel size of the PNG (and the SVG's view box).
+    fn size(&self) -> (u32, u32);
+    /// Draws onto a cleared white area.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static;
+}
+
+/// Writes `<dir>/<name>.png` and `<dir>/<name>.svg`; returns both paths.
+pub fn save_png_svg<C: Chart>(
+    dir: &Path,
+    name: &str,
+    chart: &C,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let png = save_png(dir, name, chart)?;
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, chart.size()).into_drawing_area();
+        paint(&root, chart).map_err(|e| draw_err(name, e))?;
+    }
+    let svg = dir.join(format!("{name}.svg"));
+    vaelab_track::write_atomic(&svg, svg_text.as_bytes())?;
+    Ok(vec![png, svg])
+}
+
+/// Writes `<dir>/<name>.png` only (for image mosaics, whose SVG would be one rect per pixel).
+/// Drawn to a temporary file and renamed, so a crash never leaves half a PNG.
+pub fn save_png<C: Chart>(dir: &Path, name: &str, chart: &C) -> Result<PathBuf, ReportError> {
+    register_font();
+    let png = dir.join(format!("{name}.png"));
+    let tmp = dir.join(format!(".{name}.partial.png"));
+    {
+        let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
+        paint(&root, chart).map_err(|e| draw_err(name, e))?;
+    }
+    std::fs::rename(&tmp, &png).map_err(|source| ReportError::Io {
+        path: png.clone(),
+        source,
+    })?;
+    Ok(png)
+}
+
+fn paint<DB: DrawingBackend, C: Chart>(root: &DrawingArea<DB, Shift>, chart: &C) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    root.fill(&WHITE)?;
+    chart.draw(root)?;
+    root.present()?;
+    Ok(())
+}
+
+fn draw_err(name: &str, e: Box<dyn std::error::Error + Send + Sync>) -> ReportError {
+    ReportError::Draw {
+        figure: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Ten well-separated colours (matplotlib's tab10), for categories.
+pub const TAB10: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The `i`-th category colour.
+pub fn category(i: usize) -> RGBColor {
+    TAB10[i % TAB10.len()]
+}
+
+/// A text style of the embedded font.
+pub fn text(size: f64) -> TextStyle<'static> {
+    (FONT, size).into_font().into()
+}
+
+/// (min, max) of the finite values, padded by 5% (or ±1 when flat); None when there are none.
+pub fn padded_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.into_iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        return None;
+    }
+    let pad = if hi > lo { 0.05 * (hi - lo) } else { 1.0 };
+    Some((lo - pad, hi + pad))
+}

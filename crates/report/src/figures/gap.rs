@@ -1,0 +1,160 @@
+//! The ELBO gap per run: log p(x) (IWAE, K samples) above the ELBO on the same test images;
+//! the gap between them is KL(q(z|x) ‖ p(z|x)), how far the encoder is from the true posterior.
+
+use super::Drawn;
+use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::sweep::Sweep;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+pub const CAPTION: &str =
+    "Top: for each VAE run, the ELBO (circle) and the IWAE estimate of log p(x) \
+(diamond) on the same test images; log p(x) = ELBO + KL(q(z|x) ‖ p(z|x)), so the segment between \
+them is the inference gap. Bottom: the gap alone. A wide gap means the Gaussian encoder is far \
+from the true posterior; it usually grows with the latent size.";
+
+struct Bar {
+    label: String,
+    group: usize,
+    elbo: f64,
+    log_px: f64,
+}
+
+struct Gap {
+    bars: Vec<Bar>,
+}
+
+pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
+    let mut groups: Vec<String> = Vec::new();
+    let mut bars: Vec<Bar> = Vec::new();
+    for r in sweep.ordered(sweep.done().filter(|r| r.is_vae())) {
+        let (Some(elbo), Some(log_px)) = (r.metric("elbo_iw"), r.metric("log_px_iw")) else {
+            continue;
+        };
+        let label = sweep.label(r, &[]);
+        let group = match groups.iter().position(|g| *g == label) {
+            Some(i) => i,
+            None => {
+                groups.push(label.clone());
+                groups.len() - 1
+            }
+        };
+        bars.push(Bar {
+            label: format!("{label} seed {}", r.key("seed").label()),
+            group,
+            elbo,
+            log_px,
+        });
+    }
+    if bars.is_empty() {
+        return Ok(Err(
+            "no finished VAE run has an IWAE estimate (AE runs have none; iw_samples = 0 skips it)"
+                .into(),
+        ));
+    }
+    Ok(Ok(canvas::save_png_svg(dir, "elbo_gap", &Gap { bars })?))
+}
+
+impl Chart for Gap {
+    fn size(&self) -> (u32, u32) {
+        (1400, 900)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let n = self.bars.len();
+        let (top, bottom) = root.split_vertically(520);
+        let (y0, y1) =
+            padded_range(self.bars.iter().flat_map(|b| [b.elbo, b.log_px])).unwrap_or((0.0, 1.0));
+        let mut chart = ChartBuilder::on(&top)
+            .margin(15)
+            .x_label_area_size(10)
+            .y_label_area_size(80)
+            .caption(
+                "log p(x) (IWAE) and the ELBO per run, test images",
+                text(22.0),
+            )
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("nats per image")
+            .label_style(text(15.0))
+            .axis_desc_style(text(16.0))
+            .draw()?;
+        for (i, b) in self.bars.iter().enumerate() {
+            let colour = category(b.group);
+            let x = i as f64;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x, b.elbo), (x, b.log_px)],
+                colour.stroke_width(3),
+            )))?;
+            chart.draw_series(std::iter::once(Circle::new(
+                (x, b.elbo),
+                6,
+                colour.filled(),
+            )))?;
+            chart.draw_series(std::iter::once(TriangleMarker::new(
+                (x, b.log_px),
+                8,
+                colour.filled(),
+            )))?;
+        }
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("ELBO")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, BLACK.filled()));
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("log p(x), IWAE")
+            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(text(14.0))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+
+        let g1 = self
+            .bars
+            .iter()
+            .map(|b| b.log_px - b.elbo)
+            .fold(0.0, f64::max);
+        let mut gaps = ChartBuilder::on(&bottom)
+            .margin(15)
+            .x_label_area_size(200)
+            .y_label_area_size(80)
+            .caption("gap = log p(x) − ELBO = KL(q(z|x) ‖ p(z|x))", text(20.0))
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..(g1 * 1.15).max(1e-3))?;
+        let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
+        gaps.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&move |x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                    labels[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_style(text(12.0).transform(FontTransform::Rotate90))
+            .y_desc("nats")
+            .label_style(text(14.0))
+            .axis_desc_style(text(16.0))
+            .draw()?;
+        gaps.draw_series(self.bars.iter().enumerate().map(|(i, b)| {
+            let x = i as f64;
+            Rectangle::new(
+                [(x - 0.35, 0.0), (x + 0.35, b.log_px - b.elbo)],
+                category(b.group).filled(),
+            )
+        }))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Every figure of a report: drawn when the sweep has what it shows, else skipped with why.
+
+mod curves;
+mod gap;
+mod kl_dims;
+mod metric_vs_key;
+mod pictures;
+mod rate_distortion;
+
+use crate::sweep::Sweep;
+use crate::ReportError;
+use std::path::{Path, PathBuf};
+use vaelab_data::DataSource;
+use vaelab_vae::Architecture;
+
+/// What a run's checkpoint needs to become a model again (`arch.input_dim` is taken from the
+/// data when it is restored).
+#[derive(Debug, Clone)]
+pub struct ModelRef {
+    pub run_id: String,
+    pub arch: Architecture,
+    pub checkpoint: PathBuf,
+    pub data: DataSource,
+}
+
+/// Everything a report is drawn from.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// `results/<sweep>`: holds runs.parquet, metrics.parquet and runs/<id>/.
+    pub sweep_dir: PathBuf,
+    /// The sweep file's text, shown on the page.
+    pub sweep_toml: String,
+    /// Runs whose checkpoints the image figures may decode.
+    pub models: Vec<ModelRef>,
+}
+
+/// One figure of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// File stem under `figures/`.
+    pub name: String,
+    pub title: String,
+    /// What to look for.
+    pub caption: String,
+    pub outcome: Outcome,
+}
+
+/// Drawn (with its files) or skipped (with the reason).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Drawn(Vec<PathBuf>),
+    Skipped(String),
+}
+
+/// What a figure module hands back: the files, or why this sweep has nothing to show.
+type Drawn = Result<Result<Vec<PathBuf>, String>, ReportError>;
+
+/// Draws every figure of the sweep into `<sweep_dir>/figures/` and writes `report.html`;
+/// returns the figures in page order.
+pub fn render(inputs: &Inputs) -> Result<Vec<Figure>, ReportError> {
+    let sweep = Sweep::load(&inputs.sweep_dir)?;
+    let dir = inputs.sweep_dir.join("figures");
+    std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut figures = Vec::new();
+    let mut add =
+        |name: String, title: String, caption: &str, drawn: Drawn| -> Result<(), ReportError> {
+            figures.push(Figure {
+                name,
+                title,
+                caption: caption.to_string(),
+                outcome: match drawn? {
+                    Ok(files) => Outcome::Drawn(files),
+                    Err(why) => Outcome::Skipped(why),
+                },
+            });
+            Ok(())
+        };
+    let axes = metric_vs_key::axes(&sweep);
+    if axes.is_empty() {
+        add(
+            "elbo_vs_key".into(),
+            "ELBO, recon, KL and log p(x) against the swept key".into(),
+            metric_vs_key::CAPTION,
+            Ok(Err("no config key varies in this sweep (only seeds), so there is no axis to draw against".into())),
+        )?;
+    }
+    for key in axes {
+        add(
+            format!("elbo_vs_{key}"),
+            format!("ELBO, recon, KL and log p(x) against {key}"),
+            metric_vs_key::CAPTION,
+            metric_vs_key::draw(&sweep, &key, &dir),
+        )?;
+    }
+    add(
+        "rate_distortion".into(),
+        "Rate–distortion plane".into(),
+        rate_distortion::CAPTION,
+        rate_distortion::draw(&sweep, &dir),
+    )?;
+    add(
+        "learning_curves".into(),
+        "Learning curves".into(),
+        curves::CAPTION,
+        curves::draw(&sweep, &dir),
+    )?;
+    add(
+        "elbo_gap".into(),
+        "The ELBO gap: log p(x) (IWAE) against the ELBO".into(),
+        gap::CAPTION,
+        gap::draw(&sweep, &dir),
+    )?;
+    add(
+        "kl_per_dim".into(),
+        "KL per latent dimension, sorted".into(),
+        kl_dims::CAPTION,
+        kl_dims::draw(&sweep, &dir),
+    )?;
+    for (name, title, caption, drawn) in pictures::draw_all(&sweep, inputs, &dir)? {
+        add(name, title, caption, Ok(drawn))?;
+    }
+    crate::html::write(inputs, &sweep, &figures)?;
+    Ok(figures)
+}
+
+/// The figures' folder of a sweep.
+pub fn figures_dir(sweep_dir: &Path) -> PathBuf {
+    sweep_dir.join("figures")
+}

@@ -1,0 +1,90 @@
+//! Runs brought back from their checkpoints: encode test images, decode latents into pixel
+//! means, for the image figures.
+
+use crate::figures::ModelRef;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use vaelab_vae::{Likelihood, Model};
+
+/// A trained model restored from its checkpoint, on the CPU.
+pub struct Restored {
+    model: Model,
+    likelihood: Likelihood,
+    dim: usize,
+}
+
+impl Restored {
+    /// Loads the weights of `m`'s checkpoint (the optimizer's moments in it are ignored).
+    pub fn load(m: &ModelRef) -> Result<Self, String> {
+        let tensors = candle_core::safetensors::load(&m.checkpoint, &Device::Cpu)
+            .map_err(|e| format!("{}: {e}", m.checkpoint.display()))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let model = Model::new(m.arch.clone(), vb)
+            .map_err(|e| format!("{}: {e}", m.checkpoint.display()))?;
+        Ok(Self {
+            likelihood: m.arch.likelihood,
+            dim: m.arch.input_dim,
+            model,
+        })
+    }
+
+    /// Posterior means (the AE's codes) of `n` images given as rows of `pixels`.
+    pub fn encode(&self, pixels: &[f32], n: usize) -> candle_core::Result<Vec<Vec<f32>>> {
+        let x = Tensor::from_slice(pixels, (n, self.dim), &Device::Cpu)?;
+        self.model.encode(&x)?.mu.to_vec2::<f32>()
+    }
+
+    /// Pixel means of p(x|z) for each latent row.
+    pub fn decode(&self, z: &[Vec<f32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let l = z.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = z.iter().flatten().copied().collect();
+        let zt = Tensor::from_vec(flat, (z.len(), l), &Device::Cpu)?;
+        let params = self.model.decode(&zt)?.narrow(1, 0, self.dim)?;
+        let rows = params.to_vec2::<f32>()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|a| pixel_mean(self.likelihood, a))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Reconstructions: decode(encode(x)) through the posterior means.
+    pub fn reconstruct(&self, pixels: &[f32], n: usize) -> candle_core::Result<Vec<Vec<f32>>> {
+        self.decode(&self.encode(pixels, n)?)
+    }
+}
+
+/// E[x | a] of one pixel: sigmoid(a) for every family but the continuous Bernoulli, whose
+/// mean is λ/(2λ−1) + 1/(2 artanh(1−2λ)) with λ = sigmoid(a) (½ at λ = ½).
+pub fn pixel_mean(lik: Likelihood, a: f32) -> f32 {
+    let lambda = 1.0 / (1.0 + (-f64::from(a)).exp());
+    let mean = match lik {
+        Likelihood::ContinuousBernoulli if (lambda - 0.5).abs() > 1e-3 => {
+            lambda / (2.0 * lambda - 1.0) + 1.0 / (2.0 * (1.0 - 2.0 * lambda).atanh())
+        }
+        Likelihood::ContinuousBernoulli => 0.5,
+        _ => lambda,
+    };
+    mean.clamp(0.0, 1.0) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuous_bernoulli_mean_is_continuous_at_one_half_and_monotone() {
+        let lik = Likelihood::ContinuousBernoulli;
+        let near = pixel_mean(lik, 0.0041);
+        assert!((near - 0.5).abs() < 1e-3, "{near}");
+        let means: Vec<f32> = (-40..=40)
+            .map(|a| pixel_mean(lik, a as f32 / 4.0))
+            .collect();
+        assert!(means.windows(2).all(|w| w[1] >= w[0]), "{means:?}");
+        // The CB mean is pulled toward ½ relative to λ.
+        assert!(pixel_mean(lik, 2.0) < pixel_mean(Likelihood::Bernoulli, 2.0));
+    }
+}

@@ -1,0 +1,328 @@
+//! A finished sweep as the report sees it: one row per run from `runs.parquet`, every epoch
+//! from `metrics.parquet`, and which config keys the sweep varies.
+
+use crate::ReportError;
+use polars::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use vaelab_track::MetricsRow;
+
+/// Columns of `runs.parquet` that are results, not config keys.
+pub const METRIC_COLUMNS: &[&str] = &[
+    "test_loss",
+    "test_neg_elbo",
+    "test_recon",
+    "test_kl",
+    "train_neg_elbo",
+    "train_recon",
+    "log_px_iw",
+    "elbo_iw",
+    "elbo_gap",
+    "iw_seconds",
+    "active_units",
+    "wall_seconds",
+];
+
+/// A config value: numbers compare numerically, the rest as text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Num(f64),
+    Text(String),
+    Null,
+}
+
+impl Value {
+    /// As written in labels: integers without a decimal point, floats in short form.
+    pub fn label(&self) -> String {
+        match self {
+            Value::Num(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", *v as i64),
+            Value::Num(v) => format!("{v}"),
+            Value::Text(s) => s.clone(),
+            Value::Null => "-".into(),
+        }
+    }
+
+    /// Orders numbers numerically before text.
+    fn sort_key(&self) -> (u8, f64, String) {
+        match self {
+            Value::Num(v) => (0, *v, String::new()),
+            Value::Text(s) => (1, 0.0, s.clone()),
+            Value::Null => (2, 0.0, String::new()),
+        }
+    }
+}
+
+/// One run's row: its id, status, config and final metrics.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: String,
+    pub status: String,
+    pub config: BTreeMap<String, Value>,
+    /// Non-null final metrics by column name.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Run {
+    /// A config value (`Null` when the key is absent).
+    pub fn key(&self, key: &str) -> &Value {
+        self.config.get(key).unwrap_or(&Value::Null)
+    }
+
+    /// A final metric, if the run has it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics.get(name).copied()
+    }
+
+    /// Whether this is a VAE run (the AE has no KL, ELBO or IWAE).
+    pub fn is_vae(&self) -> bool {
+        self.key("model").label() == "vae"
+    }
+
+    /// Whether `key` means anything for this run: the AE has no KL and no IWAE, and only the
+    /// Gaussian and Laplace likelihoods read `sigma`. (The planner resets such keys to their
+    /// defaults so identical runs share an id; those defaults must not count as a swept value.)
+    pub fn uses(&self, key: &str) -> bool {
+        match key {
+            "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => self.is_vae(),
+            "sigma" => matches!(
+                self.key("likelihood").label().as_str(),
+                "gaussian" | "laplace"
+            ),
+            _ => true,
+        }
+    }
+
+    /// Whether the run finished.
+    pub fn is_done(&self) -> bool {
+        self.status == "done"
+    }
+}
+
+/// A sweep's tables.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub name: String,
+    pub runs: Vec<Run>,
+    pub epochs: Vec<MetricsRow>,
+    /// Config keys with more than one value across runs, seed excluded, in table order.
+    pub varying: Vec<String>,
+}
+
+impl Sweep {
+    /// Reads `runs.parquet` and (when present) `metrics.parquet` of a sweep folder.
+    pub fn load(dir: &Path) -> Result<Self, ReportError> {
+        let runs_path = dir.join("runs.parquet");
+        let df = read(&runs_path)?;
+        let runs = runs_of(&df, &runs_path)?;
+        let metrics_path = dir.join("metrics.parquet");
+        let epochs = if metrics_path.exists() {
+            vaelab_track::read_metrics(&metrics_path)?
+        } else {
+            Vec::new()
+        };
+        let keys: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| is_config_key(c))
+            .collect();
+        let varying = keys
+            .into_iter()
+            .filter(|k| {
+                let users: Vec<Run> = runs.iter().filter(|r| r.uses(k)).cloned().collect();
+                k != "seed" && distinct(&users, k).len() > 1
+            })
+            .collect();
+        let name = dir
+            .file_name()
+            .map_or("sweep".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Self {
+            name,
+            runs,
+            epochs,
+            varying,
+        })
+    }
+
+    /// Finished runs.
+    pub fn done(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.is_done())
+    }
+
+    /// The distinct values of `key` over all runs, sorted.
+    pub fn values(&self, key: &str) -> Vec<Value> {
+        distinct(&self.runs, key)
+    }
+
+    /// How a run differs from the others: `key=value` for every varying key but `skip`.
+    pub fn label(&self, run: &Run, skip: &[&str]) -> String {
+        let parts: Vec<String> = self
+            .varying
+            .iter()
+            .filter(|k| !skip.contains(&k.as_str()) && run.uses(k))
+            .map(|k| format!("{k}={}", run.key(k).label()))
+            .collect();
+        if parts.is_empty() {
+            self.name.clone()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// Runs in reading order: by the numeric swept keys (numerically), then the other swept
+    /// keys, then the seed, so that e.g. the VAE and AE of one latent size sit together.
+    pub fn ordered<'a>(&self, runs: impl Iterator<Item = &'a Run>) -> Vec<&'a Run> {
+        let numeric = self.numeric_varying();
+        let keys: Vec<&str> = numeric
+            .iter()
+            .copied()
+            .chain(
+                self.varying
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| !numeric.contains(k)),
+            )
+            .chain(["seed"])
+            .collect();
+        let mut runs: Vec<&Run> = runs.collect();
+        runs.sort_by(|a, b| {
+            let key = |r: &Run| keys.iter().map(|k| r.key(k).clone()).collect::<Vec<_>>();
+            compare_values(&key(a), &key(b))
+        });
+        runs
+    }
+
+    /// The varying keys, comma-separated, as a legend title ("seed" when nothing else varies).
+    pub fn label_keys(&self) -> String {
+        if self.varying.is_empty() {
+            "seed".into()
+        } else {
+            self.varying.join(", ")
+        }
+    }
+
+    /// The varying keys whose values are all numbers (axes), in table order.
+    pub fn numeric_varying(&self) -> Vec<&str> {
+        self.varying
+            .iter()
+            .filter(|k| self.values(k).iter().all(|v| matches!(v, Value::Num(_))))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Per-epoch rows of one run and split, in epoch order.
+    pub fn curve(&self, run_id: &str, split: &str) -> Vec<&MetricsRow> {
+        let mut rows: Vec<&MetricsRow> = self
+            .epochs
+            .iter()
+            .filter(|r| r.run_id == run_id && r.split == split)
+            .collect();
+        rows.sort_by_key(|r| r.epoch);
+        rows
+    }
+}
+
+/// Orders lists of values element by element, numbers numerically.
+pub fn compare_values(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = x
+            .sort_key()
+            .partial_cmp(&y.sort_key())
+            .unwrap_or(std::cmp::Ordering::Equal);
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn is_config_key(column: &str) -> bool {
+    !METRIC_COLUMNS.contains(&column) && column != "run_id" && column != "status"
+}
+
+fn distinct(runs: &[Run], key: &str) -> Vec<Value> {
+    let mut seen: Vec<Value> = Vec::new();
+    for r in runs {
+        let v = r.key(key);
+        if !seen.contains(v) {
+            seen.push(v.clone());
+        }
+    }
+    seen.sort_by(|a, b| compare_values(std::slice::from_ref(a), std::slice::from_ref(b)));
+    seen
+}
+
+fn read(path: &Path) -> Result<DataFrame, ReportError> {
+    let file = std::fs::File::open(path).map_err(|source| ReportError::Io {
+        path: path.into(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| ReportError::Polars {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Every cell of a column as a [`Value`].
+fn values_of(column: &Column) -> PolarsResult<Vec<Value>> {
+    let s = column.as_materialized_series();
+    if s.dtype().is_primitive_numeric() {
+        let f = s.cast(&DataType::Float64)?;
+        Ok(f.f64()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, Value::Num))
+            .collect())
+    } else if s.dtype() == &DataType::String {
+        Ok(s.str()?
+            .iter()
+            .map(|v| v.map_or(Value::Null, |t| Value::Text(t.to_string())))
+            .collect())
+    } else {
+        Ok(vec![Value::Null; s.len()])
+    }
+}
+
+fn runs_of(df: &DataFrame, path: &Path) -> Result<Vec<Run>, ReportError> {
+    let polars_err = |source| ReportError::Polars {
+        path: path.into(),
+        source,
+    };
+    let text = |name: &str| -> Result<Vec<Value>, ReportError> {
+        let c = df.column(name).map_err(|_| ReportError::Table {
+            path: path.into(),
+            reason: format!("no column `{name}`"),
+        })?;
+        values_of(c).map_err(polars_err)
+    };
+    let (ids, status) = (text("run_id")?, text("status")?);
+    let mut runs: Vec<Run> = (0..df.height())
+        .map(|i| Run {
+            id: ids[i].label(),
+            status: status[i].label(),
+            config: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        })
+        .collect();
+    let metric_set: BTreeSet<&str> = METRIC_COLUMNS.iter().copied().collect();
+    for column in df.columns() {
+        let name = column.name().to_string();
+        if name == "run_id" || name == "status" {
+            continue;
+        }
+        let values = values_of(column).map_err(polars_err)?;
+        for (run, v) in runs.iter_mut().zip(values) {
+            if metric_set.contains(name.as_str()) {
+                if let Value::Num(x) = v {
+                    if x.is_finite() {
+                        run.metrics.insert(name.clone(), x);
+                    }
+                }
+            } else {
+                run.config.insert(name.clone(), v);
+            }
+        }
+    }
+    Ok(runs)
+}
