@@ -23,6 +23,8 @@ struct Bar {
 
 struct Gap {
     bars: Vec<Bar>,
+    /// What the x labels list: the swept keys (but `model`) and the seed.
+    x_desc: String,
 }
 
 pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
@@ -40,8 +42,16 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
                 groups.len() - 1
             }
         };
+        // Short x labels: the values of the swept keys (all runs here are VAEs) and the seed.
+        let values: Vec<String> = sweep
+            .varying
+            .iter()
+            .filter(|k| *k != "model")
+            .map(|k| r.key(k).label())
+            .chain([format!("s{}", r.key("seed").label())])
+            .collect();
         bars.push(Bar {
-            label: format!("{label} seed {}", r.key("seed").label()),
+            label: values.join(" "),
             group,
             elbo,
             log_px,
@@ -53,7 +63,18 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
                 .into(),
         ));
     }
-    Ok(Ok(canvas::save_png_svg(dir, "elbo_gap", &Gap { bars })?))
+    let x_desc: Vec<&str> = sweep
+        .varying
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "model")
+        .chain(["seed (s)"])
+        .collect();
+    let chart = Gap {
+        bars,
+        x_desc: x_desc.join(", "),
+    };
+    Ok(Ok(canvas::save_png_svg(dir, "elbo_gap", &chart)?))
 }
 
 impl Chart for Gap {
@@ -66,7 +87,7 @@ impl Chart for Gap {
         DB::ErrorType: 'static,
     {
         let n = self.bars.len();
-        let (top, bottom) = root.split_vertically(520);
+        let (top, bottom) = root.split_vertically(560);
         let (y0, y1) =
             padded_range(self.bars.iter().flat_map(|b| [b.elbo, b.log_px])).unwrap_or((0.0, 1.0));
         let mut chart = ChartBuilder::on(&top)
@@ -127,7 +148,7 @@ impl Chart for Gap {
             .fold(0.0, f64::max);
         let mut gaps = ChartBuilder::on(&bottom)
             .margin(15)
-            .x_label_area_size(200)
+            .x_label_area_size(60)
             .y_label_area_size(80)
             .caption("gap = log p(x) − ELBO = KL(q(z|x) ‖ p(z|x))", text(20.0))
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..(g1 * 1.15).max(1e-3))?;
@@ -143,7 +164,7 @@ impl Chart for Gap {
                     String::new()
                 }
             })
-            .x_label_style(text(12.0).transform(FontTransform::Rotate90))
+            .x_desc(self.x_desc.as_str())
             .y_desc("nats")
             .label_style(text(14.0))
             .axis_desc_style(text(16.0))
