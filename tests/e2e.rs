@@ -2,6 +2,9 @@
 //!
 //! Fashion-MNIST comes from Debian's `dataset-fashion-mnist` (`just data` installs it).
 
+mod common;
+
+use common::write_idx;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -156,11 +159,11 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
         config.contains("kl_warmup_epochs = 0") && config.contains("likelihood = \"bernoulli\""),
         "{config}"
     );
-    // Nothing but the run's files: every write went through a temp file that was renamed.
+    // Nothing but the run's files and its lock: every write went through a renamed temp file.
     assert_eq!(
         std::fs::read_dir(&run).unwrap().count(),
-        5,
-        "config, manifest, metrics, summary, checkpoint"
+        6,
+        "config, manifest, metrics, summary, checkpoint, .lock"
     );
 }
 
@@ -271,14 +274,6 @@ fn mnist_from_the_hf_hub_cache_offline() {
             && msg.contains("Online:"),
         "{msg}"
     );
-}
-
-/// Writes a u8 IDX file.
-fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let mut bytes = (0x0800u32 | dims.len() as u32).to_be_bytes().to_vec();
-    dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub fn save_png_svg<C: Chart>(
 pub fn save_png<C: Chart>(dir: &Path, name: &str, chart: &C) -> Result<PathBuf, ReportError> {
     register_font();
     let png = dir.join(format!("{name}.png"));
-    let tmp = dir.join(format!(".{name}.partial.png"));
+    let tmp = dir.join(format!(".{name}.{}.partial.png", std::process::id()));
     {
         let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
         paint(&root, chart).map_err(|e| draw_err(name, e))?;

@@ -216,6 +216,7 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
         device,
         force,
         cancel: &cancel,
+        wait_for_lock: false,
         provenance: &provenance,
     };
     let epochs = spec.keys.epochs;
@@ -249,6 +250,11 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
         Outcome::Failed(e) | Outcome::Diverged(e) => {
             Err(Failure::Run(anyhow!("{}: {e} (see {where_})", spec.name)))
         }
+        Outcome::Busy(pid) => Err(Failure::Run(anyhow!(
+            "{}: another vaelab process{} is training this run in {where_}; wait for it to end",
+            spec.name,
+            pid.map_or(String::new(), |p| format!(" (pid {p})"))
+        ))),
     }
 }
 

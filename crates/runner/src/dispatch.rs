@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use vaelab_data::{DataSource, Dataset};
@@ -119,16 +119,26 @@ pub fn run_plan(
     let provenance = Provenance::detect();
     let varying = plan.varying();
     let reporter = Reporter::new(plan.runs.len(), how.jobs);
-    let next = AtomicUsize::new(0);
+    // Runs in plan order; a run another process holds goes to `waiting`, taken (and waited
+    // for) once nothing else is left, so two sweeps on one folder share the work.
+    let queue = Mutex::new((0..plan.runs.len()).collect::<std::collections::VecDeque<usize>>());
+    let waiting = Mutex::new(std::collections::VecDeque::<usize>::new());
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.runs.len()]);
     let tables = Mutex::new(());
     let worker = |w: usize| -> anyhow::Result<()> {
         vaelab_vae::threads::in_pool(how.threads, || -> anyhow::Result<()> {
             loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= plan.runs.len() || cancel.load(Ordering::SeqCst) {
+                if cancel.load(Ordering::SeqCst) {
                     return Ok(());
                 }
+                let popped = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let (i, wait_for_lock) = match popped {
+                    Some(i) => (i, false),
+                    None => match waiting.lock().ok().and_then(|mut q| q.pop_front()) {
+                        Some(i) => (i, true),
+                        None => return Ok(()),
+                    },
+                };
                 let run = &plan.runs[i];
                 let name = label(plan, i, &varying);
                 let dataset = data
@@ -144,6 +154,7 @@ pub fn run_plan(
                     device: &how.device,
                     force: how.force,
                     cancel,
+                    wait_for_lock,
                     provenance: &provenance,
                 };
                 reporter.line(w, format!("{name}: starting"));
@@ -174,12 +185,24 @@ pub fn run_plan(
                         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
                     Outcome::Failed(format!("panicked: {}", msg.unwrap_or_default()))
                 });
+                if let Outcome::Busy(pid) = outcome {
+                    let by = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+                    reporter.line(
+                        w,
+                        format!("{name}: another process{by} is training it; later"),
+                    );
+                    if let Ok(mut q) = waiting.lock() {
+                        q.push_back(i);
+                    }
+                    continue;
+                }
                 let verdict = match &outcome {
                     Outcome::Done => "done".to_string(),
                     Outcome::Skipped => "already done".to_string(),
                     Outcome::Interrupted => "interrupted".to_string(),
                     Outcome::Failed(e) => format!("FAILED: {e}"),
                     Outcome::Diverged(e) => format!("DIVERGED: {e}"),
+                    Outcome::Busy(_) => "busy".to_string(),
                 };
                 reporter.finished(format!("{name}: {verdict}"));
                 if let Ok(mut o) = outcomes.lock() {

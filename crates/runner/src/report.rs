@@ -48,6 +48,8 @@ pub fn inputs(sweep_dir: &Path) -> anyhow::Result<Inputs> {
 /// Draws every figure and the page; prints one line per figure.
 pub fn draw(sweep_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let inputs = inputs(sweep_dir)?;
+    // Two sweeps ending together on one folder draw one after the other.
+    let _lock = vaelab_track::Lock::acquire(&sweep_dir.join(".report.lock"))?;
     let figures = vaelab_report::render(&inputs)?;
     for f in &figures {
         match &f.outcome {

@@ -45,6 +45,8 @@ pub struct RunJob<'a> {
     pub force: bool,
     /// Set by Ctrl-C: stop after the current epoch.
     pub cancel: &'a AtomicBool,
+    /// When another process holds the run's lock: wait for it (true) or return `Busy`.
+    pub wait_for_lock: bool,
     pub provenance: &'a Provenance,
 }
 
@@ -57,6 +59,8 @@ pub enum Outcome {
     Failed(String),
     Diverged(String),
     Interrupted,
+    /// Another process is training it (its pid, when known); nothing was touched.
+    Busy(Option<u32>),
 }
 
 impl Outcome {
@@ -64,7 +68,7 @@ impl Outcome {
     pub fn status(&self) -> Option<Status> {
         match self {
             Outcome::Done => Some(Status::Done),
-            Outcome::Skipped => None,
+            Outcome::Skipped | Outcome::Busy(_) => None,
             Outcome::Failed(_) => Some(Status::Failed),
             Outcome::Diverged(_) => Some(Status::Diverged),
             Outcome::Interrupted => Some(Status::Interrupted),
@@ -95,6 +99,18 @@ fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
 
 /// Runs `job` to its end; every outcome is also written to the run's manifest and summary.
 pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
+    // One process per run at a time; the lock dies with its process, so a crash frees it.
+    let lock_path = job.dir.file(track::LOCK);
+    let lock = if job.wait_for_lock {
+        track::Lock::acquire(&lock_path).map(Some)
+    } else {
+        track::Lock::try_acquire(&lock_path)
+    };
+    let _lock = match lock {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Outcome::Busy(track::holder(&lock_path)),
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
     let manifest_path = job.dir.file(track::MANIFEST);
     let previous = Manifest::read(&manifest_path);
     if !job.force

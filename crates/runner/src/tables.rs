@@ -23,8 +23,10 @@ fn config_cells(run: &crate::plan::PlannedRun) -> Vec<(String, Cell)> {
     cells
 }
 
-/// Rewrites both tables atomically from what the run folders hold now.
+/// Rewrites both tables atomically from what the run folders hold now. A lock serializes the
+/// rewrites of concurrent sweeps on one folder, so the last rewrite always saw the last run end.
 pub fn write_sweep_tables(sweep_dir: &Path, plan: &Plan) -> anyhow::Result<()> {
+    let _lock = track::Lock::acquire(&sweep_dir.join(".tables.lock"))?;
     let mut runs = Vec::new();
     let mut metrics = Vec::new();
     for run in &plan.runs {

@@ -2,10 +2,12 @@
 //! Parquet, every file written atomically (temp file in the same folder, fsync, rename).
 
 mod atomic;
+mod lock;
 mod run_dir;
 mod table;
 
 pub use atomic::{write_atomic, write_atomic_with};
+pub use lock::{holder, Lock, LOCK};
 pub use run_dir::{RunDir, CHECKPOINT, CONFIG, MANIFEST, METRICS, SUMMARY};
 pub use table::{
     frame_of_cells, read_metrics, write_frame, write_metrics, write_summary, Cell, MetricsRow,

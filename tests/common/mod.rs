@@ -1,0 +1,32 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Writes a u8 IDX file (magic 0x08, the given dimensions, then the data).
+pub fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut bytes = (0x0800u32 | dims.len() as u32).to_be_bytes().to_vec();
+    dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A folder of raw IDX files: `n_train` and `n_test` images of `train_side`² and `test_side`²
+/// pixels, with labels.
+pub fn idx_folder(dir: &Path, (n_train, train_side): (u32, u32), (n_test, test_side): (u32, u32)) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n, side) in [("train", n_train, train_side), ("t10k", n_test, test_side)] {
+        let pixels: Vec<u8> = (0..n * side * side).map(|i| (i * 37 % 251) as u8).collect();
+        write_idx(
+            &dir.join(format!("{prefix}-images-idx3-ubyte")),
+            &[n, side, side],
+            &pixels,
+        );
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        write_idx(
+            &dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            &[n],
+            &labels,
+        );
+    }
+}
