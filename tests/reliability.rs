@@ -174,6 +174,7 @@ fn crashes_at_many_points_lose_nothing_and_resume_exactly() {
         finished,
         "the sweep never finished between injected crashes"
     );
+    let aborts = kill_points;
     let after_aborts = check_finished(&aborted.join("crash"));
     assert_eq!(after_aborts, reference, "metrics after injected crashes");
 
@@ -195,15 +196,68 @@ fn crashes_at_many_points_lose_nothing_and_resume_exactly() {
     }
     let out = output(&sweep_args(&file, &results), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    eprintln!("kill points survived: {kill_points}");
+    eprintln!(
+        "kill points survived: {kill_points} ({aborts} injected aborts at successive writes, {} SIGKILLs)",
+        kill_points - aborts
+    );
     assert!(
         kill_points >= 20,
         "only {kill_points} kill points were tried"
     );
 
     let resumed = check_finished(&results.join("crash"));
+    // Temp files of killed writers are cleaned when a run folder is next locked.
+    for dir in [&aborted, &results] {
+        for run in std::fs::read_dir(dir.join("crash").join("runs")).unwrap() {
+            for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
+                let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.starts_with(".tmp-"), "left behind: {name}");
+            }
+        }
+    }
     // Same seed, same draws: a resumed run's metrics equal the uninterrupted run's, bit for bit.
     assert_eq!(resumed, reference);
+}
+
+#[test]
+fn ctrl_c_finishes_the_epoch_marks_runs_interrupted_and_a_rerun_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Long enough that Ctrl-C lands mid-sweep: 3 epochs of 20000 images per run.
+    let file = sweep_file_with(tmp.path(), "sigint", 1, 20000);
+    let results = tmp.path().join("results");
+    let child = vaelab()
+        .args(sweep_args(&file, &results))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch on disk, then send SIGINT, as Ctrl-C in a terminal does.
+    let runs = results.join("sigint").join("runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_dir(&runs).is_ok_and(|d| {
+        d.flatten()
+            .any(|r| r.path().join("checkpoint.safetensors").exists())
+    }) {
+        assert!(std::time::Instant::now() < deadline, "no epoch finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let msg = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{msg}");
+    assert!(msg.contains("interrupted"), "{msg}");
+    let table = read(&results.join("sigint").join("runs.parquet"));
+    let statuses = strings(&table, "status");
+    assert!(statuses.iter().any(|s| s == "interrupted"), "{statuses:?}");
+    assert!(!statuses.iter().all(|s| s == "done"), "{statuses:?}");
+    // Rerun: everything finishes, every epoch once.
+    let out = output(&sweep_args(&file, &results), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check_finished(&results.join("sigint"));
 }
 
 #[test]

@@ -111,6 +111,7 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
         Ok(None) => return Outcome::Busy(track::holder(&lock_path)),
         Err(e) => return Outcome::Failed(format!("{e:#}")),
     };
+    remove_stale_temp_files(job.dir.path());
     let manifest_path = job.dir.file(track::MANIFEST);
     let previous = Manifest::read(&manifest_path);
     if !job.force
@@ -243,6 +244,19 @@ fn train(
         *iw = trainer.iwae().context("IWAE bound")?;
     }
     Ok(true)
+}
+
+/// Removes temp files a crashed writer left in a run folder. Only called with the run's lock
+/// held, so no live writer owns them.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// One row: id, status, every config key, the final metrics (null where undefined).
