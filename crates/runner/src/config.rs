@@ -308,6 +308,18 @@ impl RunKeys {
         }
     }
 
+    /// Whether `key` means anything for this run: the AE has no KL and no IWAE bound, and only
+    /// `gaussian` and `laplace` read `sigma` (`canonical` resets the others to their defaults).
+    pub fn uses(&self, key: &str) -> bool {
+        match key {
+            "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => {
+                self.model == vaelab_vae::ModelKind::Vae
+            }
+            "sigma" => self.likelihood.uses_sigma(),
+            _ => true,
+        }
+    }
+
     /// The resolved keys as TOML (defaults included, `name` first when set).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))

@@ -102,7 +102,7 @@ impl Reporter {
 /// A short name for logs: the id and the keys that vary in the sweep.
 pub fn label(plan: &Plan, i: usize, varying: &[&str]) -> String {
     let mut s = plan.runs[i].id.clone();
-    for k in varying {
+    for k in varying.iter().filter(|k| plan.runs[i].keys.uses(k)) {
         s.push_str(&format!(" {k}={}", plan.value(i, k)));
     }
     s

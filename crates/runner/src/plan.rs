@@ -42,20 +42,33 @@ fn show(v: Option<&Value>) -> String {
 impl Plan {
     /// Keys whose value differs between runs, in the order of the run keys.
     pub fn varying(&self) -> Vec<&'static str> {
-        let tables: Vec<toml::Table> = self
+        let tables: Vec<(toml::Table, &PlannedRun)> = self
             .runs
             .iter()
-            .map(|r| toml::Table::try_from(&r.keys).unwrap_or_default())
+            .map(|r| (toml::Table::try_from(&r.keys).unwrap_or_default(), r))
             .collect();
         crate::config::RUN_KEYS
             .iter()
             .copied()
-            .filter(|k| tables.iter().any(|t| t.get(*k) != tables[0].get(*k)))
+            .filter(|k| {
+                // Only among the runs the key means something for (not the AE's β).
+                let mut values = tables
+                    .iter()
+                    .filter(|(_, r)| r.keys.uses(k))
+                    .map(|(t, _)| t.get(*k));
+                match values.next() {
+                    Some(first) => values.any(|v| v != first),
+                    None => false,
+                }
+            })
             .collect()
     }
 
-    /// The value of `key` in run `i`, as text.
+    /// The value of `key` in run `i`, as text ("-" where the key means nothing for the run).
     pub fn value(&self, i: usize, key: &str) -> String {
+        if !self.runs[i].keys.uses(key) {
+            return "-".into();
+        }
         show(
             toml::Table::try_from(&self.runs[i].keys)
                 .unwrap_or_default()

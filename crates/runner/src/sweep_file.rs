@@ -138,6 +138,7 @@ fn resolve(base: &Table, overrides: &Table) -> Result<RunKeys, String> {
 /// same model get the same id: the AE has no KL and no IWAE bound (β, warm-up, free bits,
 /// iw_samples, iw_test_n), and only `gaussian` and `laplace` read `sigma`.
 pub fn canonical(mut keys: RunKeys) -> RunKeys {
+    // Keep in step with `RunKeys::uses`.
     let d = RunKeys::default();
     if keys.model == vaelab_vae::ModelKind::Ae {
         keys.beta = d.beta;
