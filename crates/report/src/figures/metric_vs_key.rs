@@ -13,7 +13,8 @@ pub const CAPTION: &str =
     "Each panel is one final test metric against the swept key, one line per \
 setting of the other swept keys, the mean over seeds with ±1 std bars. The ELBO splits into recon \
 + KL: watch which of the two buys the improvement, and how far −log p(x) (IWAE) sits below \
-−ELBO. The AE has no KL, ELBO or log p(x): it appears in the recon panel only.";
+−ELBO. The AE has no KL, ELBO or log p(x): it appears in the recon panel only, and on an axis that means \
+nothing for it (β, warm-up, free bits, IWAE keys) as a flat dashed line.";
 
 const PANELS: [(&str, &str); 4] = [
     ("test_neg_elbo", "test −ELBO (nats)"),
@@ -57,6 +58,8 @@ struct MetricVsKey {
     ticks: Vec<String>,
     /// Per panel: series label → (x index, stat).
     panels: Vec<BTreeMap<String, Vec<(usize, Stat)>>>,
+    /// Per panel: runs the key means nothing for (the AE on a β axis), as flat reference lines.
+    flat: Vec<BTreeMap<String, Stat>>,
     labels: Vec<String>,
 }
 
@@ -68,7 +71,24 @@ fn metric(run: &crate::sweep::Run, name: &str) -> Option<f64> {
 }
 
 pub fn draw(sweep: &Sweep, key: &str, dir: &Path) -> Drawn {
-    let values: Vec<Value> = sweep.values(key);
+    match build(sweep, key) {
+        Ok(chart) => Ok(Ok(canvas::save_png_svg(
+            dir,
+            &format!("elbo_vs_{key}"),
+            &chart,
+        )?)),
+        Err(why) => Ok(Err(why)),
+    }
+}
+
+/// The chart's data: per panel, one series per setting of the other keys, and flat lines for
+/// runs the key means nothing for.
+fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
+    let values: Vec<Value> = sweep
+        .values(key)
+        .into_iter()
+        .filter(|v| sweep.runs.iter().any(|r| r.uses(key) && r.key(key) == v))
+        .collect();
     let labels: Vec<String> = {
         let mut l: Vec<String> = sweep.done().map(|r| sweep.label(r, &[key])).collect();
         l.dedup();
@@ -77,14 +97,27 @@ pub fn draw(sweep: &Sweep, key: &str, dir: &Path) -> Drawn {
         l
     };
     let mut panels = Vec::new();
+    let mut flat = Vec::new();
     for (name, _) in PANELS {
+        let mut lines: BTreeMap<String, Stat> = BTreeMap::new();
+        for label in &labels {
+            let ys: Vec<f64> = sweep
+                .done()
+                .filter(|r| !r.uses(key) && &sweep.label(r, &[key]) == label)
+                .filter_map(|r| metric(r, name))
+                .collect();
+            if !ys.is_empty() {
+                lines.insert(label.clone(), stat(&ys));
+            }
+        }
+        flat.push(lines);
         let mut series: BTreeMap<String, Vec<(usize, Stat)>> = BTreeMap::new();
         for label in &labels {
             let mut points = Vec::new();
             for (i, v) in values.iter().enumerate() {
                 let ys: Vec<f64> = sweep
                     .done()
-                    .filter(|r| r.key(key) == v && &sweep.label(r, &[key]) == label)
+                    .filter(|r| r.uses(key) && r.key(key) == v && &sweep.label(r, &[key]) == label)
                     .filter_map(|r| metric(r, name))
                     .collect();
                 if !ys.is_empty() {
@@ -97,22 +130,18 @@ pub fn draw(sweep: &Sweep, key: &str, dir: &Path) -> Drawn {
         }
         panels.push(series);
     }
-    if panels.iter().all(|p| p.is_empty()) {
-        return Ok(Err(format!(
+    if panels.iter().all(|p| p.is_empty()) && flat.iter().all(|p| p.is_empty()) {
+        return Err(format!(
             "no finished run has test metrics to draw against {key}"
-        )));
+        ));
     }
-    let chart = MetricVsKey {
+    Ok(MetricVsKey {
         key: key.to_string(),
         ticks: values.iter().map(Value::label).collect(),
         panels,
+        flat,
         labels,
-    };
-    Ok(Ok(canvas::save_png_svg(
-        dir,
-        &format!("elbo_vs_{key}"),
-        &chart,
-    )?))
+    })
 }
 
 impl Chart for MetricVsKey {
@@ -129,12 +158,12 @@ impl Chart for MetricVsKey {
             &format!("Final test metrics against {}", self.key),
             text(26.0),
         )?;
-        for (area, ((_, ylabel), series)) in body
+        for (area, (((_, ylabel), series), flat)) in body
             .split_evenly((2, 2))
             .iter()
-            .zip(PANELS.iter().zip(&self.panels))
+            .zip(PANELS.iter().zip(&self.panels).zip(&self.flat))
         {
-            self.panel(area, ylabel, series)?;
+            self.panel(area, ylabel, series, flat)?;
         }
         Ok(())
     }
@@ -146,6 +175,7 @@ impl MetricVsKey {
         area: &DrawingArea<DB, Shift>,
         ylabel: &str,
         series: &BTreeMap<String, Vec<(usize, Stat)>>,
+        flat: &BTreeMap<String, Stat>,
     ) -> DrawResult
     where
         DB::ErrorType: 'static,
@@ -154,12 +184,16 @@ impl MetricVsKey {
             series
                 .values()
                 .flatten()
-                .flat_map(|(_, s)| [s.mean - s.std, s.mean + s.std]),
+                .map(|(_, s)| s)
+                .chain(flat.values())
+                .flat_map(|s| [s.mean - s.std, s.mean + s.std]),
         ) else {
             area.titled(&format!("{ylabel}: no run has it"), text(18.0))?;
             return Ok(());
         };
         let n = self.ticks.len();
+        // Headroom for the legend, which sits in the upper right.
+        let hi = hi + 0.12 * (hi - lo) * (series.len() + flat.len()) as f64;
         let mut chart = ChartBuilder::on(area)
             .margin(12)
             .x_label_area_size(45)
@@ -204,6 +238,20 @@ impl MetricVsKey {
                 )
             }))?;
         }
+        for (label, s) in flat {
+            let color = category(self.labels.iter().position(|l| l == label).unwrap_or(0));
+            let style = color.stroke_width(2);
+            let y = s.mean;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(-0.5, y), (n as f64 - 0.5, y)],
+                    10,
+                    6,
+                    style,
+                ))?
+                .label(format!("{label} (no {}: flat)", self.key))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -212,5 +260,61 @@ impl MetricVsKey {
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::Run;
+
+    fn run(id: &str, model: &str, beta: f64, seed: f64, recon: f64) -> Run {
+        let config = [
+            ("model", Value::Text(model.into())),
+            ("beta", Value::Num(beta)),
+            ("seed", Value::Num(seed)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut metrics: BTreeMap<String, f64> = [("test_recon".to_string(), recon)].into();
+        if model == "vae" {
+            metrics.insert("test_kl".into(), 10.0 / beta);
+            metrics.insert("test_neg_elbo".into(), recon + 10.0 / beta);
+        }
+        Run {
+            id: id.into(),
+            status: "done".into(),
+            config,
+            metrics,
+        }
+    }
+
+    /// On a β axis the VAE gives one line (mean and std over seeds at each β) and the AE, which
+    /// has no β, a flat reference line instead of a point at its reset default.
+    #[test]
+    fn beta_axis_averages_seeds_and_draws_the_autoencoder_flat() {
+        let sweep = Sweep {
+            name: "b".into(),
+            runs: vec![
+                run("a", "vae", 1.0, 0.0, 100.0),
+                run("b", "vae", 1.0, 1.0, 102.0),
+                run("c", "vae", 4.0, 0.0, 110.0),
+                run("d", "ae", 1.0, 0.0, 90.0),
+            ],
+            epochs: vec![],
+            varying: vec!["model".into(), "beta".into()],
+        };
+        let chart = build(&sweep, "beta").unwrap();
+        assert_eq!(chart.ticks, ["1", "4"]);
+        let recon = &chart.panels[1]["model=vae"];
+        assert_eq!(recon.len(), 2);
+        assert_eq!((recon[0].0, recon[0].1.mean), (0, 101.0));
+        assert!((recon[0].1.std - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(recon[1].1.mean, 110.0);
+        assert!(!chart.panels[1].contains_key("model=ae"));
+        assert_eq!(chart.flat[1]["model=ae"].mean, 90.0);
+        // The AE has no ELBO: nothing of it in that panel.
+        assert!(chart.flat[0].is_empty());
     }
 }
