@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::write_idx;
+use common::{read, stderr, write_idx, FASHION};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 fn fashion_dir() -> &'static str {
     assert!(
@@ -30,10 +28,6 @@ fn vaelab(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("vaelab runs")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Writes a run file and returns its path.
 fn run_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -48,11 +42,6 @@ fn small(extra: &str) -> String {
         "data_dir = \"{}\"\nhidden = [64]\nlatent_dim = 5\nepochs = 2\ntrain_subset = 1000\ntest_subset = 300\niw_samples = 20\niw_test_n = 40\n{extra}",
         fashion_dir()
     )
-}
-
-fn read(path: &Path) -> DataFrame {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetReader::new(f).finish().unwrap()
 }
 
 fn f64s(df: &DataFrame, col: &str) -> Vec<Option<f64>> {

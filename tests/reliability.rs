@@ -5,13 +5,11 @@
 
 mod common;
 
-use polars::prelude::*;
+use common::{read, stderr, strings, FASHION};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 fn vaelab() -> Command {
     assert!(
@@ -30,27 +28,6 @@ fn output(args: &[&str], envs: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("vaelab runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn read(path: &Path) -> DataFrame {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetReader::new(f)
-        .finish()
-        .unwrap_or_else(|e| panic!("{}: unreadable: {e}", path.display()))
-}
-
-fn strings(df: &DataFrame, col: &str) -> Vec<String> {
-    df.column(col)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|s| s.unwrap_or("").to_string())
-        .collect()
 }
 
 /// A small sweep: VAE and AE × 2 seeds, 3 epochs on Fashion-MNIST subsets.

@@ -2,11 +2,13 @@
 //! decoded and checked for content, redrawn from the folder alone, and the page opened in
 //! headless Chromium.
 
+mod common;
+
+use common::{stderr, FASHION};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 fn vaelab(args: &[&str]) -> Output {
     assert!(
@@ -19,10 +21,6 @@ fn vaelab(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("vaelab runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs a sweep file written from `body` into `<tmp>/results`; returns the sweep folder.

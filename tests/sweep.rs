@@ -1,11 +1,13 @@
 //! End-to-end tests of `vaelab plan` / `vaelab sweep` on Fashion-MNIST subsets.
 
+mod common;
+
+use common::{read, stderr, strings, FASHION};
+
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 fn vaelab(args: &[&str]) -> Command {
     assert!(
@@ -23,32 +25,10 @@ fn run(args: &[&str]) -> Output {
     vaelab(args).output().expect("vaelab runs")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn read(path: &Path) -> DataFrame {
-    ParquetReader::new(
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .finish()
-    .unwrap()
-}
-
-fn strings(df: &DataFrame, col: &str) -> Vec<String> {
-    df.column(col)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|s| s.unwrap_or("").to_string())
-        .collect()
 }
 
 /// A small grid: VAE and AE × 2 latent sizes × 2 betas × 2 seeds; the AE ignores β.

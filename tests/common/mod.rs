@@ -1,7 +1,46 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+use polars::prelude::*;
 use std::path::Path;
+use std::process::Output;
+
+/// Where Debian's `dataset-fashion-mnist` puts its IDX files.
+pub const FASHION: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Fails the test with how to get the data when Fashion-MNIST is not installed.
+pub fn require_fashion() {
+    assert!(
+        Path::new(FASHION)
+            .join("train-images-idx3-ubyte.gz")
+            .exists(),
+        "Fashion-MNIST is missing: run `just data` (installs Debian's dataset-fashion-mnist)"
+    );
+}
+
+/// A process's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Reads a Parquet file, failing the test with the path when it cannot.
+pub fn read(path: &Path) -> DataFrame {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(f)
+        .finish()
+        .unwrap_or_else(|e| panic!("{}: unreadable: {e}", path.display()))
+}
+
+/// A string column's values ("" for nulls).
+pub fn strings(df: &DataFrame, col: &str) -> Vec<String> {
+    df.column(col)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect()
+}
 
 /// Writes a u8 IDX file (magic 0x08, the given dimensions, then the data).
 pub fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {

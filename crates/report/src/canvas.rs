@@ -88,6 +88,36 @@ fn draw_err(name: &str, e: Box<dyn std::error::Error + Send + Sync>) -> ReportEr
     }
 }
 
+/// The index of `label` in `groups`, appending it when new: the colour index of a series.
+pub fn group_of(groups: &mut Vec<String>, label: &str) -> usize {
+    match groups.iter().position(|g| g == label) {
+        Some(i) => i,
+        None => {
+            groups.push(label.to_string());
+            groups.len() - 1
+        }
+    }
+}
+
+/// Draws a chart's legend in the house style (white, framed) at `position`.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    size: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(text(size))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
 /// Ten well-separated colours (matplotlib's tab10), for categories.
 pub const TAB10: [RGBColor; 10] = [
     RGBColor(31, 119, 180),

@@ -31,13 +31,7 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for r in sweep.ordered(sweep.runs.iter()) {
         let label = sweep.label(r, &[]);
-        let group = match groups.iter().position(|g| *g == label) {
-            Some(i) => i,
-            None => {
-                groups.push(label);
-                groups.len() - 1
-            }
-        };
+        let group = canvas::group_of(&mut groups, &label);
         for (split, out) in [("train", &mut train), ("test", &mut test)] {
             let points: Vec<(f64, f64)> = sweep
                 .curve(&r.id, split)
@@ -137,13 +131,7 @@ impl Curves {
             }
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(text(13.0))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
+            canvas::legend(&mut chart, SeriesLabelPosition::UpperRight, 13.0)?;
         }
         Ok(())
     }

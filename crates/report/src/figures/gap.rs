@@ -35,13 +35,7 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
             continue;
         };
         let label = sweep.label(r, &[]);
-        let group = match groups.iter().position(|g| *g == label) {
-            Some(i) => i,
-            None => {
-                groups.push(label.clone());
-                groups.len() - 1
-            }
-        };
+        let group = canvas::group_of(&mut groups, &label);
         // Short x labels: the values of the swept keys (all runs here are VAEs) and the seed.
         let values: Vec<String> = sweep
             .varying
@@ -133,13 +127,7 @@ impl Chart for Gap {
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
             .label("log p(x), IWAE")
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text(14.0))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        canvas::legend(&mut chart, SeriesLabelPosition::LowerRight, 14.0)?;
 
         let g1 = self
             .bars

@@ -39,13 +39,7 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
         let mut kl: Vec<f64> = kl.iter().map(|v| v.max(FLOOR)).collect();
         kl.sort_by(|a, b| b.total_cmp(a));
         let label = sweep.label(r, &[]);
-        let group = match groups.iter().position(|g| *g == label) {
-            Some(i) => i,
-            None => {
-                groups.push(label);
-                groups.len() - 1
-            }
-        };
+        let group = canvas::group_of(&mut groups, &label);
         lines.push(Line { group, kl });
     }
     if lines.is_empty() {
@@ -124,13 +118,7 @@ impl Chart for KlDims {
                     .map(|p| Circle::new(p, 3, colour.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text(13.0))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        canvas::legend(&mut chart, SeriesLabelPosition::UpperRight, 13.0)?;
         Ok(())
     }
 }

@@ -252,13 +252,7 @@ impl MetricVsKey {
                 .label(format!("{label} (no {}: flat)", self.key))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text(14.0))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        canvas::legend(&mut chart, SeriesLabelPosition::UpperRight, 14.0)?;
         Ok(())
     }
 }

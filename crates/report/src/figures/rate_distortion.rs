@@ -62,13 +62,7 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let group = match groups.iter().position(|g| *g == label) {
-            Some(i) => i,
-            None => {
-                groups.push(label);
-                groups.len() - 1
-            }
-        };
+        let group = canvas::group_of(&mut groups, &label);
         points.push(Point {
             rate: rate.unwrap_or(0.0),
             distortion,
@@ -179,13 +173,7 @@ impl Chart for RateDistortion {
                 .label("✕ AE (no KL: drawn at rate 0)")
                 .legend(|(x, y)| Cross::new((x + 10, y), 6, BLACK.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text(14.0))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        canvas::legend(&mut chart, SeriesLabelPosition::UpperRight, 14.0)?;
         Ok(())
     }
 }
