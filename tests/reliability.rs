@@ -12,12 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn vaelab() -> Command {
-    assert!(
-        Path::new(FASHION)
-            .join("train-images-idx3-ubyte.gz")
-            .exists(),
-        "Fashion-MNIST is missing: run `just data`"
-    );
+    common::require_fashion();
     Command::new(env!("CARGO_BIN_EXE_vaelab"))
 }
 

@@ -4,19 +4,14 @@
 
 mod common;
 
-use common::{stderr, FASHION};
+use common::stderr;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn vaelab(args: &[&str]) -> Output {
-    assert!(
-        Path::new(FASHION)
-            .join("train-images-idx3-ubyte.gz")
-            .exists(),
-        "Fashion-MNIST is missing: run `just data`"
-    );
+    common::require_fashion();
     Command::new(env!("CARGO_BIN_EXE_vaelab"))
         .args(args)
         .output()

@@ -10,12 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn vaelab(args: &[&str]) -> Command {
-    assert!(
-        Path::new(FASHION)
-            .join("train-images-idx3-ubyte.gz")
-            .exists(),
-        "Fashion-MNIST is missing: run `just data`"
-    );
+    common::require_fashion();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaelab"));
     cmd.args(args);
     cmd
