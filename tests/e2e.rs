@@ -170,6 +170,12 @@ fn autoencoder_leaves_undefined_figures_null() {
         assert_eq!(f64s(&s, col)[0], None, "AE summary {col}");
     }
     assert!(f64s(&s, "test_recon")[0].is_some());
+    // Keys that mean nothing for an AE are null too, not their defaults.
+    for col in ["beta", "free_bits", "sigma"] {
+        assert_eq!(f64s(&s, col)[0], None, "AE summary key {col}");
+    }
+    let iw = s.column("iw_samples").unwrap().i64().unwrap().get(0);
+    assert_eq!(iw, None, "AE summary key iw_samples");
 }
 
 #[test]

@@ -78,18 +78,10 @@ impl Run {
         self.key("model").label() == "vae"
     }
 
-    /// Whether `key` means anything for this run: the AE has no KL and no IWAE, and only the
-    /// Gaussian and Laplace likelihoods read `sigma`. (The planner resets such keys to their
-    /// defaults so identical runs share an id; those defaults must not count as a swept value.)
+    /// Whether `key` means anything for this run: the tables hold null where it does not
+    /// (the AE's β, warm-up, free bits and IWAE keys; `sigma` of a Bernoulli run).
     pub fn uses(&self, key: &str) -> bool {
-        match key {
-            "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => self.is_vae(),
-            "sigma" => matches!(
-                self.key("likelihood").label().as_str(),
-                "gaussian" | "laplace"
-            ),
-            _ => true,
-        }
+        *self.key(key) != Value::Null
     }
 
     /// Whether the run finished.
@@ -128,10 +120,7 @@ impl Sweep {
             .collect();
         let varying = keys
             .into_iter()
-            .filter(|k| {
-                let users: Vec<Run> = runs.iter().filter(|r| r.uses(k)).cloned().collect();
-                k != "seed" && distinct(&users, k).len() > 1
-            })
+            .filter(|k| k != "seed" && distinct(&runs, k).len() > 1)
             .collect();
         let name = dir
             .file_name()
@@ -240,11 +229,13 @@ fn is_config_key(column: &str) -> bool {
     !METRIC_COLUMNS.contains(&column) && column != "run_id" && column != "status"
 }
 
+/// The non-null values of `key`, sorted. Nulls are keys that mean nothing for a run (or an
+/// optional key left unset), so they never make a key "vary".
 fn distinct(runs: &[Run], key: &str) -> Vec<Value> {
     let mut seen: Vec<Value> = Vec::new();
     for r in runs {
         let v = r.key(key);
-        if !seen.contains(v) {
+        if *v != Value::Null && !seen.contains(v) {
             seen.push(v.clone());
         }
     }

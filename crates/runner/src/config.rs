@@ -376,7 +376,8 @@ impl RunKeys {
             ("iw_test_n", int(self.iw_test_n)),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        // A key that means nothing for this run (the AE's β) is null, not its reset default.
+        .map(|(k, v)| (k.to_string(), if self.uses(k) { v } else { v.null() }))
         .collect()
     }
 }

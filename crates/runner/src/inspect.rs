@@ -58,12 +58,16 @@ fn print_table(rows: &[Vec<String>]) {
     print!("{}", text_table(rows));
 }
 
-/// Config columns that take more than one value in `df`.
+/// Config columns that take more than one value in `df` (nulls, keys that mean nothing for a
+/// run such as the AE's β, do not count).
 fn varying(df: &DataFrame) -> Vec<String> {
     crate::config::RUN_KEYS
         .iter()
         .filter(|k| **k != "name" && **k != "data_dir")
-        .filter(|k| df.column(k).is_ok_and(|c| c.n_unique().unwrap_or(1) > 1))
+        .filter(|k| {
+            df.column(k)
+                .is_ok_and(|c| c.drop_nulls().n_unique().unwrap_or(1) > 1)
+        })
         .map(|k| k.to_string())
         .collect()
 }

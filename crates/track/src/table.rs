@@ -30,6 +30,17 @@ pub enum Cell {
     Str(Option<String>),
 }
 
+impl Cell {
+    /// A null of the same column type.
+    pub fn null(self) -> Cell {
+        match self {
+            Cell::Int(_) => Cell::Int(None),
+            Cell::Float(_) => Cell::Float(None),
+            Cell::Str(_) => Cell::Str(None),
+        }
+    }
+}
+
 fn column<T, F: Fn(&MetricsRow) -> T>(rows: &[MetricsRow], name: &str, f: F) -> Column
 where
     Series: NamedFrom<Vec<T>, [T]>,
