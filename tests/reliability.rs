@@ -71,7 +71,27 @@ fn check_finished(sweep_dir: &Path) -> Curves {
     for id in strings(&runs, "run_id") {
         let dir = sweep_dir.join("runs").join(&id);
         let df = read(&dir.join("metrics.parquet"));
-        read(&dir.join("summary.parquet"));
+        let summary = read(&dir.join("summary.parquet"));
+        // A resumed run's wall time covers every epoch it kept, not only its last attempt.
+        let wall = summary
+            .column("wall_seconds")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let epoch_seconds: f64 = df
+            .column("seconds")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .sum();
+        assert!(
+            wall >= epoch_seconds,
+            "{id}: wall {wall} < its epochs' {epoch_seconds}"
+        );
         let epochs: Vec<u32> = df
             .column("epoch")
             .unwrap()

@@ -139,7 +139,16 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     };
     let mut last: Option<(MetricsRow, MetricsRow)> = None;
     let mut iw = None;
-    let result = train(job, &mut manifest, &mut last, &mut iw, on_epoch);
+    // Seconds that earlier, cut-short attempts spent on the epochs this one keeps.
+    let mut carried = 0.0;
+    let result = train(
+        job,
+        &mut manifest,
+        &mut last,
+        &mut iw,
+        &mut carried,
+        on_epoch,
+    );
     let outcome = match result {
         Ok(true) => Outcome::Done,
         Ok(false) => Outcome::Interrupted,
@@ -160,7 +169,7 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
             status,
             last.as_ref(),
             iw.as_ref(),
-            start.elapsed().as_secs_f64(),
+            carried + start.elapsed().as_secs_f64(),
         );
         // Best effort: a run that failed writing its results may fail here again.
         let _ = track::write_summary(&job.dir.file(track::SUMMARY), &cells);
@@ -175,6 +184,7 @@ fn train(
     manifest: &mut Manifest,
     last: &mut Option<(MetricsRow, MetricsRow)>,
     iw: &mut Option<IwaeEstimate>,
+    carried: &mut f64,
     on_epoch: OnEpoch,
 ) -> anyhow::Result<bool> {
     let dir = &job.dir;
@@ -212,6 +222,7 @@ fn train(
             done = 0;
         }
     }
+    *carried = rows.iter().map(|r| r.seconds).sum();
     manifest.epochs_done = done;
     manifest.last_good_epoch = done;
     for epoch in done + 1..=cfg.epochs {
