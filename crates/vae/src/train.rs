@@ -389,6 +389,30 @@ mod tests {
         assert!(after < before - 5.0, "test -ELBO {before} -> {after}");
     }
 
+    /// Scoring images side by side on single-threaded lanes gives the numbers of one thread,
+    /// and the reference ops agree with the fused ones.
+    #[test]
+    fn iwae_is_the_same_on_one_thread_on_lanes_and_on_the_reference_ops() {
+        let data = toy_data();
+        let t = trained(ModelKind::Vae, &data);
+        let split = data.split(SplitKind::Test, Binarize::None);
+        let run = |threads: usize| {
+            crate::threads::in_pool(threads, || {
+                let mut r = rng::stream(7, rng::Stream::Iwae, 1);
+                iwae::estimate(t.model(), split, 50, 300, &mut r, &Device::Cpu).unwrap()
+            })
+            .unwrap()
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!((one.log_px, one.elbo), (two.log_px, two.elbo));
+        let vb = VarBuilder::from_varmap(&t.varmap, DType::F32, &Device::Cpu);
+        let reference =
+            Model::with_kernels(t.model().arch().clone(), vb, Kernels::Reference).unwrap();
+        let mut r = rng::stream(7, rng::Stream::Iwae, 1);
+        let slow = iwae::estimate(&reference, split, 50, 300, &mut r, &Device::Cpu).unwrap();
+        assert!((slow.log_px - one.log_px).abs() < 1e-3 * one.log_px.abs());
+    }
+
     #[test]
     fn iwae_k1_is_the_elbo_in_expectation_and_more_samples_tighten_it() {
         let data = toy_data();
