@@ -81,11 +81,19 @@ impl Reporter {
         }
     }
 
+    /// A run ended: its line, and the bar advances.
     fn finished(&self, text: String) {
+        self.note(text);
+        if let Some((_, main, _)) = &self.bars {
+            main.inc(1);
+        }
+    }
+
+    /// A line above the bars that is not a finished run (the bar does not advance).
+    fn note(&self, text: String) {
         match &self.bars {
-            Some((multi, main, _)) => {
+            Some((multi, _, _)) => {
                 let _ = multi.println(text);
-                main.inc(1);
             }
             None => eprintln!("{text}"),
         }
@@ -210,8 +218,7 @@ pub fn run_plan(
                 }
                 if let Ok(_guard) = tables.lock() {
                     if let Err(e) = write_sweep_tables(sweep_dir, plan) {
-                        reporter
-                            .finished(format!("warning: cannot rewrite the sweep tables: {e:#}"));
+                        reporter.note(format!("warning: cannot rewrite the sweep tables: {e:#}"));
                     }
                 }
             }
