@@ -104,7 +104,7 @@ impl Sweep {
     /// Reads `runs.parquet` and (when present) `metrics.parquet` of a sweep folder.
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
         let runs_path = dir.join("runs.parquet");
-        let df = read(&runs_path)?;
+        let df = vaelab_track::read_frame(&runs_path)?;
         let runs = runs_of(&df, &runs_path)?;
         let metrics_path = dir.join("metrics.parquet");
         let epochs = if metrics_path.exists() {
@@ -241,19 +241,6 @@ fn distinct(runs: &[Run], key: &str) -> Vec<Value> {
     }
     seen.sort_by(|a, b| compare_values(std::slice::from_ref(a), std::slice::from_ref(b)));
     seen
-}
-
-fn read(path: &Path) -> Result<DataFrame, ReportError> {
-    let file = std::fs::File::open(path).map_err(|source| ReportError::Io {
-        path: path.into(),
-        source,
-    })?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| ReportError::Polars {
-            path: path.into(),
-            source,
-        })
 }
 
 /// Every cell of a column as a [`Value`].

@@ -16,14 +16,6 @@ const METRICS: &[&str] = &[
     "wall_seconds",
 ];
 
-fn read(path: &Path) -> anyhow::Result<DataFrame> {
-    let f = std::fs::File::open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    ParquetReader::new(f)
-        .finish()
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
-}
-
 fn cell(df: &DataFrame, col: &str, row: usize) -> String {
     match df.column(col).and_then(|c| c.get(row)) {
         Ok(AnyValue::Null) | Err(_) => "-".into(),
@@ -76,7 +68,7 @@ fn varying(df: &DataFrame) -> Vec<String> {
 pub fn ls(dir: &Path) -> anyhow::Result<()> {
     let runs = dir.join("runs.parquet");
     if runs.exists() {
-        let df = read(&runs)?;
+        let df = track::read_frame(&runs)?;
         let mut cols = vec!["run_id".to_string(), "status".to_string()];
         cols.extend(varying(&df));
         cols.extend(
@@ -107,7 +99,7 @@ pub fn ls(dir: &Path) -> anyhow::Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if let Ok(df) = read(&p.join("runs.parquet")) {
+        if let Ok(df) = track::read_frame(&p.join("runs.parquet")) {
             let done = df
                 .column("status")
                 .map(|c| {
@@ -122,7 +114,7 @@ pub fn ls(dir: &Path) -> anyhow::Result<()> {
                 format!("{done}/{} done", df.height()),
                 "-".into(),
             ]);
-        } else if let Ok(df) = read(&p.join(track::SUMMARY)) {
+        } else if let Ok(df) = track::read_frame(&p.join(track::SUMMARY)) {
             rows.push(vec![
                 name,
                 "run".into(),
@@ -178,7 +170,7 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
     println!("{}\n", dir.display());
     println!("{}", std::fs::read_to_string(dir.join(track::MANIFEST))?);
     println!("{}", std::fs::read_to_string(dir.join(track::CONFIG))?);
-    if let Ok(m) = read(&dir.join(track::METRICS)) {
+    if let Ok(m) = track::read_frame(&dir.join(track::METRICS)) {
         let cols = [
             "epoch",
             "split",
@@ -201,7 +193,7 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
 
 /// `vaelab compare`: mean ± std over seeds of the final metrics of done runs, by `by`.
 pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
-    let df = read(&sweep_dir.join("runs.parquet"))?;
+    let df = track::read_frame(&sweep_dir.join("runs.parquet"))?;
     for k in by {
         if df.column(k).is_err() {
             bail!(

@@ -12,10 +12,6 @@ pub fn run_dir(sweep_dir: &Path, id: &str) -> PathBuf {
     sweep_dir.join("runs").join(id)
 }
 
-fn read(path: &Path) -> anyhow::Result<DataFrame> {
-    Ok(ParquetReader::new(std::fs::File::open(path)?).finish()?)
-}
-
 /// Config columns of a run (its `name` is the sweep's, so it is left out).
 fn config_cells(run: &crate::plan::PlannedRun) -> Vec<(String, Cell)> {
     let mut cells = vec![("run_id".to_string(), Cell::Str(Some(run.id.clone())))];
@@ -34,13 +30,13 @@ pub fn write_sweep_tables(sweep_dir: &Path, plan: &Plan) -> anyhow::Result<()> {
         let status =
             Manifest::read(&dir.join(track::MANIFEST)).map_or("pending", |m| m.status.as_str());
         let summary = dir.join(track::SUMMARY);
-        let mut row = match read(&summary) {
+        let mut row = match track::read_frame(&summary) {
             Ok(df) => df.drop_many(["name"]),
             Err(_) => track::frame_of_cells(&config_cells(run), 1)?,
         };
         row.with_column(Series::new("status".into(), [status]).into())?;
         runs.push(row);
-        if let Ok(df) = read(&dir.join(track::METRICS)) {
+        if let Ok(df) = track::read_frame(&dir.join(track::METRICS)) {
             let config = track::frame_of_cells(&config_cells(run)[1..], df.height())?;
             metrics.push(df.hstack(config.columns())?);
         }

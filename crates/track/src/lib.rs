@@ -10,12 +10,13 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use lock::{holder, Lock, LOCK};
 pub use run_dir::{RunDir, CHECKPOINT, CONFIG, MANIFEST, METRICS, SUMMARY};
 pub use table::{
-    frame_of_cells, read_metrics, write_frame, write_metrics, write_summary, Cell, MetricsRow,
+    frame_of_cells, read_frame, read_metrics, write_frame, write_metrics, write_summary, Cell,
+    MetricsRow,
 };
 
 use std::path::PathBuf;
 
-/// Errors while writing results.
+/// Errors while writing or reading results.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackError {
     #[error("cannot write {path}: {source}")]
@@ -32,4 +33,6 @@ pub enum TrackError {
     },
     #[error("cannot write {path}: {reason}")]
     Other { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
 }

@@ -96,17 +96,25 @@ pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<(), TrackError>
     write_frame(path, df)
 }
 
+/// Reads a whole Parquet file; errors name the path.
+pub fn read_frame(path: &Path) -> Result<DataFrame, TrackError> {
+    let read_err = |reason: String| TrackError::Read {
+        path: path.into(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| read_err(e.to_string()))
+}
+
 /// Reads a table written by [`write_metrics`].
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
-    let err = |source| TrackError::Polars {
+    let err = |e: PolarsError| TrackError::Read {
         path: path.into(),
-        source,
+        reason: e.to_string(),
     };
-    let file = std::fs::File::open(path).map_err(|source| TrackError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let df = ParquetReader::new(file).finish().map_err(err)?;
+    let df = read_frame(path)?;
     let f64s = |c: &str| -> Result<Vec<Option<f64>>, TrackError> {
         Ok(df
             .column(c)
@@ -127,37 +135,30 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
         f64s("seconds")?,
         f64s("samples_per_sec")?,
     );
-    let run_id: Vec<Option<String>> = df
-        .column("run_id")
-        .and_then(|c| c.str().cloned())
-        .map_err(err)?
-        .iter()
-        .map(|s| s.map(String::from))
-        .collect();
-    let epoch: Vec<Option<u32>> = df
-        .column("epoch")
-        .and_then(|c| c.u32().cloned())
-        .map_err(err)?
-        .iter()
-        .collect();
-    let split: Vec<Option<String>> = df
-        .column("split")
-        .and_then(|c| c.str().cloned())
-        .map_err(err)?
-        .iter()
-        .map(|s| s.map(String::from))
-        .collect();
-    let active: Vec<Option<u32>> = df
-        .column("active_units")
-        .and_then(|c| c.u32().cloned())
-        .map_err(err)?
-        .iter()
-        .collect();
+    let strs = |c: &str| -> Result<Vec<Option<String>>, TrackError> {
+        Ok(df
+            .column(c)
+            .and_then(|c| c.str().cloned())
+            .map_err(err)?
+            .iter()
+            .map(|s| s.map(String::from))
+            .collect())
+    };
+    let u32s = |c: &str| -> Result<Vec<Option<u32>>, TrackError> {
+        Ok(df
+            .column(c)
+            .and_then(|c| c.u32().cloned())
+            .map_err(err)?
+            .iter()
+            .collect())
+    };
+    let (run_id, split) = (strs("run_id")?, strs("split")?);
+    let (epoch, active) = (u32s("epoch")?, u32s("active_units")?);
     let dims = df
         .column("kl_per_dim")
         .and_then(|c| c.list().cloned())
         .map_err(err)?;
-    let missing = |what: &str| TrackError::Other {
+    let missing = |what: &str| TrackError::Read {
         path: path.into(),
         reason: format!("null {what}"),
     };
@@ -215,19 +216,7 @@ pub fn frame_of_cells(cells: &[(String, Cell)], height: usize) -> PolarsResult<D
 
 /// Writes a one-row table of named cells to `path`, each cell its own typed column.
 pub fn write_summary(path: &Path, cells: &[(String, Cell)]) -> Result<(), TrackError> {
-    let columns: Vec<Column> = cells
-        .iter()
-        .map(|(name, cell)| {
-            let name = name.as_str().into();
-            match cell {
-                Cell::Int(v) => Series::new(name, [*v]),
-                Cell::Float(v) => Series::new(name, [*v]),
-                Cell::Str(v) => Series::new(name, [v.clone()]),
-            }
-            .into()
-        })
-        .collect();
-    let df = DataFrame::new(1, columns).map_err(|source| TrackError::Polars {
+    let df = frame_of_cells(cells, 1).map_err(|source| TrackError::Polars {
         path: path.into(),
         source,
     })?;
