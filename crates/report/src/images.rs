@@ -1,36 +1,30 @@
 //! Runs brought back from their checkpoints: encode test images, decode latents into pixel
 //! means, for the image figures.
 
-use crate::figures::ModelRef;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use vaelab_vae::{Likelihood, Model};
+use std::path::Path;
+use vaelab_vae::{Architecture, Likelihood, Model};
 
 /// A trained model restored from its checkpoint, on the CPU.
 pub struct Restored {
     model: Model,
-    likelihood: Likelihood,
-    dim: usize,
 }
 
 impl Restored {
-    /// Loads the weights of `m`'s checkpoint (the optimizer's moments in it are ignored).
-    pub fn load(m: &ModelRef) -> Result<Self, String> {
-        let tensors = candle_core::safetensors::load(&m.checkpoint, &Device::Cpu)
-            .map_err(|e| format!("{}: {e}", m.checkpoint.display()))?;
+    /// Loads the weights of `checkpoint` (the optimizer's moments in it are ignored).
+    pub fn load(checkpoint: &Path, arch: Architecture) -> Result<Self, String> {
+        let fail = |e: candle_core::Error| format!("{}: {e}", checkpoint.display());
+        let tensors = candle_core::safetensors::load(checkpoint, &Device::Cpu).map_err(fail)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let model = Model::new(m.arch.clone(), vb)
-            .map_err(|e| format!("{}: {e}", m.checkpoint.display()))?;
         Ok(Self {
-            likelihood: m.arch.likelihood,
-            dim: m.arch.input_dim,
-            model,
+            model: Model::new(arch, vb).map_err(fail)?,
         })
     }
 
     /// Posterior means (the AE's codes) of `n` images given as rows of `pixels`.
     pub fn encode(&self, pixels: &[f32], n: usize) -> candle_core::Result<Vec<Vec<f32>>> {
-        let x = Tensor::from_slice(pixels, (n, self.dim), &Device::Cpu)?;
+        let x = Tensor::from_slice(pixels, (n, self.model.arch().input_dim), &Device::Cpu)?;
         self.model.encode(&x)?.mu.to_vec2::<f32>()
     }
 
@@ -39,13 +33,16 @@ impl Restored {
         let l = z.first().map_or(0, Vec::len);
         let flat: Vec<f32> = z.iter().flatten().copied().collect();
         let zt = Tensor::from_vec(flat, (z.len(), l), &Device::Cpu)?;
-        let params = self.model.decode(&zt)?.narrow(1, 0, self.dim)?;
+        let params = self
+            .model
+            .decode(&zt)?
+            .narrow(1, 0, self.model.arch().input_dim)?;
         let rows = params.to_vec2::<f32>()?;
         Ok(rows
             .into_iter()
             .map(|r| {
                 r.into_iter()
-                    .map(|a| pixel_mean(self.likelihood, a))
+                    .map(|a| pixel_mean(self.model.arch().likelihood, a))
                     .collect()
             })
             .collect())

@@ -5,7 +5,6 @@ use crate::tables::run_dir;
 use anyhow::Context;
 use std::path::Path;
 use vaelab_report::{Figure, Inputs, ModelRef, Outcome};
-use vaelab_vae::Architecture;
 
 /// The inputs of a sweep folder's report: its tables, its copy of the sweep file (which says
 /// how to rebuild each run's model) and the checkpoints under `runs/`.
@@ -21,21 +20,11 @@ pub fn inputs(sweep_dir: &Path) -> anyhow::Result<Inputs> {
     let models = plan
         .runs
         .iter()
-        .map(|run| {
-            let cfg = run.keys.train_config();
-            ModelRef {
-                run_id: run.id.clone(),
-                arch: Architecture {
-                    kind: cfg.model,
-                    // Taken from the data when the model is restored.
-                    input_dim: 0,
-                    hidden: cfg.hidden.clone(),
-                    latent_dim: cfg.latent_dim,
-                    likelihood: cfg.likelihood,
-                },
-                checkpoint: run_dir(sweep_dir, &run.id).join(vaelab_track::CHECKPOINT),
-                data: run.keys.data_source(),
-            }
+        .map(|run| ModelRef {
+            run_id: run.id.clone(),
+            config: run.keys.train_config(),
+            checkpoint: run_dir(sweep_dir, &run.id).join(vaelab_track::CHECKPOINT),
+            data: run.keys.data_source(),
         })
         .collect();
     Ok(Inputs {

@@ -37,6 +37,19 @@ pub struct TrainConfig {
     pub iw_test_n: usize,
 }
 
+impl TrainConfig {
+    /// The model this configuration trains, for images of `input_dim` pixels.
+    pub fn architecture(&self, input_dim: usize) -> Architecture {
+        Architecture {
+            kind: self.model,
+            input_dim,
+            hidden: self.hidden.clone(),
+            latent_dim: self.latent_dim,
+            likelihood: self.likelihood,
+        }
+    }
+}
+
 /// Why training stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -69,13 +82,7 @@ impl<'d> Trainer<'d> {
         device: Device,
         kernels: Kernels,
     ) -> Result<Self, TrainError> {
-        let arch = Architecture {
-            kind: cfg.model,
-            input_dim: data.dim(),
-            hidden: cfg.hidden.clone(),
-            latent_dim: cfg.latent_dim,
-            likelihood: cfg.likelihood,
-        };
+        let arch = cfg.architecture(data.dim());
         let varmap = VarMap::new();
         init::seeded(&arch, &varmap, cfg.seed, &device)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);

@@ -9,16 +9,15 @@ mod rate_distortion;
 
 use crate::sweep::Sweep;
 use crate::ReportError;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use vaelab_data::DataSource;
-use vaelab_vae::Architecture;
+use vaelab_vae::TrainConfig;
 
-/// What a run's checkpoint needs to become a model again (`arch.input_dim` is taken from the
-/// data when it is restored).
+/// What a run's checkpoint needs to become a model again (the input size comes from the data).
 #[derive(Debug, Clone)]
 pub struct ModelRef {
     pub run_id: String,
-    pub arch: Architecture,
+    pub config: TrainConfig,
     pub checkpoint: PathBuf,
     pub data: DataSource,
 }
@@ -124,9 +123,4 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Figure>, ReportError> {
     }
     crate::html::write(inputs, &sweep, &figures)?;
     Ok(figures)
-}
-
-/// The figures' folder of a sweep.
-pub fn figures_dir(sweep_dir: &Path) -> PathBuf {
-    sweep_dir.join("figures")
 }

@@ -127,12 +127,11 @@ fn restore(sweep: &Sweep, models: &[ModelRef]) -> Result<(Vec<Shown>, Vec<Datase
                 datasets.len() - 1
             }
         };
-        let mut m = m.clone();
-        m.arch.input_dim = datasets[data].dim();
+        let arch = m.config.architecture(datasets[data].dim());
         shown.push(Shown {
             label,
-            model: Restored::load(&m)?,
-            latent_dim: m.arch.latent_dim,
+            model: Restored::load(&m.checkpoint, arch)?,
+            latent_dim: m.config.latent_dim,
             data,
         });
     }

@@ -13,7 +13,7 @@ use vaelab::config::RunKeys;
 use vaelab::dispatch::{run_plan, Dispatch};
 use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
-use vaelab_vae::{Architecture, Kernels, Trainer};
+use vaelab_vae::{Kernels, Trainer};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -106,13 +106,7 @@ fn main() -> anyhow::Result<()> {
         ..RunKeys::default()
     };
     let cfg = keys.train_config();
-    let arch = Architecture {
-        kind: cfg.model,
-        input_dim: data.dim(),
-        hidden: cfg.hidden.clone(),
-        latent_dim: cfg.latent_dim,
-        likelihood: cfg.likelihood,
-    };
+    let arch = cfg.architecture(data.dim());
     let macs: usize = arch.layers().iter().map(|l| l.fan_in * l.fan_out).sum();
     let n = data.split(SplitKind::Train, cfg.binarize).len();
     // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each.
