@@ -137,18 +137,8 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
         host: job.provenance.host.clone(),
         error: None,
     };
-    let mut last: Option<(MetricsRow, MetricsRow)> = None;
-    let mut iw = None;
-    // Seconds that earlier, cut-short attempts spent on the epochs this one keeps.
-    let mut carried = 0.0;
-    let result = train(
-        job,
-        &mut manifest,
-        &mut last,
-        &mut iw,
-        &mut carried,
-        on_epoch,
-    );
+    let mut progress = Progress::default();
+    let result = train(job, &mut manifest, &mut progress, on_epoch);
     let outcome = match result {
         Ok(true) => Outcome::Done,
         Ok(false) => Outcome::Interrupted,
@@ -167,9 +157,9 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
         let cells = summary_cells(
             job,
             status,
-            last.as_ref(),
-            iw.as_ref(),
-            carried + start.elapsed().as_secs_f64(),
+            progress.last.as_ref(),
+            progress.iw.as_ref(),
+            progress.carried_seconds + start.elapsed().as_secs_f64(),
         );
         // Best effort: a run that failed writing its results may fail here again.
         let _ = track::write_summary(&job.dir.file(track::SUMMARY), &cells);
@@ -178,13 +168,21 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     outcome
 }
 
+/// What the summary needs from training, kept however training ends.
+#[derive(Default)]
+struct Progress {
+    /// Train and test rows of the last epoch (set when every epoch ran).
+    last: Option<(MetricsRow, MetricsRow)>,
+    iw: Option<IwaeEstimate>,
+    /// Seconds that earlier, cut-short attempts spent on the epochs this one keeps.
+    carried_seconds: f64,
+}
+
 /// Trains; Ok(true) when all epochs ran, Ok(false) when cancelled between epochs.
 fn train(
     job: &RunJob,
     manifest: &mut Manifest,
-    last: &mut Option<(MetricsRow, MetricsRow)>,
-    iw: &mut Option<IwaeEstimate>,
-    carried: &mut f64,
+    progress: &mut Progress,
     on_epoch: OnEpoch,
 ) -> anyhow::Result<bool> {
     let dir = &job.dir;
@@ -222,7 +220,7 @@ fn train(
             done = 0;
         }
     }
-    *carried = rows.iter().map(|r| r.seconds).sum();
+    progress.carried_seconds = rows.iter().map(|r| r.seconds).sum();
     manifest.epochs_done = done;
     manifest.last_good_epoch = done;
     for epoch in done + 1..=cfg.epochs {
@@ -249,10 +247,10 @@ fn train(
     }
     let n = rows.len();
     if n >= 2 {
-        *last = Some((rows[n - 2].clone(), rows[n - 1].clone()));
+        progress.last = Some((rows[n - 2].clone(), rows[n - 1].clone()));
     }
     if cfg.iw_test_n > 0 {
-        *iw = trainer.iwae().context("IWAE bound")?;
+        progress.iw = trainer.iwae().context("IWAE bound")?;
     }
     Ok(true)
 }

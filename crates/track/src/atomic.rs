@@ -47,7 +47,8 @@ pub fn write_atomic_with(
 /// Fault injection for the crash tests (RELIABILITY.md), counted over this process's atomic
 /// writes: `VAELAB_FAULT_ABORT_AT=N` aborts the process at the Nth write, after its temp file
 /// is filled and before the rename (the worst moment to die); `VAELAB_FAULT_ENOSPC_AT=N` makes
-/// the Nth write and every later one fail as on a full disk. Unset, each costs one relaxed atomic add per write.
+/// the Nth write and every later one fail as on a full disk. Unset, they cost one relaxed
+/// atomic add per write.
 mod fault {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::OnceLock;

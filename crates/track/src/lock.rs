@@ -4,7 +4,7 @@
 use crate::TrackError;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The lock file of a run folder.
 pub const LOCK: &str = ".lock";
@@ -13,7 +13,6 @@ pub const LOCK: &str = ".lock";
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
-    path: PathBuf,
 }
 
 impl Lock {
@@ -48,15 +47,7 @@ impl Lock {
         };
         file.set_len(0).map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Self {
-            _file: file,
-            path: path.into(),
-        })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 

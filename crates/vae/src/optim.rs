@@ -1,5 +1,6 @@
-//! Adam (Kingma & Ba), fused: one in-place pass per parameter tensor instead of a dozen tensor
-//! ops, with its moments kept as plain vectors so they can be saved and restored.
+//! Adam (Kingma & Ba). Fused on the CPU: one in-place pass per parameter tensor instead of a
+//! dozen tensor ops, with its moments kept as plain vectors. The reference keeps them as tensors
+//! and updates them with candle's ops (any device). Both save and restore the same state.
 
 use crate::Kernels;
 use candle_core::{backprop::GradStore, bail, CpuStorage, InplaceOp2, Layout, Result, Tensor, Var};
@@ -37,10 +38,9 @@ pub struct AdamState {
 }
 
 impl Adam {
-    /// An optimizer over `params` (sorted by name so the state has a stable order), fused.
+    /// The fused optimizer over `params` (sorted by name so the state has a stable order).
     pub fn new(params: Vec<(String, Var)>, lr: f64) -> Self {
-        let mut params = params;
-        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = sorted(params);
         let zeros =
             |p: &[(String, Var)]| p.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
         Self {
@@ -56,20 +56,25 @@ impl Adam {
 
     /// An optimizer on `kernels`: the fused update, or candle's ops (needed off the CPU).
     pub fn with_kernels(params: Vec<(String, Var)>, lr: f64, kernels: Kernels) -> Result<Self> {
-        let mut adam = Self::new(params, lr);
-        if kernels == Kernels::Reference {
-            let zeros = |adam: &Adam| {
-                adam.params
-                    .iter()
-                    .map(|(_, p)| Var::zeros(p.shape(), p.dtype(), p.device()))
-                    .collect::<Result<Vec<_>>>()
-            };
-            adam.moments = Moments::Tensors {
-                m: zeros(&adam)?,
-                v: zeros(&adam)?,
-            };
+        if kernels == Kernels::Fused {
+            return Ok(Self::new(params, lr));
         }
-        Ok(adam)
+        let params = sorted(params);
+        let zeros = || {
+            params
+                .iter()
+                .map(|(_, p)| Var::zeros(p.shape(), p.dtype(), p.device()))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Self {
+            moments: Moments::Tensors {
+                m: zeros()?,
+                v: zeros()?,
+            },
+            params,
+            step: 0,
+            lr,
+        })
     }
 
     /// Backpropagates `loss` and applies one update.
@@ -164,6 +169,12 @@ impl Adam {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|(n, _)| n.as_str())
     }
+}
+
+/// Parameters in name order, so the state's order is stable across processes.
+fn sorted(mut params: Vec<(String, Var)>) -> Vec<(String, Var)> {
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
 }
 
 /// A chunk of the update: (parameters, gradients), (first moments, second moments).

@@ -2,7 +2,7 @@
 //! the decoded manifold of 2-d latents, and the test set's posterior means coloured by label.
 
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
-use crate::figures::{Inputs, ModelRef};
+use crate::figures::{Drawn, Inputs, ModelRef};
 use crate::images::Restored;
 use crate::sweep::{Run, Sweep};
 use crate::ReportError;
@@ -155,11 +155,7 @@ fn candle_err(figure: &str) -> impl Fn(candle_core::Error) -> ReportError + '_ {
     }
 }
 
-fn reconstructions(
-    shown: &[Shown],
-    data: &[Dataset],
-    dir: &Path,
-) -> Result<Result<Vec<PathBuf>, String>, ReportError> {
+fn reconstructions(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
     let d = &data[shown[0].data];
     let (pixels, _, n) = test_images(d, RECON_IMAGES);
     let mut panels = vec![Panel {
@@ -187,11 +183,7 @@ fn reconstructions(
     Ok(Ok(vec![canvas::save_png(dir, "reconstructions", &mosaic)?]))
 }
 
-fn samples(
-    shown: &[Shown],
-    data: &[Dataset],
-    dir: &Path,
-) -> Result<Result<Vec<PathBuf>, String>, ReportError> {
+fn samples(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
     let mut panels = Vec::new();
     for s in shown.iter().filter(|s| s.data == shown[0].data) {
         // The same draws for every run of the same latent size.
@@ -210,11 +202,7 @@ fn samples(
     Ok(Ok(vec![canvas::save_png(dir, "samples", &mosaic)?]))
 }
 
-fn manifold(
-    shown: &[Shown],
-    data: &[Dataset],
-    dir: &Path,
-) -> Result<Result<Vec<PathBuf>, String>, ReportError> {
+fn manifold(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
     let two: Vec<&Shown> = shown
         .iter()
         .filter(|s| s.latent_dim == 2 && s.data == shown[0].data)
@@ -244,11 +232,7 @@ fn manifold(
     Ok(Ok(vec![canvas::save_png(dir, "manifold", &mosaic)?]))
 }
 
-fn latent_space(
-    shown: &[Shown],
-    data: &[Dataset],
-    dir: &Path,
-) -> Result<Result<Vec<PathBuf>, String>, ReportError> {
+fn latent_space(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
     let mut panels = Vec::new();
     for s in shown {
         let d = &data[s.data];
