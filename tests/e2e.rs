@@ -342,19 +342,7 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             ],
             &[],
         );
-        let msg = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{name}: {msg}");
-        assert!(
-            msg.contains(&format!("{name}.toml")),
-            "{name}: error does not name the file: {msg}"
-        );
-        for n in needles {
-            assert!(msg.contains(n), "{name}: error lacks {n:?}: {msg}");
-        }
-        assert!(
-            !msg.contains("panicked") && !msg.contains("RUST_BACKTRACE"),
-            "{name}: {msg}"
-        );
+        common::assert_refused(name, &out, &needles);
         assert!(
             !results.join(name).exists(),
             "{name}: a run folder was made"

@@ -493,19 +493,7 @@ fn bad_input_is_refused_before_training_naming_file_key_and_what_is_allowed() {
             ],
             &[],
         );
-        let msg = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{case}: {msg}");
-        assert!(
-            msg.contains(&format!("{case}.toml")),
-            "{case}: no file named: {msg}"
-        );
-        for n in needles {
-            assert!(msg.contains(n.as_str()), "{case}: lacks {n:?}: {msg}");
-        }
-        assert!(
-            !msg.contains("panicked") && !msg.contains("RUST_BACKTRACE"),
-            "{case}: {msg}"
-        );
+        common::assert_refused(case, &out, needles);
         assert!(
             !results.exists() || std::fs::read_dir(&results).unwrap().count() == 0,
             "{case}: something was written"

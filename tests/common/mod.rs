@@ -69,3 +69,25 @@ pub fn idx_folder(dir: &Path, (n_train, train_side): (u32, u32), (n_test, test_s
         );
     }
 }
+
+/// Checks a refusal of bad input in `case.toml`: exit 2, the file and every needle named in
+/// the message, and no panic or backtrace.
+pub fn assert_refused<S: AsRef<str>>(case: &str, out: &Output, needles: &[S]) {
+    let msg = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{case}: {msg}");
+    assert!(
+        msg.contains(&format!("{case}.toml")),
+        "{case}: the error does not name the file: {msg}"
+    );
+    for n in needles {
+        assert!(
+            msg.contains(n.as_ref()),
+            "{case}: the error lacks {:?}: {msg}",
+            n.as_ref()
+        );
+    }
+    assert!(
+        !msg.contains("panicked") && !msg.contains("RUST_BACKTRACE"),
+        "{case}: {msg}"
+    );
+}
