@@ -5,23 +5,7 @@ use crate::ReportError;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use vaelab_track::MetricsRow;
-
-/// Columns of `runs.parquet` that are results, not config keys.
-pub const METRIC_COLUMNS: &[&str] = &[
-    "test_loss",
-    "test_neg_elbo",
-    "test_recon",
-    "test_kl",
-    "train_neg_elbo",
-    "train_recon",
-    "log_px_iw",
-    "elbo_iw",
-    "elbo_gap",
-    "iw_seconds",
-    "active_units",
-    "wall_seconds",
-];
+use vaelab_track::{MetricsRow, SUMMARY_METRICS};
 
 /// A config value: numbers compare numerically, the rest as text.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,12 +157,11 @@ impl Sweep {
             )
             .chain(["seed"])
             .collect();
-        let mut runs: Vec<&Run> = runs.collect();
-        runs.sort_by(|a, b| {
-            let key = |r: &Run| keys.iter().map(|k| r.key(k).clone()).collect::<Vec<_>>();
-            compare_values(&key(a), &key(b))
-        });
-        runs
+        let mut keyed: Vec<(Vec<Value>, &Run)> = runs
+            .map(|r| (keys.iter().map(|k| r.key(k).clone()).collect(), r))
+            .collect();
+        keyed.sort_by(|a, b| compare_values(&a.0, &b.0));
+        keyed.into_iter().map(|(_, r)| r).collect()
     }
 
     /// The varying keys, comma-separated, as a legend title ("seed" when nothing else varies).
@@ -226,7 +209,7 @@ pub fn compare_values(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
 }
 
 fn is_config_key(column: &str) -> bool {
-    !METRIC_COLUMNS.contains(&column) && column != "run_id" && column != "status"
+    !SUMMARY_METRICS.contains(&column) && column != "run_id" && column != "status"
 }
 
 /// The non-null values of `key`, sorted. Nulls are keys that mean nothing for a run (or an
@@ -283,7 +266,7 @@ fn runs_of(df: &DataFrame, path: &Path) -> Result<Vec<Run>, ReportError> {
             metrics: BTreeMap::new(),
         })
         .collect();
-    let metric_set: BTreeSet<&str> = METRIC_COLUMNS.iter().copied().collect();
+    let metric_set: BTreeSet<&str> = SUMMARY_METRICS.iter().copied().collect();
     for column in df.columns() {
         let name = column.name().to_string();
         if name == "run_id" || name == "status" {

@@ -284,28 +284,49 @@ pub fn summary_cells(
         ),
     ];
     cells.extend(job.keys.cells());
+    cells.extend(metric_cells(last, iw, wall));
+    cells
+}
+
+/// The final metrics, named as in [`track::SUMMARY_METRICS`] (null where undefined).
+fn metric_cells(
+    last: Option<&(MetricsRow, MetricsRow)>,
+    iw: Option<&IwaeEstimate>,
+    wall: f64,
+) -> Vec<(String, Cell)> {
     let (train, test) = (last.map(|l| &l.0), last.map(|l| &l.1));
     let f = |v: Option<f64>| Cell::Float(v);
-    cells.extend(
-        [
-            ("test_neg_elbo", f(test.and_then(|t| t.neg_elbo))),
-            ("test_recon", f(test.map(|t| t.recon))),
-            ("test_kl", f(test.and_then(|t| t.kl))),
-            ("test_loss", f(test.map(|t| t.loss))),
-            ("train_neg_elbo", f(train.and_then(|t| t.neg_elbo))),
-            ("train_recon", f(train.map(|t| t.recon))),
-            ("log_px_iw", f(iw.map(|i| i.log_px))),
-            ("elbo_iw", f(iw.map(|i| i.elbo))),
-            ("elbo_gap", f(iw.map(|i| i.gap))),
-            ("iw_seconds", f(iw.map(|i| i.seconds))),
-            (
-                "active_units",
-                Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
-            ),
-            ("wall_seconds", f(Some(wall))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v)),
-    );
-    cells
+    [
+        ("test_neg_elbo", f(test.and_then(|t| t.neg_elbo))),
+        ("test_recon", f(test.map(|t| t.recon))),
+        ("test_kl", f(test.and_then(|t| t.kl))),
+        ("test_loss", f(test.map(|t| t.loss))),
+        ("train_neg_elbo", f(train.and_then(|t| t.neg_elbo))),
+        ("train_recon", f(train.map(|t| t.recon))),
+        ("log_px_iw", f(iw.map(|i| i.log_px))),
+        ("elbo_iw", f(iw.map(|i| i.elbo))),
+        ("elbo_gap", f(iw.map(|i| i.gap))),
+        ("iw_seconds", f(iw.map(|i| i.seconds))),
+        (
+            "active_units",
+            Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
+        ),
+        ("wall_seconds", f(Some(wall))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The report tells metrics from config keys by this list, so it must name every metric.
+    #[test]
+    fn summary_metrics_are_the_listed_columns() {
+        let names: Vec<String> = super::metric_cells(None, None, 0.0)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(names, vaelab_track::SUMMARY_METRICS);
+    }
 }

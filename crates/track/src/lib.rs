@@ -11,7 +11,7 @@ pub use lock::{holder, Lock, LOCK};
 pub use run_dir::{RunDir, CHECKPOINT, CONFIG, MANIFEST, METRICS, SUMMARY};
 pub use table::{
     frame_of_cells, read_frame, read_metrics, write_frame, write_metrics, write_summary, Cell,
-    MetricsRow,
+    MetricsRow, SUMMARY_METRICS,
 };
 
 use std::path::PathBuf;

@@ -214,6 +214,23 @@ pub fn frame_of_cells(cells: &[(String, Cell)], height: usize) -> PolarsResult<D
     DataFrame::new(height, columns)
 }
 
+/// The final-metric columns of `summary.parquet` (and so of a sweep's `runs.parquet`), in the
+/// order they are written; every other column but `run_id` and `status` is a config key.
+pub const SUMMARY_METRICS: &[&str] = &[
+    "test_neg_elbo",
+    "test_recon",
+    "test_kl",
+    "test_loss",
+    "train_neg_elbo",
+    "train_recon",
+    "log_px_iw",
+    "elbo_iw",
+    "elbo_gap",
+    "iw_seconds",
+    "active_units",
+    "wall_seconds",
+];
+
 /// Writes a one-row table of named cells to `path`, each cell its own typed column.
 pub fn write_summary(path: &Path, cells: &[(String, Cell)]) -> Result<(), TrackError> {
     let df = frame_of_cells(cells, 1).map_err(|source| TrackError::Polars {

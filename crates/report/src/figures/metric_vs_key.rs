@@ -84,11 +84,8 @@ pub fn draw(sweep: &Sweep, key: &str, dir: &Path) -> Drawn {
 /// The chart's data: per panel, one series per setting of the other keys, and flat lines for
 /// runs the key means nothing for.
 fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
-    let values: Vec<Value> = sweep
-        .values(key)
-        .into_iter()
-        .filter(|v| sweep.runs.iter().any(|r| r.uses(key) && r.key(key) == v))
-        .collect();
+    // Non-null values only: runs the key means nothing for hold null and are drawn flat.
+    let values: Vec<Value> = sweep.values(key);
     let labels: Vec<String> = {
         let mut l: Vec<String> = sweep.done().map(|r| sweep.label(r, &[key])).collect();
         l.dedup();
