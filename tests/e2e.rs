@@ -156,6 +156,81 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
     );
 }
 
+/// Bits/dim of real runs, read back from the Parquet tables: a model trained on the 8-bit mass,
+/// a Bernoulli scored as a continuous Bernoulli, a binarized run on its own 2-level scale.
+#[test]
+fn bits_per_dim_land_in_both_tables_with_their_setting() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The IWAE bound on the same 300 images as the test ELBO.
+    let same = "iw_test_n = 300\n";
+    let runs = [
+        (
+            "logistic",
+            "likelihood = \"discretized-logistic\"\n",
+            256,
+            "discretized logistic",
+        ),
+        (
+            "gauss",
+            "likelihood = \"gaussian-learned\"\ndiscretized = true\n",
+            256,
+            "discretized gaussian-learned",
+        ),
+        (
+            "bern",
+            "likelihood = \"bernoulli\"\n",
+            256,
+            "continuous-bernoulli (of the bernoulli's λ)",
+        ),
+        (
+            "binary",
+            "likelihood = \"bernoulli\"\nbinarize = \"dynamic\"\n",
+            2,
+            "bernoulli pmf, 2 levels",
+        ),
+    ];
+    for (name, keys, levels, scored) in runs {
+        let run = train(tmp.path(), name, &small(&format!("{keys}{same}")));
+        let s = read(&run.join("summary.parquet"));
+        let one = |c: &str| f64s(&s, c)[0].unwrap_or_else(|| panic!("{name}: null {c}"));
+        let (elbo, nll, recon) = (one("test_elbo_bpd"), one("nll_bpd"), one("test_recon_bpd"));
+        let uniform = (levels as f64).log2();
+        assert!(
+            nll < elbo && recon < elbo,
+            "{name}: nll {nll} recon {recon} elbo {elbo}"
+        );
+        assert!(
+            elbo < uniform && nll > 0.0,
+            "{name}: {elbo} vs uniform {uniform}"
+        );
+        let lv = s.column("data_levels").unwrap().i64().unwrap().get(0);
+        assert_eq!(lv, Some(levels), "{name}");
+        let how = s
+            .column("bpd_scored_as")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string();
+        assert!(how.contains(scored), "{name}: {how}");
+        // Per epoch: test rows carry bits/dim, training rows do not.
+        let m = read(&run.join("metrics.parquet"));
+        let split: Vec<String> = m
+            .column("split")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        for (sp, v) in split.iter().zip(f64s(&m, "elbo_bpd")) {
+            assert_eq!(v.is_some(), sp == "test", "{name} {sp}");
+        }
+        assert_eq!(f64s(&m, "elbo_bpd").last().unwrap(), &Some(elbo));
+    }
+}
+
 #[test]
 fn autoencoder_leaves_undefined_figures_null() {
     let tmp = tempfile::tempdir().unwrap();
@@ -166,10 +241,19 @@ fn autoencoder_leaves_undefined_figures_null() {
     }
     assert!(f64s(&m, "recon").iter().all(|v| v.is_some_and(|v| v > 0.0)));
     let s = read(&run.join("summary.parquet"));
-    for col in ["log_px_iw", "elbo_gap", "test_kl", "test_neg_elbo"] {
+    for col in [
+        "log_px_iw",
+        "elbo_gap",
+        "test_kl",
+        "test_neg_elbo",
+        "test_elbo_bpd",
+        "nll_bpd",
+    ] {
         assert_eq!(f64s(&s, col)[0], None, "AE summary {col}");
     }
     assert!(f64s(&s, "test_recon")[0].is_some());
+    // The AE's reconstruction has a mass, in bits/dim: its only bits/dim.
+    assert!(f64s(&s, "test_recon_bpd")[0].is_some_and(|b| b > 0.0 && b < 8.0));
     // Keys that mean nothing for an AE are null too, not their defaults.
     for col in ["beta", "free_bits", "sigma"] {
         assert_eq!(f64s(&s, col)[0], None, "AE summary key {col}");
@@ -313,6 +397,16 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             "bad_likelihood",
             "likelihood = \"poisson\"\n".into(),
             vec!["poisson", "gaussian-learned"],
+        ),
+        (
+            "discretized_bernoulli",
+            "likelihood = \"bernoulli\"\ndiscretized = true\n".into(),
+            vec!["`discretized`", "gaussian-learned", "bernoulli"],
+        ),
+        (
+            "discretized_binarized",
+            "likelihood = \"discretized-logistic\"\nbinarize = \"dynamic\"\n".into(),
+            vec!["`binarize`", "8-bit masses", "2 levels"],
         ),
         (
             "bad_dataset",

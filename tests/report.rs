@@ -126,6 +126,7 @@ fn a_finished_sweep_draws_every_figure_redraws_them_and_the_page_loads_in_chromi
     let figures = dir.join("figures");
     let expected: BTreeSet<String> = [
         "elbo_vs_latent_dim",
+        "bits_per_dim",
         "rate_distortion",
         "learning_curves",
         "elbo_gap",
@@ -208,6 +209,7 @@ fn figures_a_sweep_cannot_show_are_skipped_with_a_reason_not_drawn_empty() {
     let drawn = files(&dir.join("figures"));
     for absent in [
         "elbo_vs_key",
+        "bits_per_dim",
         "rate_distortion",
         "elbo_gap",
         "kl_per_dim",
@@ -231,6 +233,7 @@ fn figures_a_sweep_cannot_show_are_skipped_with_a_reason_not_drawn_empty() {
         "no config key varies in this sweep",
         "the rate (KL) exists only for VAEs",
         "no finished VAE run has an IWAE estimate",
+        "no finished VAE run has bits/dim",
         "no run has latent_dim = 2",
     ] {
         assert!(html.contains(why), "the page does not say {why:?}");

@@ -62,8 +62,10 @@ window.addEventListener('load', function () {
 "#;
 
 /// Metric columns of the runs table: (column, header, decimals).
-const COLUMNS: [(&str, &str, usize); 8] = [
+const COLUMNS: [(&str, &str, usize); 10] = [
     ("test_neg_elbo", "test −ELBO", 2),
+    ("test_elbo_bpd", "−ELBO bits/dim", 3),
+    ("nll_bpd", "IWAE bits/dim", 3),
     ("test_recon", "recon", 2),
     ("test_kl", "KL", 2),
     ("log_px_iw", "log p(x) IWAE", 2),

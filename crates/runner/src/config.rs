@@ -40,6 +40,7 @@ pub const RUN_KEYS: &[&str] = &[
     "data_dir",
     "model",
     "likelihood",
+    "discretized",
     "sigma",
     "latent_dim",
     "hidden",
@@ -69,6 +70,10 @@ pub struct RunKeys {
     pub data_dir: Option<PathBuf>,
     pub model: ModelKind,
     pub likelihood: LikelihoodKind,
+    /// Train `gaussian`, `gaussian-learned` or `laplace` on 8-bit bin masses, not densities.
+    /// Left out of the resolved TOML when false, so earlier runs keep their ids.
+    #[serde(skip_serializing_if = "is_false")]
+    pub discretized: bool,
     pub sigma: f64,
     pub latent_dim: usize,
     pub hidden: Vec<usize>,
@@ -96,6 +101,7 @@ impl Default for RunKeys {
             data_dir: None,
             model: ModelKind::Vae,
             likelihood: LikelihoodKind::Bernoulli,
+            discretized: false,
             sigma: 0.1,
             latent_dim: 20,
             hidden: vec![400],
@@ -113,6 +119,10 @@ impl Default for RunKeys {
             iw_test_n: 1000,
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A checked run: its name, keys and the file they came from.
@@ -256,6 +266,22 @@ pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
         "an integer from 1 to 100000 (K of the IWAE bound; set iw_test_n = 0 to skip it)",
     )?;
     check(
+        !k.discretized || k.likelihood.can_discretize(),
+        "discretized",
+        k.discretized,
+        &format!(
+            "true only with likelihood = \"gaussian\", \"gaussian-learned\" or \"laplace\" (here \"{}\"; \"discretized-logistic\" always is)",
+            k.likelihood.as_str()
+        ),
+    )?;
+    let on_masses = k.discretized || k.likelihood == LikelihoodKind::DiscretizedLogistic;
+    check(
+        !on_masses || k.binarize == Binarize::None,
+        "binarize",
+        binarize_str(k.binarize),
+        "\"none\" for a likelihood trained on 8-bit masses (discretized); binarized pixels have 2 levels: use bernoulli",
+    )?;
+    check(
         k.dataset != DatasetName::Idx || k.data_dir.is_some(),
         "data_dir",
         "(missing)",
@@ -280,7 +306,7 @@ impl RunKeys {
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
             model: self.model,
-            likelihood: Likelihood::new(self.likelihood, self.sigma as f32),
+            likelihood: Likelihood::new(self.likelihood, self.sigma as f32, self.discretized),
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             objective: Objective {
@@ -308,14 +334,16 @@ impl RunKeys {
         }
     }
 
-    /// Whether `key` means anything for this run: the AE has no KL and no IWAE bound, and only
-    /// `gaussian` and `laplace` read `sigma` (`canonical` resets the others to their defaults).
+    /// Whether `key` means anything for this run: the AE has no KL and no IWAE bound, only
+    /// `gaussian` and `laplace` read `sigma`, and only the families that can be trained on masses
+    /// read `discretized` (`canonical` resets the others to their defaults).
     pub fn uses(&self, key: &str) -> bool {
         match key {
             "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => {
                 self.model == vaelab_vae::ModelKind::Vae
             }
             "sigma" => self.likelihood.uses_sigma(),
+            "discretized" => self.likelihood.can_discretize(),
             _ => true,
         }
     }
@@ -359,6 +387,10 @@ impl RunKeys {
             ),
             ("model", text(self.model.as_str())),
             ("likelihood", text(self.likelihood.as_str())),
+            (
+                "discretized",
+                text(if self.discretized { "true" } else { "false" }),
+            ),
             ("sigma", float(self.sigma)),
             ("latent_dim", int(self.latent_dim)),
             ("hidden", Cell::Str(Some(hidden))),
@@ -512,6 +544,7 @@ mod tests {
             data_dir: Some("/d".into()),
             train_subset: Some(1),
             test_subset: Some(1),
+            discretized: true,
             ..RunKeys::default()
         };
         let table = toml::Table::try_from(&all).unwrap();

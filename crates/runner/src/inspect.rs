@@ -12,6 +12,8 @@ const METRICS: &[&str] = &[
     "test_kl",
     "log_px_iw",
     "elbo_gap",
+    "test_elbo_bpd",
+    "nll_bpd",
     "active_units",
     "wall_seconds",
 ];
@@ -19,6 +21,8 @@ const METRICS: &[&str] = &[
 fn cell(df: &DataFrame, col: &str, row: usize) -> String {
     match df.column(col).and_then(|c| c.get(row)) {
         Ok(AnyValue::Null) | Err(_) => "-".into(),
+        // Bits/dim differ in the third decimal between good models; nats in the second.
+        Ok(AnyValue::Float64(v)) if col.contains("bpd") => format!("{v:.3}"),
         Ok(AnyValue::Float64(v)) => format!("{v:.2}"),
         Ok(v) => v.str_value().into_owned(),
     }
@@ -179,6 +183,7 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
             "recon",
             "kl",
             "active_units",
+            "elbo_bpd",
             "seconds",
         ];
         let mut rows = vec![cols.iter().map(|c| c.to_string()).collect::<Vec<_>>()];
@@ -208,6 +213,15 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
         .copied()
         .filter(|m| df.column(m).is_ok())
         .collect();
+    // Bits/dim of 8-bit and of binarized images are different quantities: never one mean.
+    let mut by = by.to_vec();
+    let levels_vary = df
+        .column("data_levels")
+        .is_ok_and(|c| c.drop_nulls().n_unique().unwrap_or(1) > 1);
+    if levels_vary && !by.iter().any(|k| k == "data_levels") {
+        by.push("data_levels".into());
+    }
+    let by = by.as_slice();
     let mut aggs = vec![len().alias("runs")];
     for m in &metrics {
         aggs.push(

@@ -66,14 +66,15 @@ impl Plan {
 
     /// The value of `key` in run `i`, as text ("-" where the key means nothing for the run).
     pub fn value(&self, i: usize, key: &str) -> String {
-        if !self.runs[i].keys.uses(key) {
+        let keys = &self.runs[i].keys;
+        if !keys.uses(key) {
             return "-".into();
         }
-        show(
-            toml::Table::try_from(&self.runs[i].keys)
-                .unwrap_or_default()
-                .get(key),
-        )
+        if key == "discretized" {
+            // Left out of the resolved TOML when false (to keep earlier ids), but it applies.
+            return keys.discretized.to_string();
+        }
+        show(toml::Table::try_from(keys).unwrap_or_default().get(key))
     }
 
     /// The plan as a text table: id and the varying keys.

@@ -92,6 +92,8 @@ fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
         beta: m.beta,
         kl_per_dim: m.kl_per_dim.clone(),
         active_units: m.active_units.map(|a| a as u32),
+        recon_bpd: m.recon_bpd,
+        elbo_bpd: m.elbo_bpd,
         seconds: m.seconds,
         samples_per_sec: m.samples_per_sec,
     }
@@ -284,8 +286,27 @@ pub fn summary_cells(
         ),
     ];
     cells.extend(job.keys.cells());
-    cells.extend(metric_cells(last, iw, wall));
+    let scoring = Scoring::of(&job.keys.train_config(), job.data.dim());
+    cells.extend(metric_cells(last, iw, wall, &scoring));
     cells
+}
+
+/// How a run's bits/dim are scored: the data's grey levels and pixels, and the mass used.
+struct Scoring {
+    levels: u16,
+    dims: usize,
+    label: String,
+}
+
+impl Scoring {
+    fn of(cfg: &vaelab_vae::TrainConfig, dims: usize) -> Self {
+        let levels = cfg.data_levels();
+        Self {
+            levels,
+            dims,
+            label: cfg.likelihood.mass_label(levels),
+        }
+    }
 }
 
 /// The final metrics, named as in [`track::SUMMARY_METRICS`] (null where undefined).
@@ -293,7 +314,11 @@ fn metric_cells(
     last: Option<&(MetricsRow, MetricsRow)>,
     iw: Option<&IwaeEstimate>,
     wall: f64,
+    scoring: &Scoring,
 ) -> Vec<(String, Cell)> {
+    let nll_bpd = iw
+        .and_then(|i| i.log_px_mass)
+        .map(|l| vaelab_vae::bits_per_dim(-l, scoring.dims));
     let (train, test) = (last.map(|l| &l.0), last.map(|l| &l.1));
     let f = |v: Option<f64>| Cell::Float(v);
     [
@@ -312,6 +337,11 @@ fn metric_cells(
             Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
         ),
         ("wall_seconds", f(Some(wall))),
+        ("test_recon_bpd", f(test.and_then(|t| t.recon_bpd))),
+        ("test_elbo_bpd", f(test.and_then(|t| t.elbo_bpd))),
+        ("nll_bpd", f(nll_bpd)),
+        ("data_levels", Cell::Int(Some(i64::from(scoring.levels)))),
+        ("bpd_scored_as", Cell::Str(Some(scoring.label.clone()))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -323,7 +353,12 @@ mod tests {
     /// The report tells metrics from config keys by this list, so it must name every metric.
     #[test]
     fn summary_metrics_are_the_listed_columns() {
-        let names: Vec<String> = super::metric_cells(None, None, 0.0)
+        let scoring = super::Scoring {
+            levels: 256,
+            dims: 784,
+            label: String::new(),
+        };
+        let names: Vec<String> = super::metric_cells(None, None, 0.0, &scoring)
             .into_iter()
             .map(|(k, _)| k)
             .collect();

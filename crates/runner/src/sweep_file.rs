@@ -136,7 +136,8 @@ fn resolve(base: &Table, overrides: &Table) -> Result<RunKeys, String> {
 
 /// Keys that mean nothing for a run are set to their defaults, so runs that would train the
 /// same model get the same id: the AE has no KL and no IWAE bound (β, warm-up, free bits,
-/// iw_samples, iw_test_n), and only `gaussian` and `laplace` read `sigma`.
+/// iw_samples, iw_test_n), only `gaussian` and `laplace` read `sigma`, and only the families
+/// that can be trained on masses read `discretized`.
 pub fn canonical(mut keys: RunKeys) -> RunKeys {
     // Keep in step with `RunKeys::uses`.
     let d = RunKeys::default();
@@ -149,6 +150,9 @@ pub fn canonical(mut keys: RunKeys) -> RunKeys {
     }
     if !keys.likelihood.uses_sigma() {
         keys.sigma = d.sigma;
+    }
+    if !keys.likelihood.can_discretize() {
+        keys.discretized = d.discretized;
     }
     keys
 }

@@ -18,6 +18,10 @@ pub struct MetricsRow {
     pub beta: f64,
     pub kl_per_dim: Option<Vec<f64>>,
     pub active_units: Option<u32>,
+    /// −E_q log P(k|z) of the quantized test images, bits/dim (null in training rows).
+    pub recon_bpd: Option<f64>,
+    /// −ELBO with that mass, bits/dim (null for the AE and in training rows).
+    pub elbo_bpd: Option<f64>,
     pub seconds: f64,
     pub samples_per_sec: f64,
 }
@@ -70,6 +74,8 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
                 .into_series()
                 .into(),
             column(rows, "active_units", |r| r.active_units),
+            column(rows, "recon_bpd", |r| r.recon_bpd),
+            column(rows, "elbo_bpd", |r| r.elbo_bpd),
             column(rows, "seconds", |r| r.seconds),
             column(rows, "samples_per_sec", |r| r.samples_per_sec),
         ],
@@ -129,6 +135,15 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
         f64s("recon")?,
         f64s("kl")?,
     );
+    // Tables written before bits/dim existed have no such columns: nulls.
+    let optional = |c: &str| -> Result<Vec<Option<f64>>, TrackError> {
+        if df.column(c).is_ok() {
+            f64s(c)
+        } else {
+            Ok(vec![None; df.height()])
+        }
+    };
+    let (recon_bpd, elbo_bpd) = (optional("recon_bpd")?, optional("elbo_bpd")?);
     let (kl_weighted, beta, seconds, sps) = (
         f64s("kl_weighted")?,
         f64s("kl_weight")?,
@@ -190,6 +205,8 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
                 beta: beta[i].ok_or_else(|| missing("beta"))?,
                 kl_per_dim,
                 active_units: active[i],
+                recon_bpd: recon_bpd[i],
+                elbo_bpd: elbo_bpd[i],
                 seconds: seconds[i].ok_or_else(|| missing("seconds"))?,
                 samples_per_sec: sps[i].ok_or_else(|| missing("samples_per_sec"))?,
             })
@@ -229,6 +246,11 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "iw_seconds",
     "active_units",
     "wall_seconds",
+    "test_recon_bpd",
+    "test_elbo_bpd",
+    "nll_bpd",
+    "data_levels",
+    "bpd_scored_as",
 ];
 
 /// Writes a one-row table of named cells to `path`, each cell its own typed column.
@@ -257,6 +279,8 @@ mod tests {
             beta: 1.0,
             kl_per_dim: kl.map(|k| vec![k / 2.0, k / 2.0]),
             active_units: kl.map(|_| 2),
+            recon_bpd: kl.map(|k| k / 10.0),
+            elbo_bpd: None,
             seconds: 0.5,
             samples_per_sec: 100.0,
         }
@@ -282,6 +306,9 @@ mod tests {
             .get_as_series(0)
             .unwrap();
         assert_eq!(dims.f64().unwrap().get(1), Some(1.5));
+        let back = read_metrics(&p).unwrap();
+        assert_eq!(back[0].recon_bpd, Some(0.3));
+        assert_eq!((back[1].recon_bpd, back[0].elbo_bpd), (None, None));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The importance-weighted bound (Burda et al., 2016) on log p(x):
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
-use crate::{rng, Kernels, Model};
+use crate::{rng, Kernels, Likelihood, Model};
 use candle_core::{Device, Result, Tensor};
 use std::time::Instant;
 use vaelab_data::Split;
@@ -25,6 +25,18 @@ pub struct IwaeEstimate {
     pub images: usize,
     pub samples: usize,
     pub seconds: f64,
+    /// The same bound with p(x|z) replaced by the mass of the quantized image (nats).
+    pub log_px_mass: Option<f64>,
+    /// The ELBO from the same samples with that mass.
+    pub elbo_mass: Option<f64>,
+}
+
+/// What to estimate: K samples on the first `images` images, also scored as `mass` if given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    pub images: usize,
+    pub samples: usize,
+    pub mass: Option<Likelihood>,
 }
 
 /// log-mean-exp of log weights, in f64.
@@ -33,21 +45,48 @@ pub fn log_mean_exp(w: &[f64]) -> f64 {
     max + (w.iter().map(|x| (x - max).exp()).sum::<f64>() / w.len() as f64).ln()
 }
 
-/// log p(x_i | z) for the `k` latent rows of each image row of `x`, in row order of `z`.
-fn score_image(model: &Model, x: &Tensor, z: &Tensor, i: usize, k: usize) -> Result<Vec<f32>> {
+/// log p(x_i | z) for the `k` latent rows of image i of `x`, and the log-masses when `mass` is
+/// given: each block of decoder output is scored both ways while it is in cache.
+fn score_image(
+    model: &Model,
+    x: &Tensor,
+    z: &Tensor,
+    i: usize,
+    k: usize,
+    mass: Option<Likelihood>,
+) -> Result<Scores> {
     // The image's row of x serves each block's rows of decoder output (no K-fold copy of x).
     let xi = x.narrow(0, i, 1)?;
-    let mut out = Vec::with_capacity(k);
+    let mut out = Scores::default();
     for start in (0..k).step_by(ROWS_PER_BLOCK) {
         let len = ROWS_PER_BLOCK.min(k - start);
         let params = model.decode(&z.narrow(0, i * k + start, len)?)?;
-        out.extend(model.log_prob(&params, &xi)?.to_vec1::<f32>()?);
+        out.density
+            .extend(model.log_prob(&params, &xi)?.to_vec1::<f32>()?);
+        if let Some(m) = mass {
+            out.mass
+                .extend(model.log_prob_as(m, &params, &xi)?.to_vec1::<f32>()?);
+        }
     }
     Ok(out)
 }
 
-/// One lane's results: (image index, its K log-likelihoods).
-type Scored = Vec<(usize, Vec<f32>)>;
+/// Per-sample log p(x|z) under the model's likelihood and, if asked, as a mass.
+#[derive(Debug, Default)]
+struct Scores {
+    density: Vec<f32>,
+    mass: Vec<f32>,
+}
+
+impl Scores {
+    fn append(&mut self, other: Scores) {
+        self.density.extend(other.density);
+        self.mass.extend(other.mass);
+    }
+}
+
+/// One lane's results: (image index, its K scores).
+type Scored = Vec<(usize, Scores)>;
 
 /// Scores every image of a pass: on the calling thread, or spread over `lanes` (one
 /// single-threaded pool per lane, image i on lane i mod lanes).
@@ -56,13 +95,14 @@ fn score(
     x: &Tensor,
     z: &Tensor,
     k: usize,
+    mass: Option<Likelihood>,
     lanes: Option<&[rayon::ThreadPool]>,
-) -> Result<Vec<f32>> {
+) -> Result<Scores> {
     let images = x.dim(0)?;
     let Some(lanes) = lanes else {
-        let mut out = Vec::with_capacity(images * k);
+        let mut out = Scores::default();
         for i in 0..images {
-            out.extend(score_image(model, x, z, i, k)?);
+            out.append(score_image(model, x, z, i, k, mass)?);
         }
         return Ok(out);
     };
@@ -75,7 +115,7 @@ fn score(
                     pool.install(|| {
                         (t..images)
                             .step_by(lanes.len())
-                            .map(|i| Ok((i, score_image(model, x, z, i, k)?)))
+                            .map(|i| Ok((i, score_image(model, x, z, i, k, mass)?)))
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -90,25 +130,45 @@ fn score(
             })
             .collect()
     });
-    let mut by_image: Vec<Vec<f32>> = vec![Vec::new(); images];
+    let mut by_image: Vec<Option<Scores>> = (0..images).map(|_| None).collect();
     for lane in per_lane {
         for (i, v) in lane? {
-            by_image[i] = v;
+            by_image[i] = Some(v);
         }
     }
-    Ok(by_image.concat())
+    let mut out = Scores::default();
+    for s in by_image.into_iter().flatten() {
+        out.append(s);
+    }
+    Ok(out)
 }
 
-/// The IWAE bound with `k` samples on the first `n` images of `split`.
+/// Per image: the K-sample bound and the mean log weight, from log p(x|z) and log p(z) − log q.
+fn bound_and_elbo(log_px_z: &[f32], log_prior_minus_q: &[f64]) -> (f64, f64) {
+    let w: Vec<f64> = log_px_z
+        .iter()
+        .zip(log_prior_minus_q)
+        .map(|(&l, &r)| f64::from(l) + r)
+        .collect();
+    (
+        log_mean_exp(&w),
+        w.iter().sum::<f64>() / w.len().max(1) as f64,
+    )
+}
+
+/// The IWAE bound with `plan.samples` samples on the first `plan.images` images of `split`.
 pub fn estimate(
     model: &Model,
     split: &Split,
-    n: usize,
-    k: usize,
+    plan: Plan,
     r: &mut rng::Rng64,
     device: &Device,
 ) -> Result<IwaeEstimate> {
     let start = Instant::now();
+    let (n, k) = (plan.images, plan.samples);
+    // A model trained on the mass is scored once: its density already is the mass.
+    let mass = plan.mass.filter(|&m| m != model.arch().likelihood);
+    let (mut mass_bound, mut mass_elbo) = (0f64, 0f64);
     let (d, l) = (split.dim(), model.arch().latent_dim);
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
@@ -156,17 +216,29 @@ pub fn estimate(
             }
         }
         let z = Tensor::from_vec(z, (rows, l), device)?;
-        let log_px_z = score(model, &x, &z, k, lanes.as_deref())?;
+        let scores = score(model, &x, &z, k, mass, lanes.as_deref())?;
         for i in 0..idx.len() {
-            let w: Vec<f64> = (0..k)
-                .map(|s| f64::from(log_px_z[i * k + s]) + log_prior_minus_q[i * k + s])
-                .collect();
-            sum_bound += log_mean_exp(&w);
-            sum_elbo += w.iter().sum::<f64>() / k as f64;
+            let rows = i * k..(i + 1) * k;
+            let (b, e) = bound_and_elbo(
+                &scores.density[rows.clone()],
+                &log_prior_minus_q[rows.clone()],
+            );
+            sum_bound += b;
+            sum_elbo += e;
+            if mass.is_some() {
+                let (b, e) = bound_and_elbo(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
+                mass_bound += b;
+                mass_elbo += e;
+            }
         }
     }
     let n_f = n.max(1) as f64;
     let (log_px, elbo) = (sum_bound / n_f, sum_elbo / n_f);
+    let (log_px_mass, elbo_mass) = match (plan.mass, mass) {
+        (Some(_), Some(_)) => (Some(mass_bound / n_f), Some(mass_elbo / n_f)),
+        (Some(_), None) => (Some(log_px), Some(elbo)),
+        (None, _) => (None, None),
+    };
     Ok(IwaeEstimate {
         log_px,
         elbo,
@@ -174,5 +246,7 @@ pub fn estimate(
         images: n,
         samples: k,
         seconds: start.elapsed().as_secs_f64(),
+        log_px_mass,
+        elbo_mass,
     })
 }

@@ -2,6 +2,8 @@
 //! warm-up and free bits, seeded training with a fused Adam, evaluation and the IWAE bound.
 
 pub mod dense;
+pub mod discrete;
+mod fastmath;
 pub mod init;
 pub mod iwae;
 pub mod kernels;
@@ -15,9 +17,10 @@ pub mod rng;
 pub mod threads;
 mod train;
 
+pub use discrete::{bits_per_dim, Mass};
 pub use iwae::IwaeEstimate;
 pub use kernels::Kernels;
-pub use likelihood::{Likelihood, LikelihoodKind, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
+pub use likelihood::{Likelihood, LikelihoodKind, LEVELS_8BIT, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
 pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
 pub use model::{Architecture, LayerSpec, Model, ModelKind, Posterior};
 pub use objective::Objective;

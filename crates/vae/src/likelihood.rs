@@ -4,6 +4,8 @@
 //! one fused candle op ([`crate::loglik_op`]) that sums over pixels and carries a hand-written
 //! gradient, so the training step never materializes the per-pixel intermediate tensors.
 
+use crate::discrete::{Mass, LOG_SCALE_FLOOR};
+use crate::fastmath::{sigmoid, softplus_sigmoid};
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,9 @@ pub enum LikelihoodKind {
     ContinuousBernoulli,
     /// Laplace with mean sigmoid(output) and fixed scale (`sigma`).
     Laplace,
+    /// Discretized logistic: per-pixel mean sigmoid(output) and learned log-scale, trained on
+    /// the mass of each 8-bit level (the IAF / PixelCNN++ decoder with one component).
+    DiscretizedLogistic,
 }
 
 impl LikelihoodKind {
@@ -42,7 +47,17 @@ impl LikelihoodKind {
             LikelihoodKind::GaussianLearned => "gaussian-learned",
             LikelihoodKind::ContinuousBernoulli => "continuous-bernoulli",
             LikelihoodKind::Laplace => "laplace",
+            LikelihoodKind::DiscretizedLogistic => "discretized-logistic",
         }
+    }
+
+    /// Whether `discretized = true` applies: the densities that can also be trained on masses
+    /// (the discretized logistic always is; the two Bernoullis are not location-scale families).
+    pub fn can_discretize(self) -> bool {
+        matches!(
+            self,
+            LikelihoodKind::Gaussian | LikelihoodKind::GaussianLearned | LikelihoodKind::Laplace
+        )
     }
 
     /// Whether the family reads the fixed scale `sigma`.
@@ -51,33 +66,91 @@ impl LikelihoodKind {
     }
 }
 
+/// Grey levels of 8-bit images.
+pub const LEVELS_8BIT: u16 = 256;
+
 /// A likelihood with its fixed parameters resolved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Likelihood {
     Bernoulli,
-    Gaussian { sigma: f32 },
+    Gaussian {
+        sigma: f32,
+    },
     GaussianLearned,
     ContinuousBernoulli,
-    Laplace { scale: f32 },
+    Laplace {
+        scale: f32,
+    },
+    /// The probability mass of each pixel's bin among `levels` grey levels (see
+    /// [`crate::discrete`]): a proper pmf over quantized images.
+    Discretized {
+        mass: Mass,
+        levels: u16,
+    },
 }
 
 impl Likelihood {
-    /// Resolves a family with the config's `sigma` (ignored by families without a fixed scale).
-    pub fn new(kind: LikelihoodKind, sigma: f32) -> Self {
-        match kind {
-            LikelihoodKind::Bernoulli => Likelihood::Bernoulli,
-            LikelihoodKind::Gaussian => Likelihood::Gaussian { sigma },
-            LikelihoodKind::GaussianLearned => Likelihood::GaussianLearned,
-            LikelihoodKind::ContinuousBernoulli => Likelihood::ContinuousBernoulli,
-            LikelihoodKind::Laplace => Likelihood::Laplace { scale: sigma },
+    /// Resolves a family with the config's `sigma` (ignored by families without a fixed scale);
+    /// `discretized` trains a family that [`LikelihoodKind::can_discretize`] on 8-bit masses.
+    pub fn new(kind: LikelihoodKind, sigma: f32, discretized: bool) -> Self {
+        let on_8bit = |mass| Likelihood::Discretized {
+            mass,
+            levels: LEVELS_8BIT,
+        };
+        match (kind, discretized && kind.can_discretize()) {
+            (LikelihoodKind::Bernoulli, _) => Likelihood::Bernoulli,
+            (LikelihoodKind::ContinuousBernoulli, _) => Likelihood::ContinuousBernoulli,
+            (LikelihoodKind::Gaussian, false) => Likelihood::Gaussian { sigma },
+            (LikelihoodKind::GaussianLearned, false) => Likelihood::GaussianLearned,
+            (LikelihoodKind::Laplace, false) => Likelihood::Laplace { scale: sigma },
+            (LikelihoodKind::Gaussian, true) => on_8bit(Mass::Gaussian { sigma }),
+            // On masses σ cannot run off to 0, so only a numerical floor remains.
+            (LikelihoodKind::GaussianLearned, true) => on_8bit(Mass::GaussianLearned {
+                log_sigma_min: LOG_SCALE_FLOOR,
+            }),
+            (LikelihoodKind::Laplace, true) => on_8bit(Mass::Laplace { scale: sigma }),
+            (LikelihoodKind::DiscretizedLogistic, _) => on_8bit(Mass::Logistic),
         }
     }
 
-    /// Decoder outputs per pixel: 2 for the learned Gaussian (mean, log σ), else 1.
+    /// Decoder outputs per pixel: 2 where the scale is learned (mean, log-scale), else 1.
     pub fn params_per_pixel(self) -> usize {
         match self {
             Likelihood::GaussianLearned => 2,
+            Likelihood::Discretized { mass, .. } => mass.params_per_pixel(),
             _ => 1,
+        }
+    }
+
+    /// How this model's decoder output is scored as a probability mass on data with `levels`
+    /// grey levels: each density over its bins (the learned Gaussian with the σ it was trained
+    /// with), the Bernoulli by its own pmf on binary pixels and, since on grey pixels it defines
+    /// no distribution, by the discretized continuous Bernoulli of its λ.
+    pub fn scored_on(self, levels: u16) -> Likelihood {
+        let mass = match self {
+            Likelihood::Bernoulli if levels == 2 => return Likelihood::Bernoulli,
+            Likelihood::Bernoulli | Likelihood::ContinuousBernoulli => Mass::ContinuousBernoulli,
+            Likelihood::Gaussian { sigma } => Mass::Gaussian { sigma },
+            Likelihood::GaussianLearned => Mass::GaussianLearned {
+                log_sigma_min: LOG_SIGMA_MIN,
+            },
+            Likelihood::Laplace { scale } => Mass::Laplace { scale },
+            Likelihood::Discretized { mass, .. } => mass,
+        };
+        Likelihood::Discretized { mass, levels }
+    }
+
+    /// What [`Likelihood::scored_on`] scores, in words, for tables and figures.
+    pub fn mass_label(self, levels: u16) -> String {
+        match (self, self.scored_on(levels)) {
+            (_, Likelihood::Discretized { mass, .. }) => {
+                let of = match self {
+                    Likelihood::Bernoulli => " (of the bernoulli's λ)",
+                    _ => "",
+                };
+                format!("discretized {}{of}, {levels} levels", mass.name())
+            }
+            _ => format!("bernoulli pmf, {levels} levels"),
         }
     }
 
@@ -127,57 +200,11 @@ impl Likelihood {
                 };
                 (f, r * inv_var * mu * (1.0 - mu), db)
             }
+            Likelihood::Discretized { mass, levels } => {
+                mass.pixel(a, b, x, f32::from(levels.max(2) - 1))
+            }
         }
     }
-}
-
-/// e^x for x ≤ 0, branch-free so loops over it vectorize: Cody–Waite reduction
-/// x = n·ln 2 + r, |r| ≤ ln 2 / 2, a degree-6 Taylor polynomial for e^r (relative error
-/// < 2e-7), and 2^n built in the exponent bits. Below −87 the result is 0-ish (≤ 1.7e-38).
-#[inline(always)]
-pub fn exp_neg(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 0.0);
-    // Round to nearest by adding and removing 1.5·2^23: vectorizes without SSE4.1's roundps.
-    const SHIFTER: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + SHIFTER) - SHIFTER;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// ln(1 + e) for e in [0, 1], branch-free: 2·atanh(s) with s = e / (2 + e) ≤ 1/3, seven terms
-/// of the series (absolute error < 1e-8).
-#[inline(always)]
-pub fn ln_1p_unit(e: f32) -> f32 {
-    let s = e / (2.0 + e);
-    let s2 = s * s;
-    2.0 * s
-        * (1.0
-            + s2 * (1.0 / 3.0
-                + s2 * (1.0 / 5.0
-                    + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0 + s2 * (1.0 / 13.0)))))))
-}
-
-/// (softplus(a), sigmoid(a)) = (log(1 + e^a), 1 / (1 + e^-a)), from one e^-|a|.
-#[inline(always)]
-pub fn softplus_sigmoid(a: f32) -> (f32, f32) {
-    let e = exp_neg(-a.abs());
-    let inv = 1.0 / (1.0 + e);
-    (
-        a.max(0.0) + ln_1p_unit(e),
-        if a >= 0.0 { inv } else { e * inv },
-    )
-}
-
-/// 1 / (1 + e^-a) without overflow.
-#[inline(always)]
-pub fn sigmoid(a: f32) -> f32 {
-    softplus_sigmoid(a).1
 }
 
 /// The continuous Bernoulli's log normalizer log C(λ) with λ = sigmoid(a), and d/da.
@@ -239,6 +266,7 @@ mod tests {
                 let s = b.clamp(LOG_SIGMA_MIN as f64, LOG_SIGMA_MAX as f64).exp();
                 -(x - lam).powi(2) / (2.0 * s * s) - (s * (2.0 * std::f64::consts::PI).sqrt()).ln()
             }
+            Likelihood::Discretized { .. } => unreachable!("crate::discrete tests the masses"),
         }
     }
 
@@ -311,37 +339,55 @@ mod tests {
         }
     }
 
+    /// Bits/dim score each family's own distribution: densities over their bins, the Bernoulli
+    /// by its pmf on binary pixels and as a continuous Bernoulli on grey ones.
     #[test]
-    fn fast_exp_and_log1p_match_libm() {
-        let mut a = -90.0f32;
-        while a <= 0.0 {
-            let (got, want) = (exp_neg(a), f64::from(a).exp());
-            assert!(
-                (f64::from(got) - want).abs() <= 3e-7 * want + 1e-37,
-                "exp({a}) = {got} vs {want}"
-            );
-            a += 0.0137;
-        }
-        for i in 0..=1000 {
-            let e = i as f32 / 1000.0;
-            let (got, want) = (ln_1p_unit(e), f64::from(e).ln_1p());
-            assert!(
-                (f64::from(got) - want).abs() <= 2e-7 * want + 1e-9,
-                "ln1p({e}) = {got} vs {want}"
-            );
-        }
-        for &a in &[-200.0f32, -20.0, -1.0, 0.0, 1e-3, 3.0, 50.0, 200.0] {
-            let (sp, sg) = softplus_sigmoid(a);
-            let (a64, sp64) = (f64::from(a), f64::from(a).exp().ln_1p());
-            let sp_want = if a > 30.0 { a64 } else { sp64 };
-            assert!(
-                (f64::from(sp) - sp_want).abs() <= 1e-6 * (1.0 + sp_want),
-                "softplus({a})"
-            );
-            assert!(
-                (f64::from(sg) - 1.0 / (1.0 + (-a64).exp())).abs() <= 1e-6,
-                "sigmoid({a})"
-            );
+    fn each_family_is_scored_by_a_proper_mass() {
+        let disc = |mass, levels| Likelihood::Discretized { mass, levels };
+        assert_eq!(Likelihood::Bernoulli.scored_on(2), Likelihood::Bernoulli);
+        assert_eq!(
+            Likelihood::Bernoulli.scored_on(256),
+            disc(Mass::ContinuousBernoulli, 256)
+        );
+        assert_eq!(
+            Likelihood::GaussianLearned.scored_on(256),
+            disc(
+                Mass::GaussianLearned {
+                    log_sigma_min: LOG_SIGMA_MIN
+                },
+                256
+            )
+        );
+        let trained = Likelihood::new(LikelihoodKind::GaussianLearned, 0.1, true);
+        assert_eq!(
+            trained,
+            disc(
+                Mass::GaussianLearned {
+                    log_sigma_min: LOG_SCALE_FLOOR
+                },
+                256
+            )
+        );
+        assert_eq!(trained.scored_on(256), trained);
+        assert_eq!(
+            Likelihood::new(LikelihoodKind::DiscretizedLogistic, 0.1, false),
+            disc(Mass::Logistic, 256)
+        );
+        // `discretized` means nothing for the Bernoullis.
+        assert_eq!(
+            Likelihood::new(LikelihoodKind::Bernoulli, 0.1, true),
+            Likelihood::Bernoulli
+        );
+        assert!(Likelihood::Bernoulli
+            .mass_label(256)
+            .contains("continuous-bernoulli (of the bernoulli's λ)"));
+        // On binary pixels the Bernoulli pmf sums to one over {0, 1}.
+        for a in [-7.0f32, 0.0, 2.5] {
+            let p: f32 = [0.0f32, 1.0]
+                .iter()
+                .map(|&x| Likelihood::Bernoulli.pixel(a, 0.0, x).0.exp())
+                .sum();
+            assert!((p - 1.0).abs() < 1e-6);
         }
     }
 

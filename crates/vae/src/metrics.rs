@@ -1,7 +1,7 @@
 //! Per-epoch metrics and the running sums they are computed from.
 
 use crate::objective::BatchTerms;
-use crate::ModelKind;
+use crate::{bits_per_dim, ModelKind};
 use candle_core::Result;
 use vaelab_data::SplitKind;
 
@@ -29,6 +29,10 @@ pub struct EpochMetrics {
     pub kl_per_dim: Option<Vec<f64>>,
     /// Latent dimensions with Var(μ_d) > 0.01 over the split; `None` for the AE.
     pub active_units: Option<usize>,
+    /// −E_q[log P(k|z)] in bits/dim, with P the mass of the quantized image (evaluation only).
+    pub recon_bpd: Option<f64>,
+    /// −ELBO with that mass, in bits/dim: the discrete bound; `None` for the AE and in training.
+    pub elbo_bpd: Option<f64>,
     /// Wall seconds spent on this split in this epoch.
     pub seconds: f64,
     /// Images per second.
@@ -44,6 +48,8 @@ pub(crate) struct Sums {
     kl_dim: Vec<f64>,
     mu: Vec<f64>,
     mu_sq: Vec<f64>,
+    /// Σ −log P(k|z) over images, when the batches were also scored as masses.
+    neg_log_mass: Option<f64>,
 }
 
 impl Sums {
@@ -55,7 +61,13 @@ impl Sums {
             kl_dim: vec![0.0; latent],
             mu: vec![0.0; latent],
             mu_sq: vec![0.0; latent],
+            neg_log_mass: None,
         }
+    }
+
+    /// Adds a batch's Σ log P(k|z) (the mass of its quantized images, in nats).
+    pub fn add_log_mass(&mut self, log_mass: f64) {
+        *self.neg_log_mass.get_or_insert(0.0) -= log_mass;
     }
 
     /// Adds a batch whose mean loss was `loss`.
@@ -79,6 +91,7 @@ impl Sums {
         split: SplitKind,
         beta: f64,
         seconds: f64,
+        dims: usize,
     ) -> EpochMetrics {
         let n = self.n.max(1) as f64;
         let recon = self.recon / n;
@@ -103,6 +116,11 @@ impl Sums {
             beta,
             kl_per_dim: vae.then_some(kl_per_dim),
             active_units: vae.then_some(active),
+            recon_bpd: self.neg_log_mass.map(|m| bits_per_dim(m / n, dims)),
+            elbo_bpd: self
+                .neg_log_mass
+                .filter(|_| vae)
+                .map(|m| bits_per_dim(m / n + kl, dims)),
             seconds,
             samples_per_sec: self.n as f64 / seconds.max(1e-9),
         }

@@ -185,7 +185,11 @@ impl Model {
     /// Σ_pixels log p(x | params) per row, for decoder output `params` (see
     /// [`Likelihood::log_prob`]).
     pub fn log_prob(&self, params: &Tensor, x: &Tensor) -> Result<Tensor> {
-        let lik = self.arch.likelihood;
+        self.log_prob_as(self.arch.likelihood, params, x)
+    }
+
+    /// As [`Model::log_prob`], scoring the decoder output with `lik` (e.g. as a bin mass).
+    pub fn log_prob_as(&self, lik: Likelihood, params: &Tensor, x: &Tensor) -> Result<Tensor> {
         match self.kernels {
             Kernels::Fused => lik.log_prob(params, x),
             Kernels::Reference => kernels::log_prob(lik, params, x),

@@ -41,6 +41,8 @@ pub struct BatchTerms {
     pub kl: Option<Tensor>,
     /// (B, L): posterior means (the AE's codes).
     pub mu: Tensor,
+    /// (B, P·D): the decoder's output for the sampled z, to score it in other ways.
+    pub params: Tensor,
 }
 
 /// Runs a batch: encode, reparameterize with `eps` (ignored by the AE), decode, score.
@@ -60,7 +62,8 @@ pub fn batch_terms(
         }
         None => (post.mu.clone(), None),
     };
-    let recon = model.log_prob(&model.decode(&z)?, x)?.neg()?;
+    let params = model.decode(&z)?;
+    let recon = model.log_prob(&params, x)?.neg()?;
     let mut loss = recon.mean_all()?;
     if let Some(kl) = &kl {
         let penalized = if free_bits > 0.0 {
@@ -75,6 +78,7 @@ pub fn batch_terms(
         recon,
         kl,
         mu: post.mu,
+        params,
     })
 }
 

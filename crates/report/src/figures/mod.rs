@@ -1,5 +1,6 @@
 //! Every figure of a report: drawn when the sweep has what it shows, else skipped with why.
 
+mod bpd;
 mod curves;
 mod gap;
 mod kl_dims;
@@ -94,6 +95,12 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Figure>, ReportError> {
             metric_vs_key::draw(&sweep, &key, &dir),
         )?;
     }
+    add(
+        "bits_per_dim".into(),
+        "Bits per dimension: the likelihood families on one scale".into(),
+        bpd::CAPTION,
+        bpd::draw(&sweep, &dir),
+    )?;
     add(
         "rate_distortion".into(),
         "Rate–distortion plane".into(),

@@ -1,0 +1,295 @@
+//! Bits per dimension per setting: the discrete ELBO and the IWAE bound on the probability mass
+//! of the quantized test images, mean ± std over seeds, against the uniform model's log2(levels).
+//! One panel per data representation (8-bit, binarized): their bits/dim never share an axis.
+
+use super::Drawn;
+use crate::canvas::{self, category, text, Chart, DrawResult};
+use crate::sweep::Sweep;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const CAPTION: &str = "For each setting of the swept keys (VAE runs; mean over seeds, ±1 std \
+bars): the negative ELBO (circle) and the IWAE bound (triangle) on the probability mass of the \
+quantized test image, in bits per pixel — lower is better, and unlike nats of densities these are \
+comparable across likelihood families. Every continuous density is scored over the 8-bit bins of \
+its pixel (end bins open), the Bernoulli by the discretized continuous Bernoulli of its λ. The \
+dashed line is the uniform model (8 bits/dim on 256 levels, 1 on binarized pixels). Binarized \
+runs are a different data representation and get their own panel.";
+
+/// Mean and std of one setting's runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Spread {
+    pub mean: f64,
+    pub std: f64,
+}
+
+pub(crate) fn spread(v: &[f64]) -> Option<Spread> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Some(Spread {
+        mean,
+        std: var.sqrt(),
+    })
+}
+
+/// One setting of the swept keys on one panel.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Setting {
+    pub label: String,
+    pub elbo: Option<Spread>,
+    pub iwae: Option<Spread>,
+    pub seeds: usize,
+}
+
+/// The settings of one data representation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Panel {
+    pub levels: u32,
+    pub settings: Vec<Setting>,
+}
+
+struct Bpd {
+    panels: Vec<Panel>,
+}
+
+/// A setting's label with its runs' −ELBO and IWAE bits/dim, before they are summarized.
+type Pooled = (String, Vec<f64>, Vec<f64>);
+
+/// Groups the finished VAE runs by data levels, then by setting (seeds pooled), in sweep order.
+pub(crate) fn panels(sweep: &Sweep) -> Vec<Panel> {
+    let mut by_levels: BTreeMap<u32, Vec<Pooled>> = BTreeMap::new();
+    for r in sweep.ordered(sweep.done().filter(|r| r.is_vae())) {
+        let (Some(elbo), Some(levels)) = (r.metric("test_elbo_bpd"), r.metric("data_levels"))
+        else {
+            continue;
+        };
+        let label = sweep.label(r, &["seed"]);
+        let settings = by_levels.entry(levels as u32).or_default();
+        let i = match settings.iter().position(|s| s.0 == label) {
+            Some(i) => i,
+            None => {
+                settings.push((label, Vec::new(), Vec::new()));
+                settings.len() - 1
+            }
+        };
+        settings[i].1.push(elbo);
+        settings[i].2.extend(r.metric("nll_bpd"));
+    }
+    by_levels
+        .into_iter()
+        .rev()
+        .map(|(levels, settings)| Panel {
+            levels,
+            settings: settings
+                .into_iter()
+                .map(|(label, elbo, iwae)| Setting {
+                    label,
+                    seeds: elbo.len(),
+                    elbo: spread(&elbo),
+                    iwae: spread(&iwae),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
+    let panels = panels(sweep);
+    if panels.is_empty() {
+        return Ok(Err(
+            "no finished VAE run has bits/dim (runs from before vaelab scored masses, or AE runs only)"
+                .into(),
+        ));
+    }
+    Ok(Ok(canvas::save_png_svg(
+        dir,
+        "bits_per_dim",
+        &Bpd { panels },
+    )?))
+}
+
+impl Chart for Bpd {
+    fn size(&self) -> (u32, u32) {
+        (1400, 560 * self.panels.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let areas = root.split_evenly((self.panels.len(), 1));
+        for (panel, area) in self.panels.iter().zip(areas) {
+            draw_panel(panel, &area)?;
+        }
+        Ok(())
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(panel: &Panel, area: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let n = panel.settings.len();
+    let uniform = f64::from(panel.levels.max(2)).log2();
+    let ends = panel
+        .settings
+        .iter()
+        .flat_map(|s| [s.elbo, s.iwae])
+        .flatten()
+        .flat_map(|s| [s.mean - s.std, s.mean + s.std])
+        .chain([0.0, uniform]);
+    let top = ends.fold(0.0f64, f64::max) * 1.08;
+    let what = if panel.levels == 256 {
+        "8-bit images (256 levels)".to_string()
+    } else {
+        format!("{} levels (binarized)", panel.levels)
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin(15)
+        .x_label_area_size(150)
+        .y_label_area_size(80)
+        .caption(
+            format!("bits/dim of the test images, {what}: −ELBO and IWAE bound"),
+            text(22.0),
+        )
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
+    let labels: Vec<String> = panel
+        .settings
+        .iter()
+        .map(|s| format!("{} (n={})", s.label, s.seeds))
+        .collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(2 * n + 1)
+        .x_label_formatter(&move |x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(text(13.0).transform(FontTransform::Rotate90))
+        .y_desc("bits per dimension")
+        .label_style(text(14.0))
+        .axis_desc_style(text(16.0))
+        .draw()?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(-0.5, uniform), (n as f64 - 0.5, uniform)],
+            8,
+            6,
+            BLACK.stroke_width(2),
+        ))?
+        .label(format!(
+            "uniform over {} levels: {uniform} bits/dim",
+            panel.levels
+        ))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for (i, s) in panel.settings.iter().enumerate() {
+        let colour = category(i);
+        for (offset, stat, triangle) in [(-0.12, s.elbo, false), (0.12, s.iwae, true)] {
+            let Some(stat) = stat else { continue };
+            let x = i as f64 + offset;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x, stat.mean - stat.std), (x, stat.mean + stat.std)],
+                colour.stroke_width(2),
+            )))?;
+            if triangle {
+                chart.draw_series(std::iter::once(TriangleMarker::new(
+                    (x, stat.mean),
+                    8,
+                    colour.filled(),
+                )))?;
+            } else {
+                chart.draw_series(std::iter::once(Circle::new(
+                    (x, stat.mean),
+                    6,
+                    colour.filled(),
+                )))?;
+            }
+        }
+    }
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("−ELBO (discrete mass)")
+        .legend(|(x, y)| Circle::new((x + 10, y), 5, BLACK.filled()));
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("−log p(x), IWAE (discrete mass)")
+        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
+    canvas::legend(&mut chart, SeriesLabelPosition::LowerRight, 14.0)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::{Run, Value};
+    use std::collections::BTreeMap;
+
+    fn run(id: &str, lik: &str, seed: f64, levels: f64, elbo: f64) -> Run {
+        let config: BTreeMap<String, Value> = [
+            ("model", Value::Text("vae".into())),
+            ("likelihood", Value::Text(lik.into())),
+            ("seed", Value::Num(seed)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let metrics = [
+            ("test_elbo_bpd", elbo),
+            ("nll_bpd", elbo - 0.1),
+            ("data_levels", levels),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Run {
+            id: id.into(),
+            status: "done".into(),
+            config,
+            metrics,
+        }
+    }
+
+    /// Seeds pool into one setting with their std; binarized runs get their own panel.
+    #[test]
+    fn settings_pool_seeds_and_levels_never_share_a_panel() {
+        let sweep = Sweep {
+            name: "s".into(),
+            runs: vec![
+                run("a", "gaussian", 0.0, 256.0, 4.0),
+                run("b", "gaussian", 1.0, 256.0, 4.2),
+                run("c", "bernoulli", 0.0, 256.0, 5.0),
+                run("d", "bernoulli", 0.0, 2.0, 0.3),
+            ],
+            epochs: Vec::new(),
+            varying: vec!["likelihood".into()],
+        };
+        let p = panels(&sweep);
+        assert_eq!(p.iter().map(|p| p.levels).collect::<Vec<_>>(), [256, 2]);
+        let gauss = p[0]
+            .settings
+            .iter()
+            .find(|s| s.label == "likelihood=gaussian")
+            .unwrap();
+        assert_eq!(gauss.seeds, 2);
+        let e = gauss.elbo.unwrap();
+        assert!((e.mean - 4.1).abs() < 1e-12 && (e.std - 0.02f64.sqrt()).abs() < 1e-9);
+        assert!((gauss.iwae.unwrap().mean - 4.0).abs() < 1e-12);
+        assert_eq!(p[1].settings.len(), 1);
+        assert_eq!(p[1].settings[0].elbo.unwrap().mean, 0.3);
+    }
+}
