@@ -51,9 +51,11 @@ test:
     fi
 
 # Epoch seconds, images/s and GFLOP/s of the classic 784-400-20 VAE on Fashion-MNIST with 1 and
-# 2 threads, the IWAE bound, and a 4-run sweep under both dispatch strategies.
+# 2 threads, the IWAE bound (alone and with the 8-bit mass), a 4-run sweep under both dispatch
+# strategies, and ns/pixel of every likelihood kernel (1 thread).
 bench EPOCHS="3": data
     cargo build --quiet -p vaelab --bins
+    RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --pixel-kernels
     RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
     RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --iw-samples 1000 --sweep-runs 4
 

@@ -224,8 +224,17 @@ impl<'d> Trainer<'d> {
         ))
     }
 
-    /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0).
+    /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0), also
+    /// scored as the mass of the quantized images (bits/dim).
     pub fn iwae(&self) -> Result<Option<iwae::IwaeEstimate>, TrainError> {
+        self.iwae_with(Some(self.cfg.mass()))
+    }
+
+    /// As [`Trainer::iwae`], scoring the samples also with `mass` when given.
+    pub fn iwae_with(
+        &self,
+        mass: Option<Likelihood>,
+    ) -> Result<Option<iwae::IwaeEstimate>, TrainError> {
         if self.cfg.model == ModelKind::Ae || self.cfg.iw_samples == 0 {
             return Ok(None);
         }
@@ -238,7 +247,7 @@ impl<'d> Trainer<'d> {
             iwae::Plan {
                 images: n,
                 samples: self.cfg.iw_samples,
-                mass: Some(self.cfg.mass()),
+                mass,
             },
             &mut r,
             &self.device,

@@ -60,6 +60,8 @@ pub(crate) struct Panel {
 
 struct Bpd {
     panels: Vec<Panel>,
+    /// What the x labels list: the swept keys.
+    keys: String,
 }
 
 /// A setting's label with its runs' −ELBO and IWAE bits/dim, before they are summarized.
@@ -73,7 +75,18 @@ pub(crate) fn panels(sweep: &Sweep) -> Vec<Panel> {
         else {
             continue;
         };
-        let label = sweep.label(r, &["seed"]);
+        // Short labels: the values of the swept keys the run uses ("gaussian-learned true").
+        let values: Vec<String> = sweep
+            .varying
+            .iter()
+            .filter(|k| *k != "seed" && r.uses(k))
+            .map(|k| r.key(k).label())
+            .collect();
+        let label = if values.is_empty() {
+            sweep.name.clone()
+        } else {
+            values.join(" ")
+        };
         let settings = by_levels.entry(levels as u32).or_default();
         let i = match settings.iter().position(|s| s.0 == label) {
             Some(i) => i,
@@ -114,13 +127,24 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
     Ok(Ok(canvas::save_png_svg(
         dir,
         "bits_per_dim",
-        &Bpd { panels },
+        &Bpd {
+            panels,
+            keys: sweep
+                .varying
+                .iter()
+                .filter(|k| *k != "seed")
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
     )?))
 }
 
 impl Chart for Bpd {
     fn size(&self) -> (u32, u32) {
-        (1400, 560 * self.panels.len() as u32)
+        // Room for each setting's label written level.
+        let n = self.panels.iter().map(|p| p.settings.len()).max().unwrap_or(1);
+        ((230 * n as u32).clamp(1400, 2600), 560 * self.panels.len() as u32)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
@@ -129,24 +153,32 @@ impl Chart for Bpd {
     {
         let areas = root.split_evenly((self.panels.len(), 1));
         for (panel, area) in self.panels.iter().zip(areas) {
-            draw_panel(panel, &area)?;
+            draw_panel(panel, &self.keys, &area)?;
         }
         Ok(())
     }
 }
 
-fn draw_panel<DB: DrawingBackend>(panel: &Panel, area: &DrawingArea<DB, Shift>) -> DrawResult
+fn draw_panel<DB: DrawingBackend>(
+    panel: &Panel,
+    keys: &str,
+    area: &DrawingArea<DB, Shift>,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let n = panel.settings.len();
     let uniform = f64::from(panel.levels.max(2)).log2();
+    // The axis stops at twice the uniform model: a setting that trained into nonsense (a
+    // learned σ that collapsed) is drawn on the top edge with its value, not as the scale.
+    let cap = 2.0 * uniform;
     let ends = panel
         .settings
         .iter()
         .flat_map(|s| [s.elbo, s.iwae])
         .flatten()
         .flat_map(|s| [s.mean - s.std, s.mean + s.std])
+        .filter(|v| v.is_finite() && *v <= cap)
         .chain([0.0, uniform]);
     let top = ends.fold(0.0f64, f64::max) * 1.08;
     let what = if panel.levels == 256 {
@@ -154,20 +186,34 @@ where
     } else {
         format!("{} levels (binarized)", panel.levels)
     };
-    let mut chart = ChartBuilder::on(area)
-        .margin(15)
-        .x_label_area_size(150)
-        .y_label_area_size(80)
-        .caption(
-            format!("bits/dim of the test images, {what}: −ELBO and IWAE bound"),
-            text(22.0),
-        )
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
+    // The seed count goes in the title when every setting has the same, else on each label.
+    let seeds: Vec<usize> = panel.settings.iter().map(|s| s.seeds).collect();
+    let same_seeds = seeds.windows(2).all(|w| w[0] == w[1]);
     let labels: Vec<String> = panel
         .settings
         .iter()
-        .map(|s| format!("{} (n={})", s.label, s.seeds))
+        .map(|s| {
+            if same_seeds {
+                s.label.clone()
+            } else {
+                format!("{} (n={})", s.label, s.seeds)
+            }
+        })
         .collect();
+    let n_seeds = if same_seeds {
+        format!(", {} seeds each", seeds.first().copied().unwrap_or(0))
+    } else {
+        String::new()
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin(15)
+        .x_label_area_size(70)
+        .y_label_area_size(80)
+        .caption(
+            format!("bits/dim of the test images, {what}: −ELBO and IWAE bound{n_seeds}"),
+            text(22.0),
+        )
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -180,9 +226,9 @@ where
                 String::new()
             }
         })
-        .x_label_style(text(13.0).transform(FontTransform::Rotate90))
-        .y_desc("bits per dimension")
         .label_style(text(14.0))
+        .x_desc(keys)
+        .y_desc("bits per dimension")
         .axis_desc_style(text(16.0))
         .draw()?;
     chart
@@ -199,9 +245,25 @@ where
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
     for (i, s) in panel.settings.iter().enumerate() {
         let colour = category(i);
-        for (offset, stat, triangle) in [(-0.12, s.elbo, false), (0.12, s.iwae, true)] {
+        for (offset, stat, triangle, row) in
+            [(-0.12, s.elbo, false, 0.9), (0.12, s.iwae, true, 0.84)]
+        {
             let Some(stat) = stat else { continue };
             let x = i as f64 + offset;
+            if !(stat.mean <= top) {
+                let y = top * 0.97;
+                chart.draw_series(std::iter::once(TriangleMarker::new(
+                    (x, y),
+                    9,
+                    colour.filled(),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{:.1e}", stat.mean),
+                    (x - 0.3, top * row),
+                    text(13.0),
+                )))?;
+                continue;
+            }
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![(x, stat.mean - stat.std), (x, stat.mean + stat.std)],
                 colour.stroke_width(2),
@@ -283,7 +345,7 @@ mod tests {
         let gauss = p[0]
             .settings
             .iter()
-            .find(|s| s.label == "likelihood=gaussian")
+            .find(|s| s.label == "gaussian")
             .unwrap();
         assert_eq!(gauss.seeds, 2);
         let e = gauss.elbo.unwrap();

@@ -39,6 +39,61 @@ struct Args {
     /// Run candle's stock ops instead of the fused kernels (what the fusing buys).
     #[arg(long)]
     reference: bool,
+    /// Only time the fused per-pixel likelihood kernels (ns per pixel, forward and with the
+    /// gradient), every family as a density and as an 8-bit mass, on the current pool.
+    #[arg(long)]
+    pixel_kernels: bool,
+}
+
+/// ns per pixel of every likelihood kernel on 2000 × 784 decoder outputs.
+fn pixel_kernels() -> anyhow::Result<()> {
+    use candle_core::{Tensor, Var};
+    use vaelab_vae::{Likelihood, Mass};
+    let dev = Device::Cpu;
+    let (rows, d) = (2000, 784);
+    let on = |mass| Likelihood::Discretized { mass, levels: 256 };
+    let floor = vaelab_vae::discrete::LOG_SCALE_FLOOR;
+    for lik in [
+        Likelihood::Bernoulli,
+        Likelihood::Gaussian { sigma: 0.1 },
+        Likelihood::GaussianLearned,
+        Likelihood::Laplace { scale: 0.1 },
+        Likelihood::ContinuousBernoulli,
+        on(Mass::ContinuousBernoulli),
+        on(Mass::Gaussian { sigma: 0.1 }),
+        on(Mass::GaussianLearned {
+            log_sigma_min: floor,
+        }),
+        on(Mass::Laplace { scale: 0.1 }),
+        on(Mass::Logistic),
+    ] {
+        let p = lik.params_per_pixel();
+        let params: Vec<f32> = (0..rows * p * d)
+            .map(|i| ((i % 97) as f32 / 97.0 - 0.5) * 6.0)
+            .collect();
+        let x: Vec<f32> = (0..d).map(|i| (i % 256) as f32 / 255.0).collect();
+        let xt = Tensor::from_vec(x, (1, d), &dev)?;
+        let var = Var::from_vec(params, (rows, p * d), &dev)?;
+        let reps = 5;
+        let time = |f: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+            f()?;
+            let start = Instant::now();
+            for _ in 0..reps {
+                f()?;
+            }
+            Ok(start.elapsed().as_secs_f64() * 1e9 / (reps * rows * d) as f64)
+        };
+        let fwd = time(&|| {
+            lik.log_prob(&var.as_tensor().detach(), &xt)?;
+            Ok(())
+        })?;
+        let grad = time(&|| {
+            lik.log_prob(var.as_tensor(), &xt)?.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        println!("PIXEL {lik:?}: forward {fwd:.2} ns/pixel, with gradient {grad:.2} ns/pixel");
+    }
+    Ok(())
 }
 
 /// Times the real sweep dispatcher: `runs` classic runs (seeds 0..runs, no IWAE), `jobs` at a
@@ -90,6 +145,9 @@ fn sweep(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.pixel_kernels {
+        return pixel_kernels();
+    }
     vaelab_vae::threads::configure(None);
     let data = vaelab_data::load(&DataSource {
         name: DatasetName::FashionMnist,
@@ -146,10 +204,25 @@ fn main() -> anyhow::Result<()> {
         cfg.epochs
     );
     if args.iw_samples > 0 {
-        if let Some(iw) = trainer.iwae()? {
+        // The bound alone (what the PyTorch reference computes), then as a run computes it:
+        // the same samples also scored as the mass of the 8-bit images (bits/dim).
+        if let Some(iw) = trainer.iwae_with(None)? {
             println!(
                 "IWAE threads={threads} K={} images={} seconds={:.2} log_px={:.2}",
                 iw.samples, iw.images, iw.seconds, iw.log_px
+            );
+        }
+        if let Some(iw) = trainer.iwae()? {
+            let bpd = iw
+                .log_px_mass
+                .map(|l| vaelab_vae::bits_per_dim(-l, data.dim()));
+            println!(
+                "IWAE+MASS threads={threads} K={} images={} seconds={:.2} log_px={:.2} nll_bpd={:.4}",
+                iw.samples,
+                iw.images,
+                iw.seconds,
+                iw.log_px,
+                bpd.unwrap_or(f64::NAN)
             );
         }
     }
