@@ -143,8 +143,16 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
 impl Chart for Bpd {
     fn size(&self) -> (u32, u32) {
         // Room for each setting's label written level.
-        let n = self.panels.iter().map(|p| p.settings.len()).max().unwrap_or(1);
-        ((230 * n as u32).clamp(1400, 2600), 560 * self.panels.len() as u32)
+        let n = self
+            .panels
+            .iter()
+            .map(|p| p.settings.len())
+            .max()
+            .unwrap_or(1);
+        (
+            (230 * n as u32).clamp(1400, 2600),
+            560 * self.panels.len() as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
@@ -250,7 +258,7 @@ where
         {
             let Some(stat) = stat else { continue };
             let x = i as f64 + offset;
-            if !(stat.mean <= top) {
+            if stat.mean > top || stat.mean.is_nan() {
                 let y = top * 0.97;
                 chart.draw_series(std::iter::once(TriangleMarker::new(
                     (x, y),
