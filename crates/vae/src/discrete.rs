@@ -443,6 +443,42 @@ mod tests {
         assert!(da.is_finite() && da < 0.0, "lowering the mean helps: {da}");
     }
 
+    /// Far in a Gaussian's tail, where the learned σ of a model on masses ends up, the gradient
+    /// is still the exact one: d log P / dμ = (φ(t_lo) − φ(t_hi)) / (σ·P), here up to 35 scales
+    /// out (where P ≈ 1e-268), for an open end bin and an interior one.
+    #[test]
+    fn tail_gradients_are_exact() {
+        let sigma = 0.01f64;
+        let pdf = |t: f64| (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        for k in [0u32, 100] {
+            for t_target in [-3.0f64, -8.0, -20.0, -35.0] {
+                let (lo, hi) = edges(k as f32, LAST);
+                let (lo, hi) = (f64::from(lo), f64::from(hi));
+                let mu = hi - t_target * sigma;
+                let a = (mu / (1.0 - mu)).ln() as f32;
+                let mu = f64::from(sigmoid(a));
+                let (t_lo, t_hi) = ((lo - mu) / sigma, (hi - mu) / sigma);
+                let (p, f_lo) = if k == 0 {
+                    (phi(t_hi), 0.0)
+                } else {
+                    (phi(t_hi) - phi(t_lo), pdf(t_lo))
+                };
+                let want = (f_lo - pdf(t_hi)) / (sigma * p) * mu * (1.0 - mu);
+                let (f, da, _) =
+                    Mass::Gaussian { sigma: 0.01 }.pixel(a, 0.0, k as f32 / LAST, LAST);
+                assert!(
+                    (f64::from(f) - p.ln()).abs() < 1e-4 * p.ln().abs().max(1.0),
+                    "k={k} t={t_target}: {f} vs {}",
+                    p.ln()
+                );
+                assert!(
+                    (f64::from(da) - want).abs() < 2e-3 * want.abs(),
+                    "k={k} t={t_target}: d/da {da} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_end_levels_get_open_bins() {
         let g = Mass::Gaussian { sigma: 0.3 };

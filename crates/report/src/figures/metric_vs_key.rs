@@ -14,14 +14,44 @@ pub const CAPTION: &str =
 setting of the other swept keys, the mean over seeds with ±1 std bars. The ELBO splits into recon \
 + KL: watch which of the two buys the improvement, and how far −log p(x) (IWAE) sits below \
 −ELBO. The AE has no KL, ELBO or log p(x): it appears in the recon panel only, and on an axis that means \
-nothing for it (β, warm-up, free bits, IWAE keys) as a flat dashed line.";
+nothing for it (β, warm-up, free bits, IWAE keys) as a flat dashed line. When the sweep varies the \
+likelihood family, whose nats are not one quantity, −ELBO, recon and log p(x) are shown as bits/dim \
+of the 8-bit image's mass (the KL stays in nats), and values past 16 bits/dim fall off the axis.";
 
-const PANELS: [(&str, &str); 4] = [
+/// The panels (column, axis label) in nats: one likelihood family throughout.
+const NATS: [(&str, &str); 4] = [
     ("test_neg_elbo", "test −ELBO (nats)"),
     ("test_recon", "recon −log p(x|z) (nats)"),
     ("test_kl", "KL(q(z|x) ‖ p(z)) (nats)"),
     ("neg_log_px_iw", "−log p(x), IWAE (nats)"),
 ];
+
+/// The panels when the likelihood family varies: its nats are not one quantity across families,
+/// the mass of the 8-bit image is. The KL, a divergence between latent distributions, stays in
+/// nats: it means the same whatever the likelihood.
+const BITS: [(&str, &str); 4] = [
+    ("test_elbo_bpd", "test −ELBO (bits/dim of the 8-bit mass)"),
+    ("test_recon_bpd", "recon −log P(x|z) (bits/dim)"),
+    ("test_kl", "KL(q(z|x) ‖ p(z)) (nats)"),
+    ("nll_bpd", "−log p(x), IWAE (bits/dim)"),
+];
+
+/// Bits/dim above this are drawn off the axis (a run that trained into nonsense), so that
+/// they do not flatten every other line: twice the 8-bit uniform model.
+const BITS_AXIS_MAX: f64 = 16.0;
+
+/// NATS, or BITS when the sweep varies the likelihood family.
+fn panels_of(sweep: &Sweep) -> &'static [(&'static str, &'static str); 4] {
+    if sweep
+        .varying
+        .iter()
+        .any(|k| k == "likelihood" || k == "discretized")
+    {
+        &BITS
+    } else {
+        &NATS
+    }
+}
 
 /// The keys to draw against: every numeric varying key, else the first varying key.
 pub fn axes(sweep: &Sweep) -> Vec<String> {
@@ -55,6 +85,8 @@ fn stat(v: &[f64]) -> Stat {
 
 struct MetricVsKey {
     key: String,
+    /// (column, axis label) of each panel.
+    spec: &'static [(&'static str, &'static str); 4],
     ticks: Vec<String>,
     /// Per panel: series label → (x index, stat).
     panels: Vec<BTreeMap<String, Vec<(usize, Stat)>>>,
@@ -95,7 +127,8 @@ fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
     };
     let mut panels = Vec::new();
     let mut flat = Vec::new();
-    for (name, _) in PANELS {
+    let spec = panels_of(sweep);
+    for (name, _) in spec {
         let mut lines: BTreeMap<String, Stat> = BTreeMap::new();
         for label in &labels {
             let ys: Vec<f64> = sweep
@@ -134,6 +167,7 @@ fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
     }
     Ok(MetricVsKey {
         key: key.to_string(),
+        spec,
         ticks: values.iter().map(Value::label).collect(),
         panels,
         flat,
@@ -158,7 +192,7 @@ impl Chart for MetricVsKey {
         for (area, (((_, ylabel), series), flat)) in body
             .split_evenly((2, 2))
             .iter()
-            .zip(PANELS.iter().zip(&self.panels).zip(&self.flat))
+            .zip(self.spec.iter().zip(&self.panels).zip(&self.flat))
         {
             self.panel(area, ylabel, series, flat)?;
         }
@@ -177,13 +211,19 @@ impl MetricVsKey {
     where
         DB::ErrorType: 'static,
     {
+        let cap = if ylabel.contains("bits/dim") {
+            BITS_AXIS_MAX
+        } else {
+            f64::INFINITY
+        };
         let Some((lo, hi)) = padded_range(
             series
                 .values()
                 .flatten()
                 .map(|(_, s)| s)
                 .chain(flat.values())
-                .flat_map(|s| [s.mean - s.std, s.mean + s.std]),
+                .filter(|s| s.mean <= cap)
+                .flat_map(|s| [s.mean - s.std, (s.mean + s.std).min(cap)]),
         ) else {
             area.titled(&format!("{ylabel}: no run has it"), text(18.0))?;
             return Ok(());
@@ -313,5 +353,44 @@ mod tests {
         assert_eq!(chart.flat[1]["model=ae"].mean, 90.0);
         // The AE has no ELBO: nothing of it in that panel.
         assert!(chart.flat[0].is_empty());
+    }
+
+    /// Across likelihood families the panels are bits/dim (and the KL nats), never the
+    /// families' own nats.
+    #[test]
+    fn a_likelihood_axis_is_drawn_in_bits_per_dim() {
+        let fam = |id: &str, lik: &str, nats: f64, bpd: f64| {
+            let mut r = run(id, "vae", 1.0, 0.0, nats);
+            r.config
+                .insert("likelihood".into(), Value::Text(lik.into()));
+            r.metrics.insert("test_elbo_bpd".into(), bpd);
+            r.metrics.insert("test_recon_bpd".into(), bpd - 0.1);
+            r.metrics.insert("nll_bpd".into(), bpd - 0.05);
+            r
+        };
+        let sweep = Sweep {
+            name: "l".into(),
+            runs: vec![
+                fam("a", "bernoulli", 240.0, 6.5),
+                fam("b", "gaussian", -600.0, 4.3),
+            ],
+            epochs: vec![],
+            varying: vec!["likelihood".into()],
+        };
+        let chart = build(&sweep, "likelihood").unwrap();
+        assert_eq!(chart.spec[0].0, "test_elbo_bpd");
+        let elbo: Vec<f64> = chart.panels[0]
+            .values()
+            .flatten()
+            .map(|(_, s)| s.mean)
+            .collect();
+        assert_eq!(elbo, [6.5, 4.3]);
+        assert_eq!(chart.spec[2].0, "test_kl");
+        // One family: nats, as before.
+        let one = Sweep {
+            varying: vec!["beta".into()],
+            ..sweep
+        };
+        assert_eq!(build(&one, "beta").unwrap().spec[0].0, "test_neg_elbo");
     }
 }
