@@ -40,8 +40,22 @@ compare DIR BY:
 run FILE *ARGS: data
     cargo run --quiet -p vaelab -- run {{FILE}} {{ARGS}}
 
+# System packages the tests need, where apt exists: the Fashion-MNIST package (`data`) and
+# Debian's headless Chromium for the report page test.
+test-deps: data
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v chromium >/dev/null && exit 0
+    if ! command -v apt-get >/dev/null; then
+        echo "the report test needs headless Chromium: install it, or set VAELAB_CHROMIUM" >&2
+        exit 0
+    fi
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
+
 # Every test: units next to the code, end-to-end tests in tests/ on real (small) data.
-test:
+test: test-deps
     #!/usr/bin/env bash
     set -euo pipefail
     if cargo nextest --version >/dev/null 2>&1; then

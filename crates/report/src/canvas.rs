@@ -99,6 +99,17 @@ pub fn group_of(groups: &mut Vec<String>, label: &str) -> usize {
     }
 }
 
+/// The label of category `x` on an axis of categories at 0, 1, …: empty between them and
+/// outside `labels` (plotters asks for labels at fractional positions too).
+pub fn index_label(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+        labels[i as usize].clone()
+    } else {
+        String::new()
+    }
+}
+
 /// Draws a chart's legend in the house style (white, framed) at `position`.
 pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,

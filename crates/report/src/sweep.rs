@@ -72,6 +72,23 @@ impl Run {
     pub fn is_done(&self) -> bool {
         self.status == "done"
     }
+
+    /// A finished run with these config values and final metrics, for tests of the figures.
+    #[cfg(test)]
+    pub fn done_with(id: &str, config: Vec<(&str, Value)>, metrics: Vec<(&str, f64)>) -> Run {
+        Run {
+            id: id.into(),
+            status: "done".into(),
+            config: config
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            metrics: metrics
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
 }
 
 /// A sweep's tables.

@@ -286,27 +286,9 @@ pub fn summary_cells(
         ),
     ];
     cells.extend(job.keys.cells());
-    let scoring = Scoring::of(&job.keys.train_config(), job.data.dim());
-    cells.extend(metric_cells(last, iw, wall, &scoring));
+    let cfg = job.keys.train_config();
+    cells.extend(metric_cells(last, iw, wall, &cfg, job.data.dim()));
     cells
-}
-
-/// How a run's bits/dim are scored: the data's grey levels and pixels, and the mass used.
-struct Scoring {
-    levels: u16,
-    dims: usize,
-    label: String,
-}
-
-impl Scoring {
-    fn of(cfg: &vaelab_vae::TrainConfig, dims: usize) -> Self {
-        let levels = cfg.data_levels();
-        Self {
-            levels,
-            dims,
-            label: cfg.likelihood.mass_label(levels),
-        }
-    }
 }
 
 /// The final metrics, named as in [`track::SUMMARY_METRICS`] (null where undefined).
@@ -314,11 +296,13 @@ fn metric_cells(
     last: Option<&(MetricsRow, MetricsRow)>,
     iw: Option<&IwaeEstimate>,
     wall: f64,
-    scoring: &Scoring,
+    cfg: &vaelab_vae::TrainConfig,
+    dims: usize,
 ) -> Vec<(String, Cell)> {
     let nll_bpd = iw
         .and_then(|i| i.log_px_mass)
-        .map(|l| vaelab_vae::bits_per_dim(-l, scoring.dims));
+        .map(|l| vaelab_vae::bits_per_dim(-l, dims));
+    let levels = cfg.data_levels();
     let (train, test) = (last.map(|l| &l.0), last.map(|l| &l.1));
     let f = |v: Option<f64>| Cell::Float(v);
     [
@@ -340,8 +324,11 @@ fn metric_cells(
         ("test_recon_bpd", f(test.and_then(|t| t.recon_bpd))),
         ("test_elbo_bpd", f(test.and_then(|t| t.elbo_bpd))),
         ("nll_bpd", f(nll_bpd)),
-        ("data_levels", Cell::Int(Some(i64::from(scoring.levels)))),
-        ("bpd_scored_as", Cell::Str(Some(scoring.label.clone()))),
+        ("data_levels", Cell::Int(Some(i64::from(levels)))),
+        (
+            "bpd_scored_as",
+            Cell::Str(Some(cfg.likelihood.mass_label(levels))),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -353,12 +340,8 @@ mod tests {
     /// The report tells metrics from config keys by this list, so it must name every metric.
     #[test]
     fn summary_metrics_are_the_listed_columns() {
-        let scoring = super::Scoring {
-            levels: 256,
-            dims: 784,
-            label: String::new(),
-        };
-        let names: Vec<String> = super::metric_cells(None, None, 0.0, &scoring)
+        let cfg = crate::config::RunKeys::default().train_config();
+        let names: Vec<String> = super::metric_cells(None, None, 0.0, &cfg, 784)
             .into_iter()
             .map(|(k, _)| k)
             .collect();

@@ -268,6 +268,11 @@ fn h_and_slope(y: f32) -> (f32, f32) {
     }
 }
 
+/// The highest level k of data with `levels` grey levels (255 for 8-bit), as the kernels take it.
+pub fn last_level(levels: u16) -> f32 {
+    f32::from(levels.max(2) - 1)
+}
+
 /// Bits per dimension of a negative log-probability in nats summed over `dims` pixels.
 pub fn bits_per_dim(neg_log_prob_nats: f64, dims: usize) -> f64 {
     neg_log_prob_nats / (dims.max(1) as f64 * std::f64::consts::LN_2)

@@ -90,7 +90,7 @@ pub fn log_prob(lik: Likelihood, params: &Tensor, x: &Tensor) -> Result<Tensor> 
 /// Gaussian's f32 tail loses digits, and the mass is floored at 1e-12 (as DDPM's code does);
 /// the fused CPU kernel stays exact there. The tests compare the two where both resolve it.
 fn discretized(mass: Mass, levels: u16, params: &Tensor, x: &Tensor, d: usize) -> Result<Tensor> {
-    let last = f64::from(levels.max(2) - 1);
+    let last = f64::from(crate::discrete::last_level(levels));
     let a = params.narrow(1, 0, d)?;
     // Bins are placed by the integer level k, not by the float pixel.
     let k = x.affine(last, 0.0)?.round()?;

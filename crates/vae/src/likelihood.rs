@@ -201,7 +201,7 @@ impl Likelihood {
                 (f, r * inv_var * mu * (1.0 - mu), db)
             }
             Likelihood::Discretized { mass, levels } => {
-                mass.pixel(a, b, x, f32::from(levels.max(2) - 1))
+                mass.pixel(a, b, x, crate::discrete::last_level(levels))
             }
         }
     }

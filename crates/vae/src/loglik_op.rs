@@ -201,7 +201,7 @@ macro_rules! dispatch {
             Likelihood::Gaussian { sigma } => rows(kernel!(f32 = sigma; |s, a, b, x| Likelihood::Gaussian { sigma: s }.pixel(a, b, x)), $($arg),*),
             Likelihood::Laplace { scale } => rows(kernel!(f32 = scale; |s, a, b, x| Likelihood::Laplace { scale: s }.pixel(a, b, x)), $($arg),*),
             Likelihood::Discretized { mass, levels } => {
-                let last = f32::from(levels.max(2) - 1);
+                let last = crate::discrete::last_level(levels);
                 match mass {
                     Mass::Gaussian { sigma } => rows(kernel!((f32, f32) = (sigma, last); |s, a, b, x| Mass::Gaussian { sigma: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
                     Mass::GaussianLearned { log_sigma_min } => rows(kernel!((f32, f32) = (log_sigma_min, last); |s, a, b, x| Mass::GaussianLearned { log_sigma_min: s.0 }.pixel(a, b, x, s.1)), $($arg),*),

@@ -2,7 +2,7 @@
 //! of the quantized test images, mean ± std over seeds, against the uniform model's log2(levels).
 //! One panel per data representation (8-bit, binarized): their bits/dim never share an axis.
 
-use super::Drawn;
+use super::{stat, Drawn, Stat};
 use crate::canvas::{self, category, text, Chart, DrawResult};
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
@@ -18,36 +18,12 @@ its pixel (end bins open), the Bernoulli by the discretized continuous Bernoulli
 dashed line is the uniform model (8 bits/dim on 256 levels, 1 on binarized pixels). Binarized \
 runs are a different data representation and get their own panel.";
 
-/// Mean and std of one setting's runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Spread {
-    pub mean: f64,
-    pub std: f64,
-}
-
-pub(crate) fn spread(v: &[f64]) -> Option<Spread> {
-    if v.is_empty() {
-        return None;
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    Some(Spread {
-        mean,
-        std: var.sqrt(),
-    })
-}
-
 /// One setting of the swept keys on one panel.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Setting {
     pub label: String,
-    pub elbo: Option<Spread>,
-    pub iwae: Option<Spread>,
+    pub elbo: Option<Stat>,
+    pub iwae: Option<Stat>,
     pub seeds: usize,
 }
 
@@ -108,8 +84,8 @@ pub(crate) fn panels(sweep: &Sweep) -> Vec<Panel> {
                 .map(|(label, elbo, iwae)| Setting {
                     label,
                     seeds: elbo.len(),
-                    elbo: spread(&elbo),
-                    iwae: spread(&iwae),
+                    elbo: (!elbo.is_empty()).then(|| stat(&elbo)),
+                    iwae: (!iwae.is_empty()).then(|| stat(&iwae)),
                 })
                 .collect(),
         })
@@ -226,14 +202,7 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(2 * n + 1)
-        .x_label_formatter(&move |x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                labels[i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&move |x| canvas::index_label(&labels, *x))
         .label_style(text(14.0))
         .x_desc(keys)
         .y_desc("bits per dimension")
@@ -307,31 +276,21 @@ where
 mod tests {
     use super::*;
     use crate::sweep::{Run, Value};
-    use std::collections::BTreeMap;
 
     fn run(id: &str, lik: &str, seed: f64, levels: f64, elbo: f64) -> Run {
-        let config: BTreeMap<String, Value> = [
-            ("model", Value::Text("vae".into())),
-            ("likelihood", Value::Text(lik.into())),
-            ("seed", Value::Num(seed)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let metrics = [
-            ("test_elbo_bpd", elbo),
-            ("nll_bpd", elbo - 0.1),
-            ("data_levels", levels),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        Run {
-            id: id.into(),
-            status: "done".into(),
-            config,
-            metrics,
-        }
+        Run::done_with(
+            id,
+            vec![
+                ("model", Value::Text("vae".into())),
+                ("likelihood", Value::Text(lik.into())),
+                ("seed", Value::Num(seed)),
+            ],
+            vec![
+                ("test_elbo_bpd", elbo),
+                ("nll_bpd", elbo - 0.1),
+                ("data_levels", levels),
+            ],
+        )
     }
 
     /// Seeds pool into one setting with their std; binarized runs get their own panel.

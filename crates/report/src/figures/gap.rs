@@ -144,14 +144,7 @@ impl Chart for Gap {
         gaps.configure_mesh()
             .disable_x_mesh()
             .x_labels(2 * n + 1)
-            .x_label_formatter(&move |x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                    labels[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&move |x| canvas::index_label(&labels, *x))
             .x_desc(self.x_desc.as_str())
             .y_desc("nats")
             .label_style(text(14.0))

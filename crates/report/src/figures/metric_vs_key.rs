@@ -1,7 +1,7 @@
 //! Test −ELBO, recon, KL and −log p(x) (IWAE) against one swept key: one line per setting of
 //! the other varying keys, mean over seeds with ±1 std error bars.
 
-use super::Drawn;
+use super::{stat, Drawn, Stat};
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
 use crate::sweep::{Sweep, Value};
 use plotters::coord::Shift;
@@ -60,27 +60,6 @@ pub fn axes(sweep: &Sweep) -> Vec<String> {
         return numeric.into_iter().map(String::from).collect();
     }
     sweep.varying.first().cloned().into_iter().collect()
-}
-
-/// Mean and std of one series at one x position.
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    mean: f64,
-    std: f64,
-}
-
-fn stat(v: &[f64]) -> Stat {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    Stat {
-        mean,
-        std: var.sqrt(),
-    }
 }
 
 struct MetricVsKey {
@@ -241,14 +220,7 @@ impl MetricVsKey {
         chart
             .configure_mesh()
             .x_labels(n.max(2) * 2 + 1)
-            .x_label_formatter(&move |x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < ticks.len() {
-                    ticks[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&move |x| canvas::index_label(&ticks, *x))
             .x_desc(self.key.as_str())
             .label_style(text(15.0))
             .axis_desc_style(text(16.0))
@@ -306,25 +278,19 @@ mod tests {
         } else {
             Value::Null
         };
-        let config = [
+        let mut metrics = vec![("test_recon", recon)];
+        if model == "vae" {
+            metrics.extend([
+                ("test_kl", 10.0 / seed.max(1.0)),
+                ("test_neg_elbo", recon + 10.0),
+            ]);
+        }
+        let config = vec![
             ("model", Value::Text(model.into())),
             ("beta", beta),
             ("seed", Value::Num(seed)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let mut metrics: BTreeMap<String, f64> = [("test_recon".to_string(), recon)].into();
-        if model == "vae" {
-            metrics.insert("test_kl".into(), 10.0 / seed.max(1.0));
-            metrics.insert("test_neg_elbo".into(), recon + 10.0);
-        }
-        Run {
-            id: id.into(),
-            status: "done".into(),
-            config,
-            metrics,
-        }
+        ];
+        Run::done_with(id, config, metrics)
     }
 
     /// On a β axis the VAE gives one line (mean and std over seeds at each β) and the AE, which
