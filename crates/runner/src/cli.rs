@@ -23,9 +23,9 @@ struct Cli {
     /// Threads for each run's kernels (default: all cores for `run`, cores / jobs for `sweep`).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Where runs train: `cuda` needs a build with `--features cuda` and a GPU.
-    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    /// Where runs train (default cpu): `cuda` needs a build with `--features cuda` and a GPU.
+    #[arg(long, global = true, value_enum)]
+    device: Option<DeviceArg>,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +35,61 @@ struct Cli {
 enum DeviceArg {
     Cpu,
     Cuda,
+}
+
+/// Where a sweep's runs train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// On this machine, `jobs` runs at a time.
+    Local,
+    /// As a Slurm job array, one task per run, submitted with sbatch.
+    Slurm,
+}
+
+/// `[slurm]` keys given on the command line; they override the sweep file's.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Slurm (with --backend slurm; override the file's [slurm])")]
+struct SlurmFlags {
+    /// Return right after submitting; a dependent job collects the tables and the report.
+    #[arg(long)]
+    detach: bool,
+    #[arg(long)]
+    partition: Option<String>,
+    /// Time limit of each task, e.g. 30, 1:00:00 or 1-00:00:00.
+    #[arg(long)]
+    time: Option<String>,
+    /// CPUs of each task, also its --threads.
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Memory of each task, e.g. 8G.
+    #[arg(long)]
+    mem: Option<String>,
+    /// Generic resources, e.g. gpu:1 (tasks then train on CUDA).
+    #[arg(long)]
+    gres: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    /// Submit with --requeue; a task warned of its time limit checkpoints and requeues itself.
+    #[arg(long)]
+    requeue: bool,
+}
+
+impl SlurmFlags {
+    fn settings(&self) -> vaelab_slurm::Settings {
+        vaelab_slurm::Settings {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            gres: self.gres.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            requeue: self.requeue,
+            ..Default::default()
+        }
+    }
 }
 
 impl DeviceArg {
@@ -79,9 +134,19 @@ enum Command {
         /// Retrain runs that are done.
         #[arg(long)]
         force: bool,
+        /// Where the runs train.
+        #[arg(long, value_enum, default_value_t = Backend::Local)]
+        backend: Backend,
+        #[command(flatten)]
+        slurm: SlurmFlags,
     },
-    /// Redraw a sweep's figures and report.html from its Parquet tables and checkpoints.
+    /// Rewrite a sweep's tables from its run folders, then redraw its figures and report.html.
     Report { sweep_dir: PathBuf },
+    /// Each run of a sweep folder: status, epochs and, for Slurm sweeps, its task's state.
+    Status { sweep_dir: PathBuf },
+    /// Train task INDEX of a Slurm array folder (what each array task runs).
+    #[command(hide = true)]
+    Task { dir: PathBuf, index: usize },
     /// List the sweeps and runs of a results folder, or the runs of one sweep.
     Ls {
         #[arg(default_value = "results")]
@@ -112,7 +177,7 @@ pub fn main() -> Result<(), Failure> {
             force,
         } => {
             vaelab_vae::threads::configure(cli.threads);
-            run_one(&file, &results_dir, force, &cli.device.open()?)
+            run_one(&file, &results_dir, force, &device(cli.device)?)
         }
         Command::Plan { file } => {
             let plan = load_sweep_file(&file).map_err(|e| Failure::Input(e.into()))?;
@@ -125,20 +190,22 @@ pub fn main() -> Result<(), Failure> {
             results_dir,
             jobs,
             force,
-        } => {
-            let device = cli.device.open()?;
-            sweep(&file, &results_dir, jobs, cli.threads, force, device)
-        }
-        Command::Report { sweep_dir } => {
-            if !sweep_dir.join("runs.parquet").exists() {
-                return Err(Failure::Input(anyhow!(
-                    "{}: no runs.parquet here; give a sweep folder such as results/<sweep name>",
-                    sweep_dir.display()
-                )));
+            backend,
+            slurm,
+        } => match backend {
+            Backend::Local => {
+                let device = device(cli.device)?;
+                sweep(&file, &results_dir, jobs, cli.threads, force, device)
             }
-            crate::report::draw(&sweep_dir)
-                .map(|_| ())
-                .map_err(Failure::Run)
+            Backend::Slurm => slurm_sweep(&file, &results_dir, jobs, force, cli.device, &slurm),
+        },
+        Command::Report { sweep_dir } => report(&sweep_dir),
+        Command::Status { sweep_dir } => {
+            crate::slurm::status::status(&sweep_dir).map_err(Failure::Input)
+        }
+        Command::Task { dir, index } => {
+            vaelab_vae::threads::configure(cli.threads);
+            crate::slurm::task::run_task(&dir, index, &device(cli.device)?, false)
         }
         Command::Ls { dir } => inspect::ls(&dir).map_err(Failure::Input),
         Command::Show {
@@ -151,8 +218,34 @@ pub fn main() -> Result<(), Failure> {
     }
 }
 
+/// Opens `--device` (cpu when not given).
+fn device(arg: Option<DeviceArg>) -> Result<Device, Failure> {
+    arg.unwrap_or(DeviceArg::Cpu).open()
+}
+
+/// Brings the tables up to date with the run folders (and Slurm, for a Slurm sweep), then
+/// draws the figures and report.html.
+fn report(sweep_dir: &Path) -> Result<(), Failure> {
+    if !sweep_dir.join("runs.parquet").exists() && !sweep_dir.join("sweep.toml").exists() {
+        return Err(Failure::Input(anyhow!(
+            "{}: no runs.parquet or sweep.toml here; give a sweep folder such as results/<sweep name>",
+            sweep_dir.display()
+        )));
+    }
+    if let Ok(plan) = load_sweep_file(&sweep_dir.join("sweep.toml")) {
+        let collected = match vaelab_slurm::Cluster::detect() {
+            Ok(cluster) => crate::slurm::sweep::collect(&plan, sweep_dir, &cluster),
+            Err(_) => crate::tables::write_sweep_tables(sweep_dir, &plan),
+        };
+        collected.map_err(Failure::Run)?;
+    }
+    crate::report::draw(sweep_dir)
+        .map(|_| ())
+        .map_err(Failure::Run)
+}
+
 /// Loads each distinct data source once; errors say which key of which file to change.
-fn load_data<'a>(
+pub(crate) fn load_data<'a>(
     sources: impl Iterator<Item = (DataSource, &'a Path)>,
 ) -> anyhow::Result<HashMap<DataSource, Dataset>> {
     let mut data = HashMap::new();
@@ -179,19 +272,20 @@ fn load_data<'a>(
     Ok(data)
 }
 
-/// Ctrl-C sets the returned flag; runs stop after their current epoch.
-fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+/// Ctrl-C sets the returned flag after printing `what` happens next.
+fn cancel_on_ctrl_c(what: &'static str) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     // If a handler is already set (tests calling twice), Ctrl-C keeps its default meaning.
     let _ = ctrlc::set_handler(move || {
-        eprintln!(
-            "\ninterrupted: finishing the current epochs, then stopping (Ctrl-C again is ignored)"
-        );
+        eprintln!("\ninterrupted: {what} (Ctrl-C again is ignored)");
         f.store(true, Ordering::SeqCst);
     });
     flag
 }
+
+/// What Ctrl-C does to training on this machine.
+const STOP_TRAINING: &str = "stopping; each run keeps its last finished epoch";
 
 fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Result<(), Failure> {
     let spec: RunSpec = load_run_file(file).map_err(|e| Failure::Input(e.into()))?;
@@ -200,7 +294,7 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
     let dir = RunDir::create(results_dir, &spec.name)
         .with_context(|| format!("results folder {} (--results-dir)", results_dir.display()))
         .map_err(Failure::Input)?;
-    let cancel = cancel_on_ctrl_c();
+    let cancel = cancel_on_ctrl_c(STOP_TRAINING);
     let provenance = Provenance::detect();
     let id = spec.keys.run_id();
     let job = RunJob {
@@ -258,14 +352,12 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
     }
 }
 
-fn sweep(
+/// Checks a sweep file and its data, and makes its folder: everything a sweep does on either
+/// backend before any run starts.
+fn prepare_sweep(
     file: &Path,
     results_dir: &Path,
-    jobs: Option<usize>,
-    threads: Option<usize>,
-    force: bool,
-    device: Device,
-) -> Result<(), Failure> {
+) -> Result<(crate::plan::Plan, HashMap<DataSource, Dataset>, PathBuf), Failure> {
     let plan = load_sweep_file(file).map_err(|e| Failure::Input(e.into()))?;
     eprintln!("{}", plan.summary());
     let data = load_data(plan.runs.iter().map(|r| (r.keys.data_source(), file)))
@@ -275,6 +367,18 @@ fn sweep(
         .and_then(|_| std::fs::copy(file, sweep_dir.join("sweep.toml")).map(|_| ()))
         .with_context(|| format!("results folder {} (--results-dir)", sweep_dir.display()))
         .map_err(Failure::Input)?;
+    Ok((plan, data, sweep_dir))
+}
+
+fn sweep(
+    file: &Path,
+    results_dir: &Path,
+    jobs: Option<usize>,
+    threads: Option<usize>,
+    force: bool,
+    device: Device,
+) -> Result<(), Failure> {
+    let (plan, data, sweep_dir) = prepare_sweep(file, results_dir)?;
     let mut how = Dispatch::default_for(plan.runs.len(), jobs.or(plan.jobs), threads);
     how.force = force;
     how.device = device;
@@ -286,19 +390,70 @@ fn sweep(
         how.threads,
         sweep_dir.display()
     );
-    let cancel = cancel_on_ctrl_c();
+    let cancel = cancel_on_ctrl_c(STOP_TRAINING);
     let outcomes = run_plan(&plan, &sweep_dir, &data, &how, &cancel).map_err(Failure::Run)?;
-    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let outcomes: Vec<(usize, Outcome)> = outcomes.into_iter().enumerate().collect();
+    conclude(
+        &plan,
+        &sweep_dir,
+        &outcomes,
+        0,
+        cancel.load(Ordering::SeqCst),
+    )
+}
+
+fn slurm_sweep(
+    file: &Path,
+    results_dir: &Path,
+    jobs: Option<usize>,
+    force: bool,
+    device: Option<DeviceArg>,
+    flags: &SlurmFlags,
+) -> Result<(), Failure> {
+    if force {
+        return Err(Failure::Input(anyhow!(
+            "--force with --backend slurm: a requeued task would start over again; to retrain, remove the runs' folders (results/<sweep>/runs/<id>) and submit again"
+        )));
+    }
+    let (plan, _data, sweep_dir) = prepare_sweep(file, results_dir)?;
+    let how = crate::slurm::sweep::SlurmSweep {
+        settings: plan.slurm.clone().overridden_by(flags.settings()),
+        jobs: jobs.or(plan.jobs),
+        detach: flags.detach,
+        device: match device {
+            Some(DeviceArg::Cuda) => vaelab_slurm::settings::TaskDevice::Cuda,
+            _ => vaelab_slurm::settings::TaskDevice::Cpu,
+        },
+    };
+    if let Err((key, value, allowed)) = how.settings.validate() {
+        return Err(Failure::Input(anyhow!(
+            "--{} {value}: not allowed; allowed: {allowed}",
+            key.replace('_', "-")
+        )));
+    }
+    let cancel = cancel_on_ctrl_c("detaching: the tasks keep running on the cluster");
+    crate::slurm::sweep::sweep(&plan, &sweep_dir, &how, &cancel)
+}
+
+/// The end of a sweep on either backend: a line of counts, the report, and the exit code
+/// (failed or diverged runs listed). `outcomes` pairs plan indices with how those runs ended.
+pub(crate) fn conclude(
+    plan: &crate::plan::Plan,
+    sweep_dir: &Path,
+    outcomes: &[(usize, Outcome)],
+    already_done: usize,
+    interrupted: bool,
+) -> Result<(), Failure> {
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|(_, o)| f(o)).count();
     let (done, skipped) = (
         count(|o| *o == Outcome::Done),
-        count(|o| *o == Outcome::Skipped),
+        count(|o| *o == Outcome::Skipped) + already_done,
     );
     let bad: Vec<String> = outcomes
         .iter()
-        .zip(&plan.runs)
-        .filter_map(|(o, r)| match o {
-            Outcome::Failed(e) => Some(format!("  {} failed: {e}", r.id)),
-            Outcome::Diverged(e) => Some(format!("  {} diverged: {e}", r.id)),
+        .filter_map(|(i, o)| match o {
+            Outcome::Failed(e) => Some(format!("  {} failed: {e}", plan.runs[*i].id)),
+            Outcome::Diverged(e) => Some(format!("  {} diverged: {e}", plan.runs[*i].id)),
             _ => None,
         })
         .collect();
@@ -309,14 +464,14 @@ fn sweep(
         count(|o| *o == Outcome::Interrupted),
         sweep_dir.join("runs.parquet").display()
     );
-    if cancel.load(Ordering::SeqCst) {
+    if interrupted {
         return Err(Failure::Interrupted(anyhow!(
             "sweep {} interrupted; run it again to resume",
             plan.name
         )));
     }
     eprintln!("drawing the report of {}", plan.name);
-    let report = crate::report::draw(&sweep_dir);
+    let report = crate::report::draw(sweep_dir);
     if !bad.is_empty() {
         return Err(Failure::Run(anyhow!(
             "{} run(s) did not finish:\n{}",

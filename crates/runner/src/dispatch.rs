@@ -45,12 +45,12 @@ impl Dispatch {
 }
 
 /// Progress: bars on a terminal, plain lines otherwise.
-struct Reporter {
+pub(crate) struct Reporter {
     bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
 }
 
 impl Reporter {
-    fn new(total: usize, jobs: usize) -> Self {
+    pub(crate) fn new(total: usize, jobs: usize) -> Self {
         if !std::io::stderr().is_terminal() {
             return Self { bars: None };
         }
@@ -82,7 +82,7 @@ impl Reporter {
     }
 
     /// A run ended: its line, and the bar advances.
-    fn finished(&self, text: String) {
+    pub(crate) fn finished(&self, text: String) {
         self.note(text);
         if let Some((_, main, _)) = &self.bars {
             main.inc(1);
@@ -90,7 +90,7 @@ impl Reporter {
     }
 
     /// A line above the bars that is not a finished run (the bar does not advance).
-    fn note(&self, text: String) {
+    pub(crate) fn note(&self, text: String) {
         match &self.bars {
             Some((multi, _, _)) => {
                 let _ = multi.println(text);
@@ -99,7 +99,14 @@ impl Reporter {
         }
     }
 
-    fn close(&self) {
+    /// The text beside the bar (on a terminal only: plain output gets the finished lines).
+    pub(crate) fn status(&self, text: String) {
+        if let Some((_, main, _)) = &self.bars {
+            main.set_message(text);
+        }
+    }
+
+    pub(crate) fn close(&self) {
         if let Some((_, main, workers)) = &self.bars {
             workers.iter().for_each(|w| w.finish_and_clear());
             main.finish();

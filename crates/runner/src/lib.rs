@@ -10,5 +10,6 @@ pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod slurm;
 pub mod sweep_file;
 pub mod tables;

@@ -46,9 +46,66 @@ pub struct Manifest {
     pub git_commit: Option<String>,
     pub host: String,
     pub error: Option<String>,
+    /// The Slurm task that trained (or last resumed) the run, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmTask>,
+}
+
+/// Where in Slurm a run trained, from the variables Slurm sets for a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmTask {
+    /// `SLURM_JOB_ID`: the task's own job id.
+    pub job_id: String,
+    /// `SLURM_ARRAY_JOB_ID` and `SLURM_ARRAY_TASK_ID`: `scontrol requeue <array>_<task>`.
+    pub array_job_id: Option<String>,
+    pub array_task_id: Option<String>,
+    /// `SLURM_RESTART_COUNT`: how often Slurm requeued the task before this start.
+    pub restart_count: u32,
+    /// `SLURMD_NODENAME`.
+    pub node: Option<String>,
+}
+
+impl SlurmTask {
+    /// The task this process runs in, if Slurm started it.
+    pub fn from_env() -> Option<SlurmTask> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Some(SlurmTask {
+            job_id: var("SLURM_JOB_ID")?,
+            array_job_id: var("SLURM_ARRAY_JOB_ID"),
+            array_task_id: var("SLURM_ARRAY_TASK_ID"),
+            restart_count: var("SLURM_RESTART_COUNT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            node: var("SLURMD_NODENAME"),
+        })
+    }
 }
 
 impl Manifest {
+    /// The manifest of a run starting now.
+    pub fn new(
+        id: &str,
+        keys: &crate::config::RunKeys,
+        provenance: &crate::run::Provenance,
+    ) -> Self {
+        Manifest {
+            id: id.to_string(),
+            status: Status::Running,
+            seed: keys.seed,
+            started_at: now(),
+            ended_at: None,
+            duration_seconds: None,
+            epochs: keys.epochs,
+            epochs_done: 0,
+            last_good_epoch: 0,
+            vaelab_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: provenance.git_commit.clone(),
+            host: provenance.host.clone(),
+            error: None,
+            slurm: provenance.slurm.clone(),
+        }
+    }
+
     /// Reads a manifest; `None` when absent or unreadable (then the run starts over).
     pub fn read(path: &Path) -> Option<Manifest> {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()

@@ -24,6 +24,8 @@ pub struct Plan {
     /// Grid combinations dropped by `[[exclude]]`.
     pub excluded: usize,
     pub source: PathBuf,
+    /// The `[slurm]` table (all defaults when the file has none).
+    pub slurm: vaelab_slurm::Settings,
 }
 
 fn show(v: Option<&Value>) -> String {

@@ -17,6 +17,7 @@ use vaelab_vae::{EpochMetrics, IwaeEstimate, TrainError, Trainer};
 pub struct Provenance {
     pub git_commit: Option<String>,
     pub host: String,
+    pub slurm: Option<manifest::SlurmTask>,
 }
 
 impl Provenance {
@@ -25,6 +26,7 @@ impl Provenance {
         Self {
             git_commit: manifest::git_commit(),
             host: manifest::host(),
+            slurm: manifest::SlurmTask::from_env(),
         }
     }
 }
@@ -43,7 +45,7 @@ pub struct RunJob<'a> {
     pub device: &'a Device,
     /// Retrain even if the run is done.
     pub force: bool,
-    /// Set by Ctrl-C: stop after the current epoch.
+    /// Set by Ctrl-C or SIGTERM: stop at the next step, keeping the last finished epoch.
     pub cancel: &'a AtomicBool,
     /// When another process holds the run's lock: wait for it (true) or return `Busy`.
     pub wait_for_lock: bool,
@@ -124,21 +126,7 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
         return Outcome::Skipped;
     }
     let start = Instant::now();
-    let mut manifest = Manifest {
-        id: job.id.to_string(),
-        status: Status::Running,
-        seed: job.keys.seed,
-        started_at: manifest::now(),
-        ended_at: None,
-        duration_seconds: None,
-        epochs: job.keys.epochs,
-        epochs_done: 0,
-        last_good_epoch: 0,
-        vaelab_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: job.provenance.git_commit.clone(),
-        host: job.provenance.host.clone(),
-        error: None,
-    };
+    let mut manifest = Manifest::new(job.id, job.keys, job.provenance);
     let mut progress = Progress::default();
     let result = train(job, &mut manifest, &mut progress, on_epoch);
     let outcome = match result {
@@ -180,7 +168,7 @@ struct Progress {
     carried_seconds: f64,
 }
 
-/// Trains; Ok(true) when all epochs ran, Ok(false) when cancelled between epochs.
+/// Trains; Ok(true) when all epochs ran, Ok(false) when cancelled.
 fn train(
     job: &RunJob,
     manifest: &mut Manifest,
@@ -202,6 +190,7 @@ fn train(
 
     let cfg = job.keys.train_config();
     let mut trainer = Trainer::new(cfg.clone(), job.data, job.device.clone())?;
+    trainer.stop_when(job.cancel);
     let (ckpt, metrics_path) = (dir.file(track::CHECKPOINT), dir.file(track::METRICS));
     let mut rows = Vec::new();
     let mut done = 0;
@@ -218,6 +207,7 @@ fn train(
         }
         if rows.len() != 2 * done {
             trainer = Trainer::new(cfg.clone(), job.data, job.device.clone())?;
+            trainer.stop_when(job.cancel);
             rows.clear();
             done = 0;
         }
@@ -229,7 +219,11 @@ fn train(
         if job.cancel.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let train = trainer.train_epoch(epoch)?;
+        let train = match trainer.train_epoch(epoch) {
+            // Told to stop mid-epoch: the epoch is dropped, the last checkpoint stands.
+            Err(TrainError::Stopped { .. }) => return Ok(false),
+            r => r?,
+        };
         let test = trainer.evaluate(SplitKind::Test, epoch)?;
         if !test.loss.is_finite() {
             return Err(TrainError::Diverged { epoch, step: 0 }.into());

@@ -39,6 +39,7 @@ struct SweepFile {
     include: Vec<Spanned<Table>>,
     #[serde(default)]
     exclude: Vec<Spanned<Table>>,
+    slurm: Option<Spanned<vaelab_slurm::Settings>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +185,23 @@ fn expand(
         grid,
         include,
         exclude,
+        slurm,
     } = file;
+    let slurm = match slurm {
+        Some(table) => {
+            let span = table.span();
+            let settings = table.into_inner();
+            if let Err((key, value, allowed)) = settings.validate() {
+                let span = key_span(text, key, span.start).unwrap_or(span);
+                return Err(at(
+                    span,
+                    format!("key `{key}` = {value} in [slurm] is not allowed; allowed: {allowed}"),
+                ));
+            }
+            settings
+        }
+        None => vaelab_slurm::Settings::default(),
+    };
     if !is_safe_name(sweep.name.get_ref()) {
         return Err(at(sweep.name.span(), format!("key `name` = {:?} is not allowed; allowed: letters, digits, `.`, `_` and `-` (the folder results/<name>/)", sweep.name.get_ref())));
     }
@@ -335,6 +352,7 @@ fn expand(
         merged,
         excluded: hits.iter().sum(),
         source: path.into(),
+        slurm,
     })
 }
 

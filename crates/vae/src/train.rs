@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::{Binarize, Dataset, SplitKind};
 
@@ -70,6 +71,9 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("the loss became non-finite in epoch {epoch} at step {step} (last good epoch: {})", epoch - 1)]
     Diverged { epoch: usize, step: usize },
+    /// The stop flag was raised mid-epoch; the epoch is dropped, the last checkpoint stands.
+    #[error("stopped during epoch {epoch}")]
+    Stopped { epoch: usize },
 }
 
 /// A model, its optimizer and the data it trains on.
@@ -80,6 +84,8 @@ pub struct Trainer<'d> {
     varmap: VarMap,
     model: Model,
     opt: Adam,
+    /// Raised by a signal (Ctrl-C, Slurm's SIGTERM): stop at the next step.
+    stop: Option<&'d AtomicBool>,
 }
 
 impl<'d> Trainer<'d> {
@@ -115,7 +121,14 @@ impl<'d> Trainer<'d> {
             varmap,
             model,
             opt,
+            stop: None,
         })
+    }
+
+    /// Makes [`Trainer::train_epoch`] give up at the next step once `flag` is raised, so a
+    /// process told to stop exits in a step's time, not an epoch's.
+    pub fn stop_when(&mut self, flag: &'d AtomicBool) {
+        self.stop = Some(flag);
     }
 
     /// The configuration being trained.
@@ -159,6 +172,9 @@ impl<'d> Trainer<'d> {
         let mut buf = Vec::new();
         let mut beta = self.cfg.objective.beta;
         for (step, idx) in order.chunks(self.cfg.batch_size).enumerate() {
+            if self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Err(TrainError::Stopped { epoch });
+            }
             split.gather(idx, dynamic.then_some(&mut bin_rng), &mut buf);
             let x = Tensor::from_slice(&buf, (idx.len(), dim), &self.device)?;
             let eps = rng::normal_tensor(&mut noise, (idx.len(), latent), &self.device)?;

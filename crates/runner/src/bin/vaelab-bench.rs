@@ -124,6 +124,7 @@ fn sweep(
         merged: 0,
         excluded: 0,
         source: "vaelab-bench".into(),
+        slurm: Default::default(),
     };
     let tmp = tempfile::tempdir()?;
     let data = HashMap::from([(keys.data_source(), data)]);

@@ -1,0 +1,103 @@
+//! The Slurm backend: a sweep's runs as Slurm job arrays, one task per run, into the same
+//! results folder as a local sweep. Slurm schedules; vaelab only submits, trains one run per
+//! task and reads the run folders back. Layout: `results/<sweep>/slurm/<array job id>/` holds
+//! `tasks.txt` (line i: the run of task i), `sweep.toml` (the plan the tasks read), `job.sh`,
+//! `submission.json` and the tasks' logs `<task>.out` / `<task>.err`.
+
+pub mod reconcile;
+pub mod status;
+pub mod submit;
+pub mod sweep;
+pub mod task;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vaelab_slurm::TaskId;
+
+/// The task → run list of an array.
+pub const TASKS: &str = "tasks.txt";
+/// The sweep file the tasks plan from, frozen at submission.
+pub const SWEEP_COPY: &str = "sweep.toml";
+
+/// `results/<sweep>/slurm`.
+pub fn slurm_dir(sweep_dir: &Path) -> PathBuf {
+    sweep_dir.join("slurm")
+}
+
+/// One submitted array, as its folder records it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub job: u64,
+    pub dir: PathBuf,
+    /// Run id of each task, by task index.
+    pub runs: Vec<String>,
+}
+
+impl Submission {
+    /// Reads `dir/tasks.txt`, one run id a line.
+    pub fn read(dir: &Path, job: u64) -> std::io::Result<Submission> {
+        let text = std::fs::read_to_string(dir.join(TASKS))?;
+        Ok(Submission {
+            job,
+            dir: dir.to_path_buf(),
+            runs: text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        })
+    }
+
+    /// The log of task `index` (`out` or `err`).
+    pub fn log(&self, index: usize, stream: &str) -> PathBuf {
+        self.dir.join(format!("{index}.{stream}"))
+    }
+}
+
+/// Every array submitted for a sweep, oldest first.
+pub fn submissions(sweep_dir: &Path) -> Vec<Submission> {
+    let Ok(entries) = std::fs::read_dir(slurm_dir(sweep_dir)) else {
+        return Vec::new();
+    };
+    let mut subs: Vec<Submission> = entries
+        .flatten()
+        .filter_map(|e| {
+            let job = e.file_name().to_str()?.parse::<u64>().ok()?;
+            Submission::read(&e.path(), job).ok()
+        })
+        .collect();
+    subs.sort_by_key(|s| s.job);
+    subs
+}
+
+/// The latest task each run was given, over all submissions.
+pub fn latest_tasks(subs: &[Submission]) -> HashMap<String, (TaskId, &Submission)> {
+    let mut latest = HashMap::new();
+    for sub in subs {
+        for (index, run) in sub.runs.iter().enumerate() {
+            latest.insert(
+                run.clone(),
+                (
+                    TaskId {
+                        job: sub.job,
+                        index,
+                    },
+                    sub,
+                ),
+            );
+        }
+    }
+    latest
+}
+
+/// The last non-empty line of a file (a task's stderr says why it died).
+pub fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(300).collect())
+}

@@ -1,0 +1,143 @@
+//! `vaelab task DIR INDEX`: what one array task runs. It trains exactly the run the plan gave
+//! it, under the run's lock, resuming from its checkpoint, so a task Slurm starts twice never
+//! retrains a finished epoch.
+
+use super::{Submission, SWEEP_COPY};
+use crate::failure::Failure;
+use crate::manifest::Manifest;
+use crate::run::{execute, Outcome, Provenance, RunJob};
+use crate::sweep_file::load_sweep_file;
+use anyhow::anyhow;
+use candle_core::Device;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use vaelab_slurm::{Cluster, TaskId};
+use vaelab_track::{self as track, RunDir};
+
+/// Stop flags raised by signals: SIGTERM / SIGINT (cancel, requeue, time limit) stop the run;
+/// SIGUSR1 (`--signal=B:USR1@lead`, the time limit is near) also asks for a requeue.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    time_limit: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        let s = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            time_limit: Arc::new(AtomicBool::new(false)),
+        };
+        for sig in [SIGTERM, SIGINT, SIGUSR1] {
+            signal_hook::flag::register(sig, s.stop.clone())?;
+        }
+        signal_hook::flag::register(SIGUSR1, s.time_limit.clone())?;
+        Ok(s)
+    }
+}
+
+/// Trains task `index` of the array folder `dir`.
+pub fn run_task(dir: &Path, index: usize, device: &Device, force: bool) -> Result<(), Failure> {
+    let input = |e: anyhow::Error| Failure::Input(e);
+    let job: u64 = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            input(anyhow!(
+                "{}: not an array folder results/<sweep>/slurm/<job id>",
+                dir.display()
+            ))
+        })?;
+    let sub = Submission::read(dir, job)
+        .map_err(|e| input(anyhow!("{}: {e}", dir.join(super::TASKS).display())))?;
+    let id = sub.runs.get(index).ok_or_else(|| {
+        input(anyhow!(
+            "task {index}: {} lists only {} runs",
+            dir.join(super::TASKS).display(),
+            sub.runs.len()
+        ))
+    })?;
+    let file = dir.join(SWEEP_COPY);
+    let plan = load_sweep_file(&file).map_err(|e| input(e.into()))?;
+    let run = plan
+        .runs
+        .iter()
+        .find(|r| &r.id == id)
+        .ok_or_else(|| input(anyhow!("{}: no run with id {id}", file.display())))?;
+    let sweep_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| input(anyhow!("{}: not inside a sweep folder", dir.display())))?;
+    let data = crate::cli::load_data(std::iter::once((run.keys.data_source(), file.as_path())))
+        .map_err(input)?;
+    let dataset = data
+        .values()
+        .next()
+        .ok_or_else(|| input(anyhow!("no data")))?;
+    let signals = Signals::install().map_err(Failure::Run)?;
+    let provenance = Provenance::detect();
+    let restarts = provenance.slurm.as_ref().map_or(0, |s| s.restart_count);
+    let task = TaskId { job, index };
+    eprintln!(
+        "vaelab task {task}: run {id} on {} (restart {restarts})",
+        provenance.host
+    );
+    let run_dir = RunDir::create(&sweep_dir.join("runs"), id).map_err(|e| input(e.into()))?;
+    let manifest_path = run_dir.file(track::MANIFEST);
+    let epochs_before = Manifest::read(&manifest_path).map_or(0, |m| m.epochs_done);
+    let label = format!("{id} (task {task})");
+    let job = RunJob {
+        id,
+        label: label.clone(),
+        keys: &run.keys,
+        source: &file,
+        dir: run_dir,
+        data: dataset,
+        device,
+        force,
+        cancel: &signals.stop,
+        wait_for_lock: false,
+        provenance: &provenance,
+    };
+    let epochs = run.keys.epochs;
+    let on_epoch = |train: &vaelab_vae::EpochMetrics, test: &vaelab_vae::EpochMetrics| {
+        eprintln!(
+            "{label}: epoch {}/{epochs}, train loss {:.2}, test loss {:.2} ({:.1} s)",
+            train.epoch, train.loss, test.loss, train.seconds
+        );
+    };
+    match execute(&job, &on_epoch) {
+        Outcome::Done => {
+            eprintln!("{label}: done");
+            Ok(())
+        }
+        Outcome::Skipped => {
+            eprintln!("{label}: already done");
+            Ok(())
+        }
+        Outcome::Interrupted => {
+            let epochs_after = Manifest::read(&manifest_path).map_or(0, |m| m.epochs_done);
+            if signals.time_limit.load(Ordering::SeqCst) && plan.slurm.requeue {
+                // No epoch finished in this attempt: another would not finish one either.
+                if epochs_after <= epochs_before {
+                    return Err(Failure::Interrupted(anyhow!(
+                        "{label}: time limit near and no epoch finished in this attempt; not requeued (raise `time` in [slurm])"
+                    )));
+                }
+                Cluster::requeue(task).map_err(|e| Failure::Run(e.into()))?;
+                eprintln!("{label}: time limit near: epoch {epochs_after} kept, task requeued");
+            }
+            Err(Failure::Interrupted(anyhow!(
+                "{label}: stopped by a signal after epoch {epochs_after}; it resumes there"
+            )))
+        }
+        Outcome::Failed(e) => Err(Failure::Run(anyhow!("{label} failed: {e}"))),
+        Outcome::Diverged(e) => Err(Failure::Run(anyhow!("{label} diverged: {e}"))),
+        Outcome::Busy(pid) => Err(Failure::Run(anyhow!(
+            "{label}: another process{} holds the run's lock",
+            pid.map_or(String::new(), |p| format!(" (pid {p})"))
+        ))),
+    }
+}
