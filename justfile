@@ -20,44 +20,65 @@ data:
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get install -y dataset-fashion-mnist || { $sudo apt-get update && $sudo apt-get install -y dataset-fashion-mnist; }
 
-# Train every run of a sweep file in parallel (results in results/<sweep name>/).
-sweep FILE *ARGS: data
-    cargo run --quiet -p vaelab -- sweep {{FILE}} {{ARGS}}
+# Builds vaelab, showing cargo's progress (a first build compiles the dependencies: minutes).
+build:
+    cargo build -p vaelab --bin vaelab
+
+# Train every run of a sweep file in parallel (results in results/<sweep name>/); add
+# `--backend slurm` to submit it to a Slurm cluster as a job array.
+sweep FILE *ARGS: data build
+    "$CARGO_TARGET_DIR/debug/vaelab" sweep {{FILE}} {{ARGS}}
 
 # Redraw a sweep's figures and report.html from its Parquet tables and checkpoints.
-report DIR:
-    cargo run --quiet -p vaelab -- report {{DIR}}
+report DIR: build
+    "$CARGO_TARGET_DIR/debug/vaelab" report {{DIR}}
 
 # Print the runs a sweep file expands to, without training.
-plan FILE:
-    cargo run --quiet -p vaelab -- plan {{FILE}}
+plan FILE: build
+    "$CARGO_TARGET_DIR/debug/vaelab" plan {{FILE}}
 
 # Mean ± std over seeds of a sweep's final metrics, e.g. `just compare results/latent_dims latent_dim,model`.
-compare DIR BY:
-    cargo run --quiet -p vaelab -- compare {{DIR}} --by {{BY}}
+compare DIR BY: build
+    "$CARGO_TARGET_DIR/debug/vaelab" compare {{DIR}} --by {{BY}}
 
 # Train one run from a TOML file (results in results/<name>/).
-run FILE *ARGS: data
-    cargo run --quiet -p vaelab -- run {{FILE}} {{ARGS}}
+run FILE *ARGS: data build
+    "$CARGO_TARGET_DIR/debug/vaelab" run {{FILE}} {{ARGS}}
 
-# System packages the tests need, where apt exists: the Fashion-MNIST package (`data`) and
-# Debian's headless Chromium for the report page test.
+# Each run of a sweep folder with its Slurm task's state, e.g. `just status results/smoke`.
+status DIR: build
+    "$CARGO_TARGET_DIR/debug/vaelab" status {{DIR}}
+
+# System packages the tests need, where apt exists: the Fashion-MNIST package (`data`),
+# Debian's headless Chromium for the report page test, and Slurm with munge for the Slurm tests.
 test-deps: data
     #!/usr/bin/env bash
     set -euo pipefail
-    command -v chromium >/dev/null && exit 0
+    missing=""
+    command -v chromium >/dev/null || missing="$missing chromium"
+    command -v sbatch >/dev/null || missing="$missing slurm-client"
+    command -v slurmctld >/dev/null || missing="$missing slurmctld"
+    command -v slurmd >/dev/null || missing="$missing slurmd"
+    command -v munged >/dev/null || missing="$missing munge"
+    [ -z "$missing" ] && exit 0
     if ! command -v apt-get >/dev/null; then
-        echo "the report test needs headless Chromium: install it, or set VAELAB_CHROMIUM" >&2
+        echo "the tests need:$missing (or set VAELAB_CHROMIUM for the report test)" >&2
         exit 0
     fi
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
+    $sudo apt-get install -y --no-install-recommends $missing \
+        || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends $missing; }
 
-# Every test: units next to the code, end-to-end tests in tests/ on real (small) data.
+# Every test: units next to the code, end-to-end tests in tests/ on real (small) data, the Slurm
+# ones on a one-node Slurm that this recipe starts (scripts/local-slurm.sh) and stops.
 test: test-deps
     #!/usr/bin/env bash
     set -euo pipefail
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -E"
+    # MaxArraySize 5: a plan of more runs must be split into several arrays.
+    eval "$($sudo env SLURM_LOCAL_MAX_ARRAY=5 scripts/local-slurm.sh start)"
+    trap '$sudo scripts/local-slurm.sh stop' EXIT
     if cargo nextest --version >/dev/null 2>&1; then
         cargo nextest run --workspace --no-fail-fast
     else

@@ -212,7 +212,7 @@ fn crashes_at_many_points_lose_nothing_and_resume_exactly() {
 }
 
 #[test]
-fn ctrl_c_finishes_the_epoch_marks_runs_interrupted_and_a_rerun_resumes() {
+fn ctrl_c_stops_marks_runs_interrupted_and_a_rerun_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     // Long enough that Ctrl-C lands mid-sweep: 3 epochs of 20000 images per run.
     let file = sweep_file_with(tmp.path(), "sigint", 1, 20000);

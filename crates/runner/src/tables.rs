@@ -27,14 +27,17 @@ pub fn write_sweep_tables(sweep_dir: &Path, plan: &Plan) -> anyhow::Result<()> {
     let mut metrics = Vec::new();
     for run in &plan.runs {
         let dir = run_dir(sweep_dir, &run.id);
-        let status =
-            Manifest::read(&dir.join(track::MANIFEST)).map_or("pending", |m| m.status.as_str());
+        let manifest = Manifest::read(&dir.join(track::MANIFEST));
+        let status = manifest.as_ref().map_or("pending", |m| m.status.as_str());
+        // Why a run failed (its error, or Slurm's reason), next to its status.
+        let error = manifest.and_then(|m| m.error);
         let summary = dir.join(track::SUMMARY);
         let mut row = match track::read_frame(&summary) {
             Ok(df) => df.drop_many(["name"]),
             Err(_) => track::frame_of_cells(&config_cells(run), 1)?,
         };
         row.with_column(Series::new("status".into(), [status]).into())?;
+        row.with_column(Series::new("error".into(), [error]).into())?;
         runs.push(row);
         if let Ok(df) = track::read_frame(&dir.join(track::METRICS)) {
             let config = track::frame_of_cells(&config_cells(run)[1..], df.height())?;

@@ -54,9 +54,8 @@ impl Script<'_> {
             d.push("--requeue".into());
             let lead = s.signal_lead.unwrap_or(DEFAULT_SIGNAL_LEAD);
             d.push(format!("--signal=B:USR1@{lead}"));
-        } else {
-            d.push("--no-requeue".into());
         }
+        // Otherwise the cluster's default (`JobRequeue`) decides; tasks resume either way.
         d
     }
 

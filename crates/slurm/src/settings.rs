@@ -34,7 +34,8 @@ pub struct Settings {
     /// Raw `sbatch` arguments, e.g. `["--constraint=a100"]`; they come last and win.
     #[serde(default)]
     pub extra_args: Vec<String>,
-    /// Submit with `--requeue`; a task warned of its time limit checkpoints and requeues itself.
+    /// Submit with `--requeue` (else the cluster's `JobRequeue` decides); a task warned of its
+    /// time limit keeps its last epoch and requeues itself.
     #[serde(default)]
     pub requeue: bool,
     /// Seconds before the time limit that the warning signal comes (`--signal=B:USR1@N`).

@@ -8,6 +8,7 @@ use crate::run::Provenance;
 use crate::tables::run_dir;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use vaelab_slurm::commands::Live;
 use vaelab_slurm::TaskId;
 use vaelab_track::{self as track, RunDir};
@@ -28,6 +29,20 @@ fn reason(task: TaskId, live: Option<&Live>, sub: &Submission) -> String {
             log.display()
         ),
         None => format!("{ended} before the run finished"),
+    }
+}
+
+/// The run's lock, waiting up to `patience` for its holder to let go.
+fn lock_within(path: &Path, patience: Duration) -> anyhow::Result<Option<track::Lock>> {
+    let until = Instant::now() + patience;
+    loop {
+        if let Some(lock) = track::Lock::try_acquire(path)? {
+            return Ok(Some(lock));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -63,8 +78,9 @@ pub fn mark_ended_runs(
             continue;
         }
         let dir = RunDir::create(&sweep_dir.join("runs"), &run.id)?;
-        // A process on this machine still holding the run is not done with it.
-        let Some(_lock) = track::Lock::try_acquire(&dir.file(track::LOCK))? else {
+        // The task has ended, but its process may still be writing its last words (Slurm
+        // gives it KillWait, 30 s by default); one that holds the run longer is someone else.
+        let Some(_lock) = lock_within(&dir.file(track::LOCK), Duration::from_secs(45))? else {
             continue;
         };
         let path = run_dir(sweep_dir, &run.id).join(track::MANIFEST);
