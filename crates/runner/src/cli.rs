@@ -205,7 +205,7 @@ pub fn main() -> Result<(), Failure> {
         }
         Command::Task { dir, index } => {
             vaelab_vae::threads::configure(cli.threads);
-            crate::slurm::task::run_task(&dir, index, &device(cli.device)?, false)
+            crate::slurm::task::run_task(&dir, index, &device(cli.device)?)
         }
         Command::Ls { dir } => inspect::ls(&dir).map_err(Failure::Input),
         Command::Show {

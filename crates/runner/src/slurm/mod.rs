@@ -101,3 +101,41 @@ pub fn last_line(path: &Path) -> Option<String> {
         .find(|l| !l.is_empty())
         .map(|l| l.chars().take(300).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_s_task_supersedes_the_earlier_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (job, runs) in [(7, "a\nb\n"), (12, "b\n")] {
+            let dir = slurm_dir(tmp.path()).join(job.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(TASKS), runs).unwrap();
+        }
+        // Staging folders and other files are not submissions.
+        std::fs::create_dir_all(slurm_dir(tmp.path()).join(".staging-1-0")).unwrap();
+        let subs = submissions(tmp.path());
+        assert_eq!(subs.iter().map(|s| s.job).collect::<Vec<_>>(), [7, 12]);
+        let latest = latest_tasks(&subs);
+        assert_eq!(latest["a"].0, TaskId { job: 7, index: 0 });
+        assert_eq!(latest["b"].0, TaskId { job: 12, index: 0 });
+        assert_eq!(
+            subs[1].log(0, "err"),
+            slurm_dir(tmp.path()).join("12/0.err")
+        );
+    }
+
+    #[test]
+    fn the_last_line_of_a_log_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("0.err");
+        std::fs::write(&log, "starting\nvaelab: /x/vaelab is not on node n1\n\n").unwrap();
+        assert_eq!(
+            last_line(&log).as_deref(),
+            Some("vaelab: /x/vaelab is not on node n1")
+        );
+        assert_eq!(last_line(&tmp.path().join("missing")), None);
+    }
+}

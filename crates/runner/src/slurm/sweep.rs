@@ -91,8 +91,10 @@ pub fn sweep(
     }
     let done = plan.runs.len() - todo.len() - watched.len();
     if !watched.is_empty() {
-        let mut arrays: Vec<String> = watched.iter().map(|w| w.task.job.to_string()).collect();
+        let mut arrays: Vec<u64> = watched.iter().map(|w| w.task.job).collect();
+        arrays.sort_unstable();
         arrays.dedup();
+        let arrays: Vec<String> = arrays.iter().map(u64::to_string).collect();
         eprintln!(
             "{} run(s) still queued or running in array(s) {}: watching them, not submitting them again",
             watched.len(),

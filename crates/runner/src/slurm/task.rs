@@ -38,7 +38,7 @@ impl Signals {
 }
 
 /// Trains task `index` of the array folder `dir`.
-pub fn run_task(dir: &Path, index: usize, device: &Device, force: bool) -> Result<(), Failure> {
+pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure> {
     let input = |e: anyhow::Error| Failure::Input(e);
     let job: u64 = dir
         .file_name()
@@ -96,7 +96,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device, force: bool) -> Resul
         dir: run_dir,
         data: dataset,
         device,
-        force,
+        force: false,
         cancel: &signals.stop,
         wait_for_lock: false,
         provenance: &provenance,
