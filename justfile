@@ -24,6 +24,20 @@ data:
 build:
     cargo build -p vaelab --bin vaelab
 
+# The CUDA 13.0 toolkit comes from NVIDIA's Python wheels (scripts/cuda-toolkit.sh): this
+# compiles without a GPU; running the binary needs one (`--device cuda`, `gres = "gpu:1"`).
+# Build vaelab with candle's CUDA backend into $CARGO_TARGET_DIR/cuda/vaelab.
+build-cuda:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    eval "$(scripts/cuda-toolkit.sh)"
+    cargo build -p vaelab --bin vaelab --features cuda
+    mkdir -p "$CARGO_TARGET_DIR/cuda"
+    cp "$CARGO_TARGET_DIR/debug/vaelab" "$CARGO_TARGET_DIR/cuda/vaelab"
+    # Put the CPU build back where the other recipes and tests look for it.
+    cargo build -p vaelab --bin vaelab
+    echo "CUDA build: $CARGO_TARGET_DIR/cuda/vaelab (run it with LD_LIBRARY_PATH from scripts/cuda-toolkit.sh, or a cluster's CUDA 13 module)"
+
 # Train every run of a sweep file in parallel (results in results/<sweep name>/); add
 # `--backend slurm` to submit it to a Slurm cluster as a job array.
 sweep FILE *ARGS: data build

@@ -159,4 +159,50 @@ mod tests {
         }
         assert!(s.starts_with("#!/bin/bash\n"));
     }
+
+    /// Runs a rendered script as Slurm would (bash, the array variables set); (code, stderr).
+    fn run_script(dir: &Path, program: &str) -> (Option<i32>, String) {
+        let settings = Settings::default();
+        let script = Script {
+            job_name: "t".into(),
+            slurm_dir: dir.to_path_buf(),
+            settings: &settings,
+            program: program.into(),
+            args: vec!["task".into()],
+        };
+        let path = dir.join("job.sh");
+        std::fs::write(&path, script.render()).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "3")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_node_without_the_binary_or_the_results_folder_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (code, err) = run_script(tmp.path(), "/nonexistent/vaelab");
+        assert_eq!(code, Some(2));
+        assert!(err.contains("/nonexistent/vaelab is not on node"), "{err}");
+        let (code, err) = run_script(tmp.path(), "/bin/echo");
+        assert_eq!(code, Some(2));
+        assert!(err.contains("7/tasks.txt is not visible on node"), "{err}");
+        // With the folder in place the task execs the program with the folder and its index.
+        std::fs::create_dir_all(tmp.path().join("7")).unwrap();
+        std::fs::write(tmp.path().join("7/tasks.txt"), "abc\n").unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(tmp.path().join("job.sh"))
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "3")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(said.trim(), format!("task {}/7 3", tmp.path().display()));
+    }
 }
