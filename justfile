@@ -108,6 +108,30 @@ bench EPOCHS="3": data
     RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
     RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --iw-samples 1000 --sweep-runs 4
 
+# Wall time of one sweep under --backend local and --backend slurm, alternating, SITTINGS times
+# (the cluster sbatch reaches, else the project's one-node Slurm, started here).
+bench-slurm FILE="experiments/overhead.toml" SITTINGS="3": data build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! timeout 10 sinfo >/dev/null 2>&1; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -E"
+        eval "$($sudo scripts/local-slurm.sh start)"
+    fi
+    bin="$CARGO_TARGET_DIR/debug/vaelab"; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    for i in $(seq {{SITTINGS}}); do
+        line="sitting $i:"
+        for backend in local slurm; do
+            start=$(date +%s.%N)
+            "$bin" sweep {{FILE}} --backend "$backend" --results-dir "$tmp/$backend" >"$tmp/log" 2>&1 \
+                || { cat "$tmp/log"; exit 1; }
+            secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+            rm -rf "$tmp/$backend"
+            line="$line $backend $secs s"
+            if [ "$backend" = local ]; then local_secs=$secs; fi
+        done
+        echo "$line, slurm/local $(awk -v s="$secs" -v l="$local_secs" 'BEGIN { printf "%.3f", s / l }')"
+    done
+
 # The same, side by side with the PyTorch reference (needs a Python with torch in TORCH_PYTHON).
 compare-torch:
     cargo build --quiet -p vaelab --bins

@@ -23,6 +23,8 @@ R=$D/py/nvidia/cu13
 log() { echo "cuda-toolkit: $*" >&2; }
 
 if [ ! -e "$R/lib/stubs/libcuda.so" ]; then
+  python3 -m pip --version >/dev/null 2>&1 \
+    || { log "needs Python's pip (python3 -m pip) to fetch NVIDIA's wheels"; exit 1; }
   log "installing the CUDA 13.0 wheels into $D"
   python3 -m pip install --quiet --disable-pip-version-check --target "$D/py" \
     "nvidia-cuda-nvcc==13.0.88" "nvidia-cuda-crt==13.0.88" "nvidia-nvvm==13.0.88" \
@@ -34,11 +36,12 @@ if [ ! -e "$R/lib/stubs/libcuda.so" ]; then
     ln -sfn "$real" "$R/lib/lib$lib.so"
   done
   # libcuda stub: every driver API function cuda.h declares (macros expanded to the versioned
-  # names the real library exports), each an empty function; SONAME libcuda.so.1 as the driver's.
+  # names the real library exports), each returning CUDA_ERROR_NO_DEVICE (100), so a binary
+  # that loads the stub by mistake reports no GPU; SONAME libcuda.so.1 as the driver's.
   mkdir -p "$R/lib/stubs"
   gcc -E -P -I"$R/include" -x c "$R/include/cuda.h" \
     | grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | tr -d ' (' | sort -u \
-    | sed 's/.*/void &(void) {}/' >"$R/lib/stubs/libcuda-stub.c"
+    | sed 's/.*/int &(void) { return 100; }/' >"$R/lib/stubs/libcuda-stub.c"
   gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$R/lib/stubs/libcuda.so" "$R/lib/stubs/libcuda-stub.c"
   log "toolkit ready: $(nvcc_version=$("$R/bin/nvcc" --version | tail -1); echo "$nvcc_version"), $(wc -l <"$R/lib/stubs/libcuda-stub.c") driver functions stubbed"
 fi

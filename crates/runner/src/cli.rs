@@ -99,12 +99,14 @@ impl DeviceArg {
             DeviceArg::Cpu => Ok(Device::Cpu),
             DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
                 let hint = if candle_core::utils::cuda_is_available() {
-                    ""
+                    " (no usable GPU here: run on a machine with an NVIDIA GPU and its driver)"
                 } else {
-                    " (this vaelab was built without the `cuda` feature: \
-                     cargo build --release --features cuda)"
+                    " (this vaelab was built without `--features cuda`: `just build-cuda`)"
                 };
-                Failure::Input(anyhow!("--device cuda: {e}{hint}"))
+                // candle's error text carries a backtrace; its first line says what failed.
+                let text = e.to_string();
+                let what = text.lines().next().unwrap_or_default();
+                Failure::Input(anyhow!("--device cuda: {what}{hint}"))
             }),
         }
     }
