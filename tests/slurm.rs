@@ -537,3 +537,39 @@ fn detach_returns_at_once_and_a_dependent_job_collects_the_report() {
     assert_eq!(table.matches("COMPLETED").count(), 2, "{table}");
     assert!(table.contains("2 done"), "{table}");
 }
+
+#[test]
+fn ctrl_c_while_waiting_detaches_and_report_collects_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "ctrlc", 3, 5000, "model = [\"vae\", \"ae\"]");
+    let results = tmp.path().join("results");
+    let dir = results.join("ctrlc");
+    let child = cmd(env!("CARGO_BIN_EXE_vaelab"))
+        .args(["sweep", file.to_str().unwrap(), "--backend", "slurm"])
+        .args(["--results-dir", results.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the submission", 120, || !arrays(&dir).is_empty());
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let msg = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{msg}");
+    let job = arrays(&dir)[0];
+    assert!(msg.contains(&format!("scancel {job}")), "{msg}");
+    // The jobs belong to the cluster: they finish without the submitting process.
+    wait_for("the array to end", 240, || {
+        slurm_states(job).iter().all(|(_, s)| s == "COMPLETED")
+    });
+    let out = vaelab(&["report", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(strings(&read(&dir.join("runs.parquet")), "status")
+        .iter()
+        .all(|s| s == "done"));
+    assert!(dir.join("report.html").exists());
+}
