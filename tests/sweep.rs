@@ -320,3 +320,74 @@ fn bad_sweep_files_name_file_line_and_column_and_train_nothing() {
     }
     assert!(!results.exists(), "nothing was trained or written");
 }
+
+#[test]
+fn conv_and_mlp_train_side_by_side_and_a_conv_that_does_not_fit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[sweep]\nname = \"arch\"\n\n[base]\ndata_dir = \"{FASHION}\"\nlatent_dim = 8\nhidden = [64]\nchannels = [8, 16]\nepochs = 2\ntrain_subset = 2000\ntest_subset = 200\niw_samples = 5\niw_test_n = 50\n\n[grid]\narchitecture = [\"mlp\", \"conv\"]\n"
+    );
+    let file = write(tmp.path(), "arch.toml", &text);
+    let plan = run(&["plan", file.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(table.contains("architecture"), "{table}");
+    let results = tmp.path().join("results");
+    let out = run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = read(&results.join("arch/runs.parquet"));
+    let archs = strings(&runs, "architecture");
+    let mut sorted = archs.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["conv", "mlp"]);
+    // Each architecture's own key is in its row; the other's is null.
+    let channels = strings(&runs, "channels");
+    let hidden = strings(&runs, "hidden");
+    for ((a, c), h) in archs.iter().zip(&channels).zip(&hidden) {
+        match a.as_str() {
+            "conv" => assert_eq!((c.as_str(), h.as_str()), ("8,16", "")),
+            _ => assert_eq!((c.as_str(), h.as_str()), ("", "64")),
+        }
+    }
+    // Both learned: an untrained model scores about 784 ln 2 ≈ 543 nats; after 2 epochs on 2000
+    // images the MLP measured 434.5 and the conv net 477.0.
+    let elbo = runs.column("test_neg_elbo").unwrap().f64().unwrap();
+    assert!(
+        elbo.iter()
+            .all(|v| v.is_some_and(|v| v.is_finite() && v < 500.0)),
+        "{elbo:?}"
+    );
+    assert!(results.join("arch/figures/reconstructions.png").exists());
+
+    // Three stride-2 layers cannot halve 28×28 three times: exit 2 naming the key.
+    let bad = write(
+        tmp.path(),
+        "deep.toml",
+        &text
+            .replace("channels = [8, 16]", "channels = [8, 16, 32]")
+            .replace("name = \"arch\"", "name = \"deep\""),
+    );
+    let out = run(&[
+        "sweep",
+        bad.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deep.toml") && stderr(&out).contains("`channels`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !results.join("deep/runs").exists()
+            || std::fs::read_dir(results.join("deep/runs"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}

@@ -246,6 +246,19 @@ fn report(sweep_dir: &Path) -> Result<(), Failure> {
         .map_err(Failure::Run)
 }
 
+/// Refuses a network that cannot read the dataset's images (a conv body whose stride-2 layers
+/// do not divide the image sides), naming the file and the key.
+fn check_fits(keys: &crate::config::RunKeys, data: &Dataset, file: &Path) -> Result<(), Failure> {
+    keys.train_config().architecture(data).check().map_err(|e| {
+        Failure::Input(anyhow!(
+            "{}: key `channels` = {:?} does not fit {}'s images: {e}",
+            file.display(),
+            keys.channels,
+            data.name()
+        ))
+    })
+}
+
 /// Loads each distinct data source once; errors say which key of which file to change.
 pub(crate) fn load_data<'a>(
     sources: impl Iterator<Item = (DataSource, &'a Path)>,
@@ -293,6 +306,9 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
     let spec: RunSpec = load_run_file(file).map_err(|e| Failure::Input(e.into()))?;
     let data =
         load_data(std::iter::once((spec.keys.data_source(), file))).map_err(Failure::Input)?;
+    if let Some(d) = data.values().next() {
+        check_fits(&spec.keys, d, file)?;
+    }
     let dir = RunDir::create(results_dir, &spec.name)
         .with_context(|| format!("results folder {} (--results-dir)", results_dir.display()))
         .map_err(Failure::Input)?;
@@ -364,6 +380,11 @@ fn prepare_sweep(
     eprintln!("{}", plan.summary());
     let data = load_data(plan.runs.iter().map(|r| (r.keys.data_source(), file)))
         .map_err(Failure::Input)?;
+    for run in &plan.runs {
+        if let Some(d) = data.get(&run.keys.data_source()) {
+            check_fits(&run.keys, d, file)?;
+        }
+    }
     let sweep_dir = results_dir.join(&plan.name);
     std::fs::create_dir_all(sweep_dir.join("runs"))
         .and_then(|_| std::fs::copy(file, sweep_dir.join("sweep.toml")).map(|_| ()))

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use vaelab_data::{Binarize, DataSource, DatasetName};
 use vaelab_track::Cell;
-use vaelab_vae::{Likelihood, LikelihoodKind, ModelKind, Objective, TrainConfig};
+use vaelab_vae::{Body, Likelihood, LikelihoodKind, ModelKind, Objective, TrainConfig};
 
 /// Largest latent size accepted.
 pub const MAX_LATENT: usize = 1024;
@@ -43,7 +43,9 @@ pub const RUN_KEYS: &[&str] = &[
     "discretized",
     "sigma",
     "latent_dim",
+    "architecture",
     "hidden",
+    "channels",
     "beta",
     "kl_warmup_epochs",
     "free_bits",
@@ -76,7 +78,15 @@ pub struct RunKeys {
     pub discretized: bool,
     pub sigma: f64,
     pub latent_dim: usize,
+    /// `mlp` or `conv`; left out of the resolved TOML when `mlp`, so earlier runs keep their ids.
+    #[serde(skip_serializing_if = "ArchitectureName::is_mlp")]
+    pub architecture: ArchitectureName,
+    /// Widths of the MLP's hidden layers (architecture = "mlp").
     pub hidden: Vec<usize>,
+    /// Channels of the convolutional layers (architecture = "conv"), one stride-2 layer each;
+    /// left out of the resolved TOML at its default.
+    #[serde(skip_serializing_if = "is_default_channels")]
+    pub channels: Vec<usize>,
     pub beta: f64,
     pub kl_warmup_epochs: usize,
     pub free_bits: f64,
@@ -104,7 +114,9 @@ impl Default for RunKeys {
             discretized: false,
             sigma: 0.1,
             latent_dim: 20,
+            architecture: ArchitectureName::Mlp,
             hidden: vec![400],
+            channels: DEFAULT_CHANNELS.to_vec(),
             beta: 1.0,
             kl_warmup_epochs: 0,
             free_bits: 0.0,
@@ -123,6 +135,38 @@ impl Default for RunKeys {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The channels of `../shared/anchors/torch_vae.py --arch conv`: 1×28×28 → 32×14×14 → 64×7×7.
+pub const DEFAULT_CHANNELS: [usize; 2] = [32, 64];
+
+fn is_default_channels(c: &[usize]) -> bool {
+    c == DEFAULT_CHANNELS
+}
+
+/// The `architecture` key: what lies between pixels and latents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchitectureName {
+    /// Fully connected layers (`hidden`).
+    #[default]
+    Mlp,
+    /// DCGAN-style 4×4 stride-2 convolutions (`channels`).
+    Conv,
+}
+
+impl ArchitectureName {
+    /// The name as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchitectureName::Mlp => "mlp",
+            ArchitectureName::Conv => "conv",
+        }
+    }
+
+    fn is_mlp(&self) -> bool {
+        *self == ArchitectureName::Mlp
+    }
 }
 
 /// A checked run: its name, keys and the file they came from.
@@ -217,6 +261,12 @@ pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
         &format!("a list of at most 8 layer widths, each from 1 to {MAX_HIDDEN}, e.g. [400] or [512, 256]"),
     )?;
     check(
+        (1..=5).contains(&k.channels.len()) && k.channels.iter().all(|c| (1..=1024).contains(c)),
+        "channels",
+        format!("{:?}", k.channels),
+        "1 to 5 channel counts from 1 to 1024, one stride-2 layer each (the image sides must be divisible by 2^layers)",
+    )?;
+    check(
         k.beta.is_finite() && k.beta >= 0.0,
         "beta",
         k.beta,
@@ -308,7 +358,14 @@ impl RunKeys {
             model: self.model,
             likelihood: Likelihood::new(self.likelihood, self.sigma as f32, self.discretized),
             latent_dim: self.latent_dim,
-            hidden: self.hidden.clone(),
+            body: match self.architecture {
+                ArchitectureName::Mlp => Body::Mlp {
+                    hidden: self.hidden.clone(),
+                },
+                ArchitectureName::Conv => Body::Conv {
+                    channels: self.channels.clone(),
+                },
+            },
             objective: Objective {
                 beta: self.beta,
                 kl_warmup_epochs: self.kl_warmup_epochs,
@@ -335,8 +392,9 @@ impl RunKeys {
     }
 
     /// Whether `key` means anything for this run: the AE has no KL and no IWAE bound, only
-    /// `gaussian` and `laplace` read `sigma`, and only the families that can be trained on masses
-    /// read `discretized` (`canonical` resets the others to their defaults).
+    /// `gaussian` and `laplace` read `sigma`, only the families that can be trained on masses
+    /// read `discretized`, the MLP reads `hidden` and the conv net `channels` (`canonical`
+    /// resets the others to their defaults).
     pub fn uses(&self, key: &str) -> bool {
         match key {
             "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => {
@@ -344,6 +402,8 @@ impl RunKeys {
             }
             "sigma" => self.likelihood.uses_sigma(),
             "discretized" => self.likelihood.can_discretize(),
+            "hidden" => self.architecture == ArchitectureName::Mlp,
+            "channels" => self.architecture == ArchitectureName::Conv,
             _ => true,
         }
     }
@@ -372,12 +432,12 @@ impl RunKeys {
         let opt_int = |v: Option<usize>| Cell::Int(v.map(|v| v as i64));
         let float = |v: f64| Cell::Float(Some(v));
         let text = |v: &str| Cell::Str(Some(v.to_string()));
-        let hidden = self
-            .hidden
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = |v: &[usize]| {
+            v.iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         [
             ("name", Cell::Str(self.name.clone())),
             ("dataset", text(self.dataset.as_str())),
@@ -393,7 +453,9 @@ impl RunKeys {
             ),
             ("sigma", float(self.sigma)),
             ("latent_dim", int(self.latent_dim)),
-            ("hidden", Cell::Str(Some(hidden))),
+            ("architecture", text(self.architecture.as_str())),
+            ("hidden", Cell::Str(Some(list(&self.hidden)))),
+            ("channels", Cell::Str(Some(list(&self.channels)))),
             ("beta", float(self.beta)),
             ("kl_warmup_epochs", int(self.kl_warmup_epochs)),
             ("free_bits", float(self.free_bits)),
@@ -545,6 +607,8 @@ mod tests {
             train_subset: Some(1),
             test_subset: Some(1),
             discretized: true,
+            architecture: ArchitectureName::Conv,
+            channels: vec![16],
             ..RunKeys::default()
         };
         let table = toml::Table::try_from(&all).unwrap();
@@ -552,6 +616,20 @@ mod tests {
         let mut listed = RUN_KEYS.to_vec();
         listed.sort();
         assert_eq!(fields, listed);
+    }
+
+    /// The keys added for the conv net are left out at their defaults: an MLP run keeps the id
+    /// it had before they existed.
+    #[test]
+    fn mlp_runs_keep_their_ids() {
+        let mlp = RunKeys::default();
+        assert!(!mlp.to_toml().contains("architecture") && !mlp.to_toml().contains("channels"));
+        let conv = RunKeys {
+            architecture: ArchitectureName::Conv,
+            ..RunKeys::default()
+        };
+        assert!(conv.to_toml().contains("architecture = \"conv\""));
+        assert_ne!(mlp.run_id(), conv.run_id());
     }
 
     #[test]

@@ -72,9 +72,12 @@ impl Plan {
         if !keys.uses(key) {
             return "-".into();
         }
-        if key == "discretized" {
-            // Left out of the resolved TOML when false (to keep earlier ids), but it applies.
-            return keys.discretized.to_string();
+        // Keys left out of the resolved TOML at their defaults (to keep earlier ids) still apply.
+        match key {
+            "discretized" => return keys.discretized.to_string(),
+            "architecture" => return keys.architecture.as_str().to_string(),
+            "channels" => return show(toml::Value::try_from(&keys.channels).ok().as_ref()),
+            _ => {}
         }
         show(toml::Table::try_from(keys).unwrap_or_default().get(key))
     }

@@ -155,6 +155,10 @@ pub fn canonical(mut keys: RunKeys) -> RunKeys {
     if !keys.likelihood.can_discretize() {
         keys.discretized = d.discretized;
     }
+    match keys.architecture {
+        crate::config::ArchitectureName::Mlp => keys.channels = d.channels,
+        crate::config::ArchitectureName::Conv => keys.hidden = d.hidden,
+    }
     keys
 }
 

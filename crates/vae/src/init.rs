@@ -5,8 +5,9 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
 use rand::Rng;
 
-/// Fills `varmap` with PyTorch's `nn.Linear` default init, U(−1/√fan_in, 1/√fan_in) for
-/// weights and biases, drawn from a stream of `seed` in layer order.
+/// Fills `varmap` with PyTorch's default init of `nn.Linear`, `nn.Conv2d` and
+/// `nn.ConvTranspose2d`, U(−1/√fan_in, 1/√fan_in) for weights and biases (fan_in: PyTorch's,
+/// dim 1 of the weight times the kernel area), drawn from a stream of `seed` in layer order.
 pub fn seeded(arch: &Architecture, varmap: &VarMap, seed: u64, device: &Device) -> Result<()> {
     let mut rng = rng::stream(seed, rng::Stream::Init, 0);
     let mut data = varmap
@@ -14,14 +15,11 @@ pub fn seeded(arch: &Architecture, varmap: &VarMap, seed: u64, device: &Device) 
         .lock()
         .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?;
     for spec in arch.layers() {
-        let bound = 1.0 / (spec.fan_in as f32).sqrt();
+        let bound = 1.0 / (spec.init_fan_in() as f32).sqrt();
         let mut uniform =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-        let w = Tensor::from_vec(
-            uniform(spec.fan_out * spec.fan_in),
-            (spec.fan_out, spec.fan_in),
-            device,
-        )?;
+        let shape = spec.weight_shape();
+        let w = Tensor::from_vec(uniform(shape.iter().product()), shape, device)?;
         let b = Tensor::from_vec(uniform(spec.fan_out), spec.fan_out, device)?;
         data.insert(
             format!("{}.weight", spec.name),

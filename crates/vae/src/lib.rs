@@ -22,6 +22,8 @@ pub use iwae::IwaeEstimate;
 pub use kernels::Kernels;
 pub use likelihood::{Likelihood, LikelihoodKind, LEVELS_8BIT, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
 pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
-pub use model::{Architecture, LayerSpec, Model, ModelKind, Posterior};
+pub use model::{
+    Architecture, Body, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
+};
 pub use objective::Objective;
 pub use train::{TrainConfig, TrainError, Trainer};

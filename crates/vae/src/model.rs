@@ -1,4 +1,5 @@
-//! The encoder q(z|x) and decoder p(x|z): MLPs built from a `VarBuilder`.
+//! The encoder q(z|x) and decoder p(x|z), MLPs or DCGAN-style convolutional networks, built
+//! from a `VarBuilder`.
 
 use crate::kernels::{self, Kernels};
 use crate::Likelihood;
@@ -25,22 +26,84 @@ impl ModelKind {
     }
 }
 
+/// Channels, height and width of the images a model reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Values per image.
+    pub fn dim(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// What lies between the pixels and the latent code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// Fully connected layers of these widths, ReLU between them; the decoder mirrors them.
+    Mlp { hidden: Vec<usize> },
+    /// The DCGAN-style network of PyTorch-VAE and pythae: 4×4 convolutions of stride 2 and
+    /// padding 1 with these channel counts, each halving the image, ReLU after each, then a
+    /// linear head; the decoder mirrors it with transposed convolutions.
+    Conv { channels: Vec<usize> },
+}
+
+/// The side of every 4×4 kernel of the convolutional body, its stride and padding.
+const KERNEL: usize = 4;
+const STRIDE: usize = 2;
+const PADDING: usize = 1;
+
 /// Everything that fixes the shapes of a model's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {
     pub kind: ModelKind,
+    pub image: ImageShape,
+    /// Values per image, `image.dim()`.
     pub input_dim: usize,
-    pub hidden: Vec<usize>,
+    pub body: Body,
     pub latent_dim: usize,
     pub likelihood: Likelihood,
 }
 
-/// One linear layer of the architecture: its name in the `VarMap`, fan-in and fan-out.
+/// How a layer maps its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    Linear,
+    /// A 4×4 convolution of stride 2, padding 1: weight (out, in, 4, 4).
+    Conv,
+    /// A 4×4 transposed convolution of stride 2, padding 1: weight (in, out, 4, 4).
+    ConvTranspose,
+}
+
+/// One layer of the architecture: its name in the `VarMap`, kind, input and output widths
+/// (features, or channels for the convolutions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerSpec {
     pub name: String,
+    pub kind: LayerKind,
     pub fan_in: usize,
     pub fan_out: usize,
+}
+
+impl LayerSpec {
+    /// The weight's shape, as PyTorch lays it out.
+    pub fn weight_shape(&self) -> Vec<usize> {
+        match self.kind {
+            LayerKind::Linear => vec![self.fan_out, self.fan_in],
+            LayerKind::Conv => vec![self.fan_out, self.fan_in, KERNEL, KERNEL],
+            LayerKind::ConvTranspose => vec![self.fan_in, self.fan_out, KERNEL, KERNEL],
+        }
+    }
+
+    /// PyTorch's fan-in of the weight (`dim 1 × kernel area`), which sets its default init.
+    pub fn init_fan_in(&self) -> usize {
+        let w = self.weight_shape();
+        w[1..].iter().product()
+    }
 }
 
 impl Architecture {
@@ -52,32 +115,105 @@ impl Architecture {
         }
     }
 
-    /// Every linear layer, encoder then decoder; the decoder mirrors the encoder's widths.
+    /// Channels of the decoder's output: the likelihood's parameters of every image channel.
+    fn decoder_channels(&self) -> usize {
+        self.likelihood.params_per_pixel() * self.image.channels
+    }
+
+    /// The feature map at the end of the convolutional encoder: (channels, height, width).
+    pub fn conv_top(&self) -> Option<(usize, usize, usize)> {
+        let Body::Conv { channels } = &self.body else {
+            return None;
+        };
+        let halvings = 1 << channels.len();
+        Some((
+            *channels.last()?,
+            self.image.height / halvings,
+            self.image.width / halvings,
+        ))
+    }
+
+    /// Why this architecture cannot read its images, if it cannot: every stride-2 layer halves
+    /// them, so their sides must be divisible by 2^layers.
+    pub fn check(&self) -> Result<()> {
+        if let Body::Conv { channels } = &self.body {
+            let halvings = 1usize << channels.len();
+            let (h, w) = (self.image.height, self.image.width);
+            if channels.is_empty() || h % halvings != 0 || w % halvings != 0 {
+                candle_core::bail!(
+                    "a convolutional body of {} layers halves the image {} times: its sides must be divisible by {halvings}, and {h}×{w} is not",
+                    channels.len(),
+                    channels.len()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every layer, encoder then decoder; the decoder mirrors the encoder.
     pub fn layers(&self) -> Vec<LayerSpec> {
         let mut out = Vec::new();
-        let mut push = |name: String, fan_in: usize, fan_out: usize| {
+        let mut push = |name: String, kind: LayerKind, fan_in: usize, fan_out: usize| {
             out.push(LayerSpec {
                 name,
+                kind,
                 fan_in,
                 fan_out,
             })
         };
-        let mut width = self.input_dim;
-        for (i, &h) in self.hidden.iter().enumerate() {
-            push(format!("enc.{i}"), width, h);
-            width = h;
+        match &self.body {
+            Body::Mlp { hidden } => {
+                let mut width = self.input_dim;
+                for (i, &h) in hidden.iter().enumerate() {
+                    push(format!("enc.{i}"), LayerKind::Linear, width, h);
+                    width = h;
+                }
+                push(
+                    "enc.head".into(),
+                    LayerKind::Linear,
+                    width,
+                    self.encoder_out(),
+                );
+                width = self.latent_dim;
+                for (i, &h) in hidden.iter().rev().enumerate() {
+                    push(format!("dec.{i}"), LayerKind::Linear, width, h);
+                    width = h;
+                }
+                push(
+                    "dec.head".into(),
+                    LayerKind::Linear,
+                    width,
+                    self.likelihood.params_per_pixel() * self.input_dim,
+                );
+            }
+            Body::Conv { channels } => {
+                let mut c = self.image.channels;
+                for (i, &ch) in channels.iter().enumerate() {
+                    push(format!("enc.conv{i}"), LayerKind::Conv, c, ch);
+                    c = ch;
+                }
+                let (top_c, top_h, top_w) = self.conv_top().unwrap_or((0, 0, 0));
+                let flat = top_c * top_h * top_w;
+                push(
+                    "enc.head".into(),
+                    LayerKind::Linear,
+                    flat,
+                    self.encoder_out(),
+                );
+                push("dec.fc".into(), LayerKind::Linear, self.latent_dim, flat);
+                let ups: Vec<usize> = channels
+                    .iter()
+                    .rev()
+                    .skip(1)
+                    .copied()
+                    .chain(std::iter::once(self.decoder_channels()))
+                    .collect();
+                for (i, &ch) in ups.iter().enumerate() {
+                    push(format!("dec.deconv{i}"), LayerKind::ConvTranspose, c, ch);
+                    c = ch;
+                }
+            }
         }
-        push("enc.head".into(), width, self.encoder_out());
-        width = self.latent_dim;
-        for (i, &h) in self.hidden.iter().rev().enumerate() {
-            push(format!("dec.{i}"), width, h);
-            width = h;
-        }
-        push(
-            "dec.head".into(),
-            width,
-            self.likelihood.params_per_pixel() * self.input_dim,
-        );
         out
     }
 }
@@ -117,9 +253,7 @@ struct Mlp {
 
 impl Mlp {
     fn new(prefix: &str, specs: &[LayerSpec], vb: &VarBuilder, kernels: Kernels) -> Result<Self> {
-        let mut layers = specs
-            .iter()
-            .filter(|s| s.name.starts_with(prefix))
+        let mut layers = named(specs, prefix)
             .map(|s| Linear::new(s, vb, kernels))
             .collect::<Result<Vec<_>>>()?;
         let head = layers
@@ -142,6 +276,143 @@ impl Module for Mlp {
     }
 }
 
+/// A 4×4, stride-2 convolution or transposed convolution with a bias, on candle's stock ops.
+#[derive(Debug, Clone)]
+struct ConvLayer {
+    weight: Tensor,
+    bias: Tensor,
+    transposed: bool,
+}
+
+impl ConvLayer {
+    fn new(spec: &LayerSpec, vb: &VarBuilder) -> Result<Self> {
+        let vb = vb.pp(&spec.name);
+        Ok(Self {
+            weight: vb.get(spec.weight_shape(), "weight")?,
+            bias: vb.get(spec.fan_out, "bias")?,
+            transposed: spec.kind == LayerKind::ConvTranspose,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let y = if self.transposed {
+            x.conv_transpose2d(&self.weight, PADDING, 0, STRIDE, 1)?
+        } else {
+            x.conv2d(&self.weight, PADDING, STRIDE, 1, 1)?
+        };
+        let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// Convolutions with ReLU after each, then a linear head: (B, C·H·W) → (B, out).
+#[derive(Debug, Clone)]
+struct ConvEncoder {
+    image: ImageShape,
+    convs: Vec<ConvLayer>,
+    head: Linear,
+}
+
+impl Module for ConvEncoder {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let i = self.image;
+        let mut h = x.reshape((b, i.channels, i.height, i.width))?;
+        for conv in &self.convs {
+            h = conv.forward(&h, true)?;
+        }
+        self.head.forward(&h.flatten_from(1)?, false)
+    }
+}
+
+/// A linear layer to the top feature map, ReLU, transposed convolutions with ReLU between
+/// them and none after the last: (B, L) → (B, P·C·H·W), parameter-major as the MLP's head.
+#[derive(Debug, Clone)]
+struct ConvDecoder {
+    top: (usize, usize, usize),
+    fc: Linear,
+    deconvs: Vec<ConvLayer>,
+}
+
+impl Module for ConvDecoder {
+    fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let (c, h, w) = self.top;
+        let mut y = self.fc.forward(z, true)?.reshape((b, c, h, w))?;
+        let last = self.deconvs.len().saturating_sub(1);
+        for (i, deconv) in self.deconvs.iter().enumerate() {
+            y = deconv.forward(&y, i < last)?;
+        }
+        y.flatten_from(1)
+    }
+}
+
+/// The encoder or decoder network of a model.
+#[derive(Debug, Clone)]
+enum Net {
+    Mlp(Mlp),
+    ConvEncoder(ConvEncoder),
+    ConvDecoder(ConvDecoder),
+}
+
+impl Module for Net {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Net::Mlp(m) => m.forward(x),
+            Net::ConvEncoder(e) => e.forward(x),
+            Net::ConvDecoder(d) => d.forward(x),
+        }
+    }
+}
+
+/// The layers of `specs` whose names start with `prefix`, by name.
+fn named<'a>(specs: &'a [LayerSpec], prefix: &str) -> impl Iterator<Item = &'a LayerSpec> {
+    let prefix = prefix.to_string();
+    specs.iter().filter(move |s| s.name.starts_with(&prefix))
+}
+
+/// The encoder and decoder of `arch`.
+fn networks(arch: &Architecture, vb: &VarBuilder, kernels: Kernels) -> Result<(Net, Net)> {
+    let specs = arch.layers();
+    let find = |name: &str| {
+        specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no layer {name}")))
+    };
+    Ok(match &arch.body {
+        Body::Mlp { .. } => (
+            Net::Mlp(Mlp::new("enc.", &specs, vb, kernels)?),
+            Net::Mlp(Mlp::new("dec.", &specs, vb, kernels)?),
+        ),
+        Body::Conv { .. } => {
+            arch.check()?;
+            let convs = named(&specs, "enc.conv")
+                .map(|s| ConvLayer::new(s, vb))
+                .collect::<Result<Vec<_>>>()?;
+            let deconvs = named(&specs, "dec.deconv")
+                .map(|s| ConvLayer::new(s, vb))
+                .collect::<Result<Vec<_>>>()?;
+            (
+                Net::ConvEncoder(ConvEncoder {
+                    image: arch.image,
+                    convs,
+                    head: Linear::new(find("enc.head")?, vb, kernels)?,
+                }),
+                Net::ConvDecoder(ConvDecoder {
+                    top: arch.conv_top().unwrap_or((0, 0, 0)),
+                    fc: Linear::new(find("dec.fc")?, vb, kernels)?,
+                    deconvs,
+                }),
+            )
+        }
+    })
+}
+
 /// The encoder's output for a batch: posterior means, and log-variances for the VAE.
 #[derive(Debug, Clone)]
 pub struct Posterior {
@@ -153,8 +424,8 @@ pub struct Posterior {
 #[derive(Debug, Clone)]
 pub struct Model {
     arch: Architecture,
-    encoder: Mlp,
-    decoder: Mlp,
+    encoder: Net,
+    decoder: Net,
     kernels: Kernels,
 }
 
@@ -168,10 +439,10 @@ impl Model {
     /// As [`Model::new`], with `kernels` on the CPU (other devices always take the reference).
     pub fn with_kernels(arch: Architecture, vb: VarBuilder, kernels: Kernels) -> Result<Self> {
         let kernels = kernels.for_device(vb.device());
-        let specs = arch.layers();
+        let (encoder, decoder) = networks(&arch, &vb, kernels)?;
         Ok(Self {
-            encoder: Mlp::new("enc.", &specs, &vb, kernels)?,
-            decoder: Mlp::new("dec.", &specs, &vb, kernels)?,
+            encoder,
+            decoder,
             arch,
             kernels,
         })
@@ -220,5 +491,116 @@ impl Model {
     /// p(x|z): (B, L) latents → (B, P·D) likelihood parameters.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.decoder.forward(z)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn conv(image: ImageShape, channels: &[usize], likelihood: Likelihood) -> Architecture {
+        Architecture {
+            kind: ModelKind::Vae,
+            image,
+            input_dim: image.dim(),
+            body: Body::Conv {
+                channels: channels.to_vec(),
+            },
+            latent_dim: 16,
+            likelihood,
+        }
+    }
+
+    fn shapes(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
+        arch.layers()
+            .into_iter()
+            .map(|l| (l.name.clone(), l.weight_shape()))
+            .collect()
+    }
+
+    /// Builds the model and runs a batch of 3 through it: (μ shape, decoder output shape).
+    fn run(arch: &Architecture) -> (Vec<usize>, Vec<usize>) {
+        let varmap = VarMap::new();
+        crate::init::seeded(arch, &varmap, 1, &Device::Cpu).unwrap();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Model::new(arch.clone(), vb).unwrap();
+        let x = Tensor::zeros((3, arch.input_dim), DType::F32, &Device::Cpu).unwrap();
+        let post = model.encode(&x).unwrap();
+        let out = model.decode(&post.mu).unwrap();
+        (post.mu.dims().to_vec(), out.dims().to_vec())
+    }
+
+    /// 1×28×28 gives exactly the anchor's `--arch conv` network (torch_vae.py).
+    #[test]
+    fn conv_layers_for_28x28_grey_are_the_anchor_network() {
+        let grey = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let arch = conv(grey, &[32, 64], Likelihood::GaussianLearned);
+        let s = |n: &str, v: &[usize]| (n.to_string(), v.to_vec());
+        assert_eq!(
+            shapes(&arch),
+            vec![
+                s("enc.conv0", &[32, 1, 4, 4]),
+                s("enc.conv1", &[64, 32, 4, 4]),
+                s("enc.head", &[32, 64 * 7 * 7]),
+                s("dec.fc", &[64 * 7 * 7, 16]),
+                s("dec.deconv0", &[64, 32, 4, 4]),
+                // Two parameters per pixel for the learned Gaussian.
+                s("dec.deconv1", &[32, 2, 4, 4]),
+            ]
+        );
+        assert_eq!(arch.conv_top(), Some((64, 7, 7)));
+        assert_eq!(run(&arch), (vec![3, 16], vec![3, 2 * 784]));
+        // PyTorch's fan-in: ConvTranspose2d reads dim 1 of its (in, out, k, k) weight.
+        assert_eq!(arch.layers()[4].init_fan_in(), 32 * 16);
+    }
+
+    #[test]
+    fn conv_layers_for_32x32_colour_add_a_layer_per_channel_entry() {
+        let colour = ImageShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let arch = conv(colour, &[32, 64, 128], Likelihood::Bernoulli);
+        let names: Vec<String> = arch.layers().into_iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            [
+                "enc.conv0",
+                "enc.conv1",
+                "enc.conv2",
+                "enc.head",
+                "dec.fc",
+                "dec.deconv0",
+                "dec.deconv1",
+                "dec.deconv2"
+            ]
+        );
+        assert_eq!(arch.conv_top(), Some((128, 4, 4)));
+        assert_eq!(arch.layers()[0].weight_shape(), vec![32, 3, 4, 4]);
+        assert_eq!(arch.layers()[7].weight_shape(), vec![32, 3, 4, 4]);
+        assert_eq!(run(&arch), (vec![3, 16], vec![3, 3 * 32 * 32]));
+    }
+
+    #[test]
+    fn sides_not_divisible_by_the_halvings_are_refused() {
+        let grey = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let arch = conv(grey, &[32, 64, 128], Likelihood::Bernoulli);
+        let err = arch.check().unwrap_err().to_string();
+        assert!(
+            err.contains("divisible by 8") && err.contains("28×28"),
+            "{err}"
+        );
+        assert!(conv(grey, &[32, 64], Likelihood::Bernoulli).check().is_ok());
     }
 }

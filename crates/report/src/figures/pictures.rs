@@ -127,7 +127,7 @@ fn restore(sweep: &Sweep, models: &[ModelRef]) -> Result<(Vec<Shown>, Vec<Datase
                 datasets.len() - 1
             }
         };
-        let arch = m.config.architecture(datasets[data].dim());
+        let arch = m.config.architecture(&datasets[data]);
         shown.push(Shown {
             label,
             model: Restored::load(&m.checkpoint, arch)?,

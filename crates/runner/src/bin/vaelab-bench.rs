@@ -165,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         ..RunKeys::default()
     };
     let cfg = keys.train_config();
-    let arch = cfg.architecture(data.dim());
+    let arch = cfg.architecture(&data);
     let macs: usize = arch.layers().iter().map(|l| l.fan_in * l.fan_out).sum();
     let n = data.split(SplitKind::Train, cfg.binarize).len();
     // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each.
