@@ -108,6 +108,12 @@ bench EPOCHS="3": data
     RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
     RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --iw-samples 1000 --sweep-runs 4
 
+# Epoch seconds and GFLOP/s of the anchor's conv VAE (torch_vae.py --arch conv), 1 and 2 threads.
+bench-conv EPOCHS="3": data build
+    cargo build --quiet -p vaelab --bins
+    RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --conv --epochs {{EPOCHS}}
+    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --conv --epochs {{EPOCHS}}
+
 # Wall time of one sweep under --backend local and --backend slurm, alternating, SITTINGS times
 # (the cluster sbatch reaches, else the project's one-node Slurm, started here).
 bench-slurm FILE="experiments/overhead.toml" SITTINGS="3": data build

@@ -29,9 +29,32 @@ fn parallelism() -> Parallelism {
     }
 }
 
-/// dst (m×n, row-major) = [dst +] lhs·rhs, each operand given by its row and column strides.
-#[allow(clippy::too_many_arguments)]
+/// dst (m×n, row-major) = [dst +] lhs·rhs, each operand given by its row and column strides,
+/// on the current pool's threads.
 fn matmul(
+    mnk: (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    matmul_with(
+        mnk,
+        dst,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        parallelism(),
+    );
+}
+
+/// As [`matmul`], with the gemm's parallelism given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_with(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
@@ -39,6 +62,7 @@ fn matmul(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
+    parallelism: Parallelism,
 ) {
     assert!(dst.len() >= m * n, "matmul: destination too small");
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
@@ -64,7 +88,7 @@ fn matmul(
             false,
             false,
             false,
-            parallelism(),
+            parallelism,
         )
     }
 }
@@ -77,7 +101,7 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]
 }
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor.
-fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(cpu) => f(contiguous(cpu, layout, "tensor")?),

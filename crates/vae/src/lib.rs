@@ -1,6 +1,7 @@
 //! VAE and plain-autoencoder models on candle: likelihoods, the −ELBO objective with β, KL
 //! warm-up and free bits, seeded training with a fused Adam, evaluation and the IWAE bound.
 
+pub mod conv;
 pub mod dense;
 pub mod discrete;
 mod fastmath;

@@ -150,6 +150,28 @@ impl Architecture {
         Ok(())
     }
 
+    /// Multiply-adds of one image's forward pass (encoder and decoder), for GFLOP/s figures.
+    pub fn macs(&self) -> usize {
+        let area = KERNEL * KERNEL;
+        // Side of the feature map a layer reads, walking down the encoder and up the decoder.
+        let mut side = (self.image.height, self.image.width);
+        self.layers()
+            .iter()
+            .map(|l| match l.kind {
+                LayerKind::Linear => l.fan_in * l.fan_out,
+                LayerKind::Conv => {
+                    side = (side.0 / STRIDE, side.1 / STRIDE);
+                    l.fan_in * l.fan_out * area * side.0 * side.1
+                }
+                LayerKind::ConvTranspose => {
+                    let macs = l.fan_in * l.fan_out * area * side.0 * side.1;
+                    side = (side.0 * STRIDE, side.1 * STRIDE);
+                    macs
+                }
+            })
+            .sum()
+    }
+
     /// Every layer, encoder then decoder; the decoder mirrors the encoder.
     pub fn layers(&self) -> Vec<LayerSpec> {
         let mut out = Vec::new();
@@ -276,35 +298,45 @@ impl Module for Mlp {
     }
 }
 
-/// A 4×4, stride-2 convolution or transposed convolution with a bias, on candle's stock ops.
+/// A 4×4, stride-2 convolution or transposed convolution with a bias: the fused ops of
+/// [`crate::conv`] on the CPU, candle's stock ops for the reference path.
 #[derive(Debug, Clone)]
 struct ConvLayer {
     weight: Tensor,
     bias: Tensor,
     transposed: bool,
+    kernels: Kernels,
 }
 
 impl ConvLayer {
-    fn new(spec: &LayerSpec, vb: &VarBuilder) -> Result<Self> {
+    fn new(spec: &LayerSpec, vb: &VarBuilder, kernels: Kernels) -> Result<Self> {
         let vb = vb.pp(&spec.name);
         Ok(Self {
             weight: vb.get(spec.weight_shape(), "weight")?,
             bias: vb.get(spec.fan_out, "bias")?,
             transposed: spec.kind == LayerKind::ConvTranspose,
+            kernels,
         })
     }
 
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let y = if self.transposed {
-            x.conv_transpose2d(&self.weight, PADDING, 0, STRIDE, 1)?
-        } else {
-            x.conv2d(&self.weight, PADDING, STRIDE, 1, 1)?
-        };
-        let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
+        let (w, b) = (&self.weight, &self.bias);
+        match (self.kernels, self.transposed) {
+            (Kernels::Fused, false) => crate::conv::conv2d(x, w, b, relu),
+            (Kernels::Fused, true) => crate::conv::conv_transpose2d(x, w, b, relu),
+            (Kernels::Reference, transposed) => {
+                let y = if transposed {
+                    x.conv_transpose2d(w, PADDING, 0, STRIDE, 1)?
+                } else {
+                    x.conv2d(w, PADDING, STRIDE, 1, 1)?
+                };
+                let y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+                if relu {
+                    y.relu()
+                } else {
+                    Ok(y)
+                }
+            }
         }
     }
 }
@@ -392,10 +424,10 @@ fn networks(arch: &Architecture, vb: &VarBuilder, kernels: Kernels) -> Result<(N
         Body::Conv { .. } => {
             arch.check()?;
             let convs = named(&specs, "enc.conv")
-                .map(|s| ConvLayer::new(s, vb))
+                .map(|s| ConvLayer::new(s, vb, kernels))
                 .collect::<Result<Vec<_>>>()?;
             let deconvs = named(&specs, "dec.deconv")
-                .map(|s| ConvLayer::new(s, vb))
+                .map(|s| ConvLayer::new(s, vb, kernels))
                 .collect::<Result<Vec<_>>>()?;
             (
                 Net::ConvEncoder(ConvEncoder {
@@ -556,6 +588,17 @@ mod tests {
         );
         assert_eq!(arch.conv_top(), Some((64, 7, 7)));
         assert_eq!(run(&arch), (vec![3, 16], vec![3, 2 * 784]));
+        // The anchor's count at latent 20, Bernoulli: ~3.6 M multiply-adds per image forward.
+        let anchor = Architecture {
+            latent_dim: 20,
+            ..conv(grey, &[32, 64], Likelihood::Bernoulli)
+        };
+        assert_eq!(anchor.macs(), 3_600_128);
+        let mlp = Architecture {
+            body: Body::Mlp { hidden: vec![400] },
+            ..anchor
+        };
+        assert_eq!(mlp.macs(), 651_200);
         // PyTorch's fan-in: ConvTranspose2d reads dim 1 of its (in, out, k, k) weight.
         assert_eq!(arch.layers()[4].init_fan_in(), 32 * 16);
     }

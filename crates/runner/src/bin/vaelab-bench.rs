@@ -1,5 +1,6 @@
 //! `vaelab-bench`: epoch time of the classic VAE (784-400-20, Bernoulli, batch 128, Adam 1e-3)
-//! on Fashion-MNIST, as images/s and GFLOP/s. Threads come from RAYON_NUM_THREADS.
+//! on Fashion-MNIST, or with `--conv` of the anchor's conv VAE, as images/s and GFLOP/s.
+//! Threads come from RAYON_NUM_THREADS.
 
 use anyhow::Context;
 use candle_core::Device;
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use vaelab::config::RunKeys;
+use vaelab::config::{ArchitectureName, RunKeys};
 use vaelab::dispatch::{run_plan, Dispatch};
 use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
@@ -36,6 +37,9 @@ struct Args {
     /// Also time a sweep of this many runs (seeds 0..N) under both dispatch strategies.
     #[arg(long, default_value_t = 0)]
     sweep_runs: usize,
+    /// Time the DCGAN-style conv VAE of the anchor (`torch_vae.py --arch conv`) instead.
+    #[arg(long)]
+    conv: bool,
     /// Run candle's stock ops instead of the fused kernels (what the fusing buys).
     #[arg(long)]
     reference: bool,
@@ -162,11 +166,15 @@ fn main() -> anyhow::Result<()> {
         epochs: args.epochs,
         iw_samples: args.iw_samples.max(1),
         iw_test_n: 1000,
+        architecture: if args.conv {
+            ArchitectureName::Conv
+        } else {
+            ArchitectureName::Mlp
+        },
         ..RunKeys::default()
     };
     let cfg = keys.train_config();
-    let arch = cfg.architecture(&data);
-    let macs: usize = arch.layers().iter().map(|l| l.fan_in * l.fan_out).sum();
+    let macs = cfg.architecture(&data).macs();
     let n = data.split(SplitKind::Train, cfg.binarize).len();
     // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each.
     let gflop_per_epoch = 3.0 * 2.0 * macs as f64 * n as f64 / 1e9;
