@@ -3,6 +3,7 @@
 and prints the ratios vaelab / PyTorch (below 1: vaelab is faster).
 
   TORCH_PYTHON=.venv-torch/bin/python python3 scripts/compare_torch.py [--epochs 3] [--iw]
+  ... --arch conv    the DCGAN-style conv VAE (torch_vae.py --arch conv, vaelab-bench --conv)
 
 Needs a Python with torch (see ../shared/anchors/README.md) and a built vaelab-bench.
 """
@@ -12,10 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
 
 
-def torch_run(py, script, threads, epochs, iw):
+def torch_run(py, script, threads, epochs, iw, arch="mlp"):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [py, script, "--data-dir", DATA, "--epochs", str(epochs), "--threads", str(threads),
-               "--iw-samples", "1000" if iw else "0", "--out", out.name]
+               "--iw-samples", "1000" if iw else "0", "--arch", arch, "--out", out.name]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         res = json.load(open(out.name))
     secs = [e["train_seconds"] for e in res["epochs"]]
@@ -47,9 +48,10 @@ def vaelab_sweep(bench, runs, epochs):
     return walls
 
 
-def vaelab_run(bench, threads, epochs, iw):
+def vaelab_run(bench, threads, epochs, iw, arch="mlp"):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [bench, "--epochs", str(epochs)] + (["--iw-samples", "1000"] if iw else [])
+    cmd += ["--conv"] if arch == "conv" else []
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
     epoch = float(re.search(r"SUMMARY .*epoch_seconds=([0-9.]+)", out).group(1))
     m = re.search(r"IWAE .*seconds=([0-9.]+)", out)
@@ -62,6 +64,8 @@ def main():
     ap.add_argument("--iw", action="store_true", help="also time IWAE K=1000 on 1000 images (2 threads)")
     ap.add_argument("--sweep", type=int, default=0, metavar="RUNS",
                     help="also time a sweep of RUNS runs: PyTorch as 2 processes x 1 thread, vaelab both ways")
+    ap.add_argument("--arch", choices=["mlp", "conv"], default="mlp",
+                    help="the network timed per epoch (IWAE and sweeps use the MLP)")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", sys.executable))
     ap.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_vae.py"))
     ap.add_argument("--bench", default=os.path.join(
@@ -69,10 +73,10 @@ def main():
     a = ap.parse_args()
     rows = []
     for threads in (1, 2):
-        iw = a.iw and threads == 2
-        t_epoch, t_iw = torch_run(a.torch_python, a.reference, threads, a.epochs, iw)
-        v_epoch, v_iw = vaelab_run(a.bench, threads, a.epochs, iw)
-        rows.append((f"epoch, {threads} thread{'s' if threads > 1 else ''}", t_epoch, v_epoch))
+        iw = a.iw and threads == 2 and a.arch == "mlp"
+        t_epoch, t_iw = torch_run(a.torch_python, a.reference, threads, a.epochs, iw, a.arch)
+        v_epoch, v_iw = vaelab_run(a.bench, threads, a.epochs, iw, a.arch)
+        rows.append((f"{a.arch} epoch, {threads} thread{'s' if threads > 1 else ''}", t_epoch, v_epoch))
         if iw:
             rows.append(("IWAE K=1000 x 1000 images, 2 threads", t_iw, v_iw))
     if a.sweep:
