@@ -70,14 +70,7 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
     let run = train(tmp.path(), "vae", &small(""));
     let m = read(&run.join("metrics.parquet"));
     assert_eq!(m.height(), 4, "2 epochs x 2 splits");
-    let epochs: Vec<_> = m
-        .column("epoch")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
+    let epochs = common::u32s(&m, "epoch");
     assert_eq!(epochs, [1, 1, 2, 2]);
     let splits: Vec<_> = m
         .column("split")

@@ -8,7 +8,7 @@ use common::{read, stderr, strings, FASHION};
 use polars::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,17 @@ fn slurm_sweep(file: &Path, results: &Path, extra: &[&str]) -> Output {
     vaelab(&args)
 }
 
+/// `sweep --backend slurm` in the background, stderr captured, for tests that act on it mid-run.
+fn spawn_slurm_sweep(file: &Path, results: &Path) -> Child {
+    cmd(env!("CARGO_BIN_EXE_vaelab"))
+        .args(["sweep", file.to_str().unwrap(), "--backend", "slurm"])
+        .args(["--results-dir", results.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn local_sweep(file: &Path, results: &Path) -> Output {
     vaelab(&[
         "sweep",
@@ -178,14 +189,7 @@ fn assert_each_epoch_once(sweep_dir: &Path, epochs: u32) {
     let m = read(&sweep_dir.join("metrics.parquet"));
     let ids = strings(&m, "run_id");
     let splits = strings(&m, "split");
-    let ep: Vec<u32> = m
-        .column("epoch")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
+    let ep = common::u32s(&m, "epoch");
     let rows: BTreeSet<(String, u32, String)> = ids
         .iter()
         .cloned()
@@ -299,13 +303,7 @@ fn scancel_mid_run_then_a_rerun_finishes_with_each_epoch_once() {
     let file = sweep_file(tmp.path(), "cancel", 16, 20000, "model = [\"vae\", \"ae\"]");
     let results = tmp.path().join("results");
     let dir = results.join("cancel");
-    let child = cmd(env!("CARGO_BIN_EXE_vaelab"))
-        .args(["sweep", file.to_str().unwrap(), "--backend", "slurm"])
-        .args(["--results-dir", results.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_slurm_sweep(&file, &results);
     wait_for("a first epoch", 240, || {
         epochs_done(&dir).iter().any(|&e| e >= 1)
     });
@@ -347,13 +345,7 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
     );
     let results = tmp.path().join("results");
     let dir = results.join("requeue");
-    let child = cmd(env!("CARGO_BIN_EXE_vaelab"))
-        .args(["sweep", file.to_str().unwrap(), "--backend", "slurm"])
-        .args(["--results-dir", results.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_slurm_sweep(&file, &results);
     wait_for("two epochs", 240, || {
         epochs_done(&dir).iter().any(|&e| e >= 2)
     });
@@ -544,13 +536,7 @@ fn ctrl_c_while_waiting_detaches_and_report_collects_later() {
     let file = sweep_file(tmp.path(), "ctrlc", 3, 5000, "model = [\"vae\", \"ae\"]");
     let results = tmp.path().join("results");
     let dir = results.join("ctrlc");
-    let child = cmd(env!("CARGO_BIN_EXE_vaelab"))
-        .args(["sweep", file.to_str().unwrap(), "--backend", "slurm"])
-        .args(["--results-dir", results.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_slurm_sweep(&file, &results);
     wait_for("the submission", 120, || !arrays(&dir).is_empty());
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

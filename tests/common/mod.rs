@@ -42,6 +42,17 @@ pub fn strings(df: &DataFrame, col: &str) -> Vec<String> {
         .collect()
 }
 
+/// A u32 column's values (nulls skipped).
+pub fn u32s(df: &DataFrame, col: &str) -> Vec<u32> {
+    df.column(col)
+        .unwrap()
+        .u32()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect()
+}
+
 /// Writes a u8 IDX file (magic 0x08, the given dimensions, then the data).
 pub fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
     let mut bytes = (0x0800u32 | dims.len() as u32).to_be_bytes().to_vec();

@@ -24,7 +24,7 @@ impl Restored {
 
     /// Posterior means (the AE's codes) of `n` images given as rows of `pixels`.
     pub fn encode(&self, pixels: &[f32], n: usize) -> candle_core::Result<Vec<Vec<f32>>> {
-        let x = Tensor::from_slice(pixels, (n, self.model.arch().input_dim), &Device::Cpu)?;
+        let x = Tensor::from_slice(pixels, (n, self.model.arch().input_dim()), &Device::Cpu)?;
         self.model.encode(&x)?.mu.to_vec2::<f32>()
     }
 
@@ -36,7 +36,7 @@ impl Restored {
         let params = self
             .model
             .decode(&zt)?
-            .narrow(1, 0, self.model.arch().input_dim)?;
+            .narrow(1, 0, self.model.arch().input_dim())?;
         let rows = params.to_vec2::<f32>()?;
         Ok(rows
             .into_iter()

@@ -12,46 +12,23 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Kernel side, stride and padding of every layer here.
-const K: usize = 4;
-const S: usize = 2;
-const P: usize = 1;
+/// Kernel side, stride and padding of every layer of the conv body.
+pub(crate) const K: usize = 4;
+pub(crate) const S: usize = 2;
+pub(crate) const P: usize = 1;
 const KK: usize = K * K;
 
-/// act(conv2d(x, W) + b): x (B, Ci, H, W), W (Co, Ci, 4, 4), b (Co) → (B, Co, H/2, W/2).
-pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+/// act(conv(x, W) + b) for the conv body's 4×4 stride-2 layers: a convolution, x (B, Ci, H, W),
+/// W (Co, Ci, 4, 4) → (B, Co, H/2, W/2); or with `transposed` a transposed convolution,
+/// W (Ci, Co, 4, 4) → (B, Co, 2H, 2W); b (Co). Other devices take candle's ops.
+pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
     if !x.device().is_cpu() {
-        let y = x
-            .conv2d(w, P, S, 1, 1)?
-            .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-        return if relu { y.relu() } else { Ok(y) };
+        return crate::kernels::conv(x, w, b, relu, transposed);
     }
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
         &b.contiguous()?,
-        Conv {
-            relu,
-            transposed: false,
-        },
-    )
-}
-
-/// act(conv_transpose2d(x, W) + b): x (B, Ci, H, W), W (Ci, Co, 4, 4), b (Co) →
-/// (B, Co, 2H, 2W).
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        let y = x
-            .conv_transpose2d(w, P, 0, S, 1)?
-            .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-        return if relu { y.relu() } else { Ok(y) };
-    }
-    x.contiguous()?.apply_op3(
-        &w.contiguous()?,
-        &b.contiguous()?,
-        Conv {
-            relu,
-            transposed: true,
-        },
+        Conv { relu, transposed },
     )
 }
 
@@ -329,54 +306,42 @@ impl CustomOp3 for Conv {
         let (dw, dx) = with_data(x, |xs| {
             with_data(w, |ws| {
                 let mut dx = vec![0f32; if want_dx { xs.len() } else { 0 }];
-                let dx_chunks: Vec<&mut [f32]> = if want_dx {
-                    dx.chunks_mut(in_len).collect()
+                let work: Vec<Option<&mut [f32]>> = if want_dx {
+                    dx.chunks_mut(in_len).map(Some).collect()
                 } else {
-                    Vec::new()
-                };
-                let work: Vec<(usize, Option<&mut [f32]>)> = if want_dx {
-                    dx_chunks.into_iter().map(Some).enumerate().collect()
-                } else {
-                    (0..d.batch).map(|i| (i, None)).collect()
+                    (0..d.batch).map(|_| None).collect()
                 };
                 let dw = work
                     .into_par_iter()
+                    .enumerate()
                     .fold(
                         || (vec![0f32; w_len], vec![0f32; rows * cols]),
                         |(mut dw, mut col), (i, dxb)| {
                             let xb = &xs[i * in_len..(i + 1) * in_len];
                             let gb = &gz[i * out_len..(i + 1) * out_len];
-                            if self.transposed {
-                                // c = im2col(g_b) (Co·16, P); dW_r (Ci, Co·16) += x_b·cᵀ;
-                                // dx_b (Ci, P) = W_r·c.
-                                im2col(gb, g, &mut col);
-                                mm(
-                                    (d.small_c, rows, cols),
-                                    &mut dw,
-                                    true,
-                                    (xb, (cols, 1)),
-                                    (&col, (1, cols)),
-                                );
-                                if let Some(dxb) = dxb {
-                                    mm(
-                                        (d.small_c, cols, rows),
-                                        dxb,
-                                        false,
-                                        (ws, (rows, 1)),
-                                        (&col, (cols, 1)),
-                                    );
-                                }
-                            } else {
-                                // dW (Co, Ci·16) += g_b·im2col(x_b)ᵀ; dx_b = col2im(Wᵀ·g_b).
-                                im2col(xb, g, &mut col);
-                                mm(
-                                    (d.small_c, rows, cols),
-                                    &mut dw,
-                                    true,
-                                    (gb, (cols, 1)),
-                                    (&col, (1, cols)),
-                                );
-                                if let Some(dxb) = dxb {
+                            // dW (small C, big C·16) += small_b · im2col(big_b)ᵀ: the small map
+                            // is the conv's output gradient or the transposed conv's input.
+                            let (small_b, big_b) =
+                                if self.transposed { (xb, gb) } else { (gb, xb) };
+                            im2col(big_b, g, &mut col);
+                            mm(
+                                (d.small_c, rows, cols),
+                                &mut dw,
+                                true,
+                                (small_b, (cols, 1)),
+                                (&col, (1, cols)),
+                            );
+                            match (dxb, self.transposed) {
+                                // dx_b (Ci, P) = W_r·im2col(g_b), the column matrix in hand.
+                                (Some(dxb), true) => mm(
+                                    (d.small_c, cols, rows),
+                                    dxb,
+                                    false,
+                                    (ws, (rows, 1)),
+                                    (&col, (cols, 1)),
+                                ),
+                                // dx_b = col2im(Wᵀ·g_b).
+                                (Some(dxb), false) => {
                                     mm(
                                         (rows, cols, d.small_c),
                                         &mut col,
@@ -386,6 +351,7 @@ impl CustomOp3 for Conv {
                                     );
                                     col2im(&col, g, dxb);
                                 }
+                                (None, _) => {}
                             }
                             (dw, col)
                         },
@@ -418,27 +384,8 @@ impl CustomOp3 for Conv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close as close, wave as values};
     use candle_core::{Device, Var};
-
-    fn close(a: &Tensor, b: &Tensor, what: &str) {
-        let (a, b) = (
-            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        );
-        assert_eq!(a.len(), b.len(), "{what}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}: {x} vs {y}"
-            );
-        }
-    }
-
-    fn values(n: usize, s: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i as f32 * 0.731 + s).sin()) * 0.8)
-            .collect()
-    }
 
     /// Both fused ops against candle's own ops: values and the gradient of x, W and b, with
     /// and without the ReLU, on a map with odd channel counts.
@@ -462,11 +409,7 @@ mod tests {
                 .unwrap();
                 let w = Var::from_vec(values(n(wshape), 0.1), wshape, &dev).unwrap();
                 let b = Var::from_vec(values(co, 2.0), co, &dev).unwrap();
-                let fused = if transposed {
-                    conv_transpose2d(&x, &w, &b, relu).unwrap()
-                } else {
-                    conv2d(&x, &w, &b, relu).unwrap()
-                };
+                let fused = conv(&x, &w, &b, relu, transposed).unwrap();
                 let plain = if transposed {
                     x.conv_transpose2d(&w, P, 0, S, 1).unwrap()
                 } else {
@@ -509,7 +452,7 @@ mod tests {
         let x = Tensor::ones((2, 1, 4, 4), candle_core::DType::F32, &dev).unwrap();
         let w = Var::ones((3, 1, 4, 4), candle_core::DType::F32, &dev).unwrap();
         let b = Var::zeros(3, candle_core::DType::F32, &dev).unwrap();
-        let grads = conv2d(&x, &w, &b, false)
+        let grads = conv(&x, &w, &b, false, false)
             .unwrap()
             .sum_all()
             .unwrap()

@@ -237,28 +237,14 @@ impl CustomOp3 for Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_close, wave};
     use candle_core::{Device, Var};
-
-    fn close(a: &Tensor, b: &Tensor) {
-        let (a, b) = (
-            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        );
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
-        }
-    }
 
     /// The fused op against candle's own ops, values and every gradient.
     #[test]
     fn matches_candle_ops_forward_and_backward() {
         let dev = Device::Cpu;
-        let v = |n: usize, s: f32| {
-            (0..n)
-                .map(|i| ((i as f32 * 0.731 + s).sin()) * 0.8)
-                .collect::<Vec<f32>>()
-        };
+        let v = wave;
         for relu in [true, false] {
             let (rows, fan_in, fan_out) = (7, 13, 5);
             let w = Var::from_vec(v(fan_out * fan_in, 0.1), (fan_out, fan_in), &dev).unwrap();
@@ -272,7 +258,7 @@ mod tests {
                 .broadcast_add(&b)
                 .unwrap();
             let plain = if relu { plain.relu().unwrap() } else { plain };
-            close(&fused, &plain);
+            assert_close(&fused, &plain, "y");
             let gf = (fused * &mix)
                 .unwrap()
                 .sum_all()
@@ -286,7 +272,7 @@ mod tests {
                 .backward()
                 .unwrap();
             for var in [&w, &b, &x] {
-                close(gf.get(var).unwrap(), gp.get(var).unwrap());
+                assert_close(gf.get(var).unwrap(), gp.get(var).unwrap(), "gradient");
             }
         }
     }

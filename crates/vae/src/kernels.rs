@@ -3,6 +3,7 @@
 //! The stock path is the reference the fused kernels are tested against, and the one every
 //! device other than the CPU (CUDA) runs, since the fused kernels are written for the CPU only.
 
+use crate::conv::{P, S};
 use crate::likelihood::{LOG_SIGMA_MAX, LOG_SIGMA_MIN};
 use crate::{Likelihood, Mass};
 use candle_core::{Device, Result, Tensor, D};
@@ -32,6 +33,22 @@ impl Kernels {
 /// act(x·Wᵀ + b) with candle's ops.
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
     let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// act(conv(x, W) + b) with candle's ops for the conv body's 4×4, stride-2, padding-1 layers:
+/// a convolution, or with `transposed` a transposed convolution.
+pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
+    let y = if transposed {
+        x.conv_transpose2d(w, P, 0, S, 1)?
+    } else {
+        x.conv2d(w, P, S, 1, 1)?
+    };
+    let y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
     if relu {
         y.relu()
     } else {

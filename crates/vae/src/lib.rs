@@ -15,6 +15,8 @@ mod model;
 pub mod objective;
 pub mod optim;
 pub mod rng;
+#[cfg(test)]
+mod testing;
 pub mod threads;
 mod train;
 

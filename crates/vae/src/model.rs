@@ -1,6 +1,7 @@
 //! The encoder q(z|x) and decoder p(x|z), MLPs or DCGAN-style convolutional networks, built
 //! from a `VarBuilder`.
 
+use crate::conv::{K as KERNEL, S as STRIDE};
 use crate::kernels::{self, Kernels};
 use crate::Likelihood;
 use candle_core::{Module, Result, Tensor};
@@ -52,18 +53,11 @@ pub enum Body {
     Conv { channels: Vec<usize> },
 }
 
-/// The side of every 4×4 kernel of the convolutional body, its stride and padding.
-const KERNEL: usize = 4;
-const STRIDE: usize = 2;
-const PADDING: usize = 1;
-
 /// Everything that fixes the shapes of a model's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {
     pub kind: ModelKind,
     pub image: ImageShape,
-    /// Values per image, `image.dim()`.
-    pub input_dim: usize,
     pub body: Body,
     pub latent_dim: usize,
     pub likelihood: Likelihood,
@@ -107,6 +101,11 @@ impl LayerSpec {
 }
 
 impl Architecture {
+    /// Values per image.
+    pub fn input_dim(&self) -> usize {
+        self.image.dim()
+    }
+
     /// Width of the encoder's output: μ and log σ² for the VAE, z alone for the AE.
     fn encoder_out(&self) -> usize {
         match self.kind {
@@ -185,7 +184,7 @@ impl Architecture {
         };
         match &self.body {
             Body::Mlp { hidden } => {
-                let mut width = self.input_dim;
+                let mut width = self.input_dim();
                 for (i, &h) in hidden.iter().enumerate() {
                     push(format!("enc.{i}"), LayerKind::Linear, width, h);
                     width = h;
@@ -205,7 +204,7 @@ impl Architecture {
                     "dec.head".into(),
                     LayerKind::Linear,
                     width,
-                    self.likelihood.params_per_pixel() * self.input_dim,
+                    self.likelihood.params_per_pixel() * self.input_dim(),
                 );
             }
             Body::Conv { channels } => {
@@ -320,23 +319,10 @@ impl ConvLayer {
     }
 
     fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let (w, b) = (&self.weight, &self.bias);
-        match (self.kernels, self.transposed) {
-            (Kernels::Fused, false) => crate::conv::conv2d(x, w, b, relu),
-            (Kernels::Fused, true) => crate::conv::conv_transpose2d(x, w, b, relu),
-            (Kernels::Reference, transposed) => {
-                let y = if transposed {
-                    x.conv_transpose2d(w, PADDING, 0, STRIDE, 1)?
-                } else {
-                    x.conv2d(w, PADDING, STRIDE, 1, 1)?
-                };
-                let y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-                if relu {
-                    y.relu()
-                } else {
-                    Ok(y)
-                }
-            }
+        let (w, b, t) = (&self.weight, &self.bias, self.transposed);
+        match self.kernels {
+            Kernels::Fused => crate::conv::conv(x, w, b, relu, t),
+            Kernels::Reference => kernels::conv(x, w, b, relu, t),
         }
     }
 }
@@ -536,7 +522,6 @@ mod tests {
         Architecture {
             kind: ModelKind::Vae,
             image,
-            input_dim: image.dim(),
             body: Body::Conv {
                 channels: channels.to_vec(),
             },
@@ -558,7 +543,7 @@ mod tests {
         crate::init::seeded(arch, &varmap, 1, &Device::Cpu).unwrap();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Model::new(arch.clone(), vb).unwrap();
-        let x = Tensor::zeros((3, arch.input_dim), DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((3, arch.input_dim()), DType::F32, &Device::Cpu).unwrap();
         let post = model.encode(&x).unwrap();
         let out = model.decode(&post.mu).unwrap();
         (post.mu.dims().to_vec(), out.dims().to_vec())

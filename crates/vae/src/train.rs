@@ -66,7 +66,6 @@ impl TrainConfig {
         Architecture {
             kind: self.model,
             image,
-            input_dim: image.dim(),
             body: self.body.clone(),
             latent_dim: self.latent_dim,
             likelihood: self.likelihood,

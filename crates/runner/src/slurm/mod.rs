@@ -72,6 +72,19 @@ pub fn submissions(sweep_dir: &Path) -> Vec<Submission> {
     subs
 }
 
+/// The array job ids of `subs`.
+pub fn jobs(subs: &[Submission]) -> Vec<u64> {
+    subs.iter().map(|s| s.job).collect()
+}
+
+/// The manifest of run `id` in a sweep folder, if it has one and it is that run's.
+pub fn manifest_of(sweep_dir: &Path, id: &str) -> Option<crate::manifest::Manifest> {
+    crate::manifest::Manifest::read(
+        &crate::tables::run_dir(sweep_dir, id).join(vaelab_track::MANIFEST),
+    )
+    .filter(|m| m.id == id)
+}
+
 /// The latest task each run was given, over all submissions.
 pub fn latest_tasks(subs: &[Submission]) -> HashMap<String, (TaskId, &Submission)> {
     let mut latest = HashMap::new();

@@ -5,7 +5,6 @@ use super::{last_line, latest_tasks, Submission};
 use crate::manifest::{Manifest, SlurmTask, Status};
 use crate::plan::Plan;
 use crate::run::Provenance;
-use crate::tables::run_dir;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,8 +82,8 @@ pub fn mark_ended_runs(
         let Some(_lock) = lock_within(&dir.file(track::LOCK), Duration::from_secs(45))? else {
             continue;
         };
-        let path = run_dir(sweep_dir, &run.id).join(track::MANIFEST);
-        let previous = Manifest::read(&path).filter(|m| m.id == run.id);
+        let path = dir.file(track::MANIFEST);
+        let previous = super::manifest_of(sweep_dir, &run.id);
         if previous.as_ref().is_some_and(|m| settled_in(m, task)) {
             continue;
         }

@@ -1,13 +1,10 @@
 //! `vaelab status DIR`: each run's state from its manifest, next to its Slurm task's.
 
 use super::{latest_tasks, submissions};
-use crate::manifest::Manifest;
-use crate::tables::run_dir;
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use vaelab_slurm::Cluster;
-use vaelab_track as track;
 
 /// Prints one line per planned run: its status and epochs, its task and Slurm's state.
 pub fn status(sweep_dir: &Path) -> anyhow::Result<()> {
@@ -21,12 +18,11 @@ pub fn status(sweep_dir: &Path) -> anyhow::Result<()> {
     let plan = crate::sweep_file::load_sweep_file(&file).context("the sweep folder's copy")?;
     let subs = submissions(sweep_dir);
     let latest = latest_tasks(&subs);
-    let jobs: Vec<u64> = subs.iter().map(|s| s.job).collect();
     // Without submissions there is nothing to ask Slurm (and a local sweep needs no Slurm).
     let (live, note) = if subs.is_empty() {
         (HashMap::new(), None)
     } else {
-        match Cluster::detect().and_then(|c| c.states(&jobs)) {
+        match Cluster::detect().and_then(|c| c.states(&super::jobs(&subs))) {
             Ok(live) => (live, None),
             Err(e) => (
                 HashMap::new(),
@@ -43,8 +39,7 @@ pub fn status(sweep_dir: &Path) -> anyhow::Result<()> {
         .collect::<Vec<_>>()];
     let mut totals: BTreeMap<String, usize> = BTreeMap::new();
     for (i, run) in plan.runs.iter().enumerate() {
-        let m = Manifest::read(&run_dir(sweep_dir, &run.id).join(track::MANIFEST))
-            .filter(|m| m.id == run.id);
+        let m = super::manifest_of(sweep_dir, &run.id);
         let status = m.as_ref().map_or("pending", |m| m.status.as_str());
         *totals.entry(status.to_string()).or_default() += 1;
         let epochs = m.as_ref().map_or(format!("0/{}", run.keys.epochs), |m| {

@@ -1,20 +1,19 @@
 //! `vaelab sweep FILE --backend slurm`: submit what is not done, wait (or detach), collect.
 
 use super::submit::{submit, TaskCommand};
-use super::watch::{wait, Waited, Watched};
-use super::{latest_tasks, slurm_dir, submissions};
+use super::watch::{arrays, wait, Waited, Watched};
+use super::{jobs, latest_tasks, manifest_of, slurm_dir, submissions};
 use crate::failure::Failure;
-use crate::manifest::{Manifest, Status};
+use crate::manifest::Status;
 use crate::plan::Plan;
 use crate::run::Outcome;
-use crate::tables::{run_dir, write_sweep_tables};
+use crate::tables::write_sweep_tables;
 use anyhow::{anyhow, Context};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use vaelab_slurm::script::quote;
 use vaelab_slurm::settings::TaskDevice;
 use vaelab_slurm::{Cluster, Settings, TaskId};
-use vaelab_track as track;
 
 /// How to submit a sweep.
 #[derive(Debug, Clone)]
@@ -71,8 +70,7 @@ pub fn sweep(
     }
     let sweep_dir = std::path::absolute(sweep_dir).map_err(input)?;
     let earlier = submissions(&sweep_dir);
-    let jobs: Vec<u64> = earlier.iter().map(|s| s.job).collect();
-    let live = cluster.states(&jobs).map_err(input)?;
+    let live = cluster.states(&jobs(&earlier)).map_err(input)?;
     let latest = latest_tasks(&earlier);
     // A run still queued or running from an earlier submission is watched, not submitted again.
     let mut watched = Vec::new();
@@ -84,17 +82,13 @@ pub fn sweep(
                 continue;
             }
         }
-        let manifest = Manifest::read(&run_dir(&sweep_dir, &run.id).join(track::MANIFEST));
-        if !manifest.is_some_and(|m| m.status == Status::Done && m.id == run.id) {
+        if !manifest_of(&sweep_dir, &run.id).is_some_and(|m| m.status == Status::Done) {
             todo.push(i);
         }
     }
     let done = plan.runs.len() - todo.len() - watched.len();
     if !watched.is_empty() {
-        let mut arrays: Vec<u64> = watched.iter().map(|w| w.task.job).collect();
-        arrays.sort_unstable();
-        arrays.dedup();
-        let arrays: Vec<String> = arrays.iter().map(u64::to_string).collect();
+        let arrays: Vec<String> = arrays(&watched).iter().map(u64::to_string).collect();
         eprintln!(
             "{} run(s) still queued or running in array(s) {}: watching them, not submitting them again",
             watched.len(),
@@ -154,9 +148,7 @@ pub fn sweep(
             sub.dir.display()
         );
     }
-    let mut arrays: Vec<u64> = watched.iter().map(|w| w.task.job).collect();
-    arrays.sort_unstable();
-    arrays.dedup();
+    let arrays = arrays(&watched);
     if how.detach {
         let report =
             submit_report_job(&cluster, plan, &sweep_dir, &how.settings, &arrays, &program)
@@ -172,7 +164,7 @@ pub fn sweep(
             "detached; the jobs go on\n{}",
             follow_hint(&sweep_dir, &arrays, None)
         ))),
-        Waited::Ended(_) => collect_and_conclude(plan, &sweep_dir, &cluster, &watched, done),
+        Waited::Ended => collect_and_conclude(plan, &sweep_dir, &cluster, &watched, done),
     }
 }
 
@@ -234,7 +226,7 @@ fn collect_and_conclude(
         .iter()
         .map(|w| {
             let id = &plan.runs[w.run].id;
-            let m = Manifest::read(&run_dir(sweep_dir, id).join(track::MANIFEST));
+            let m = manifest_of(sweep_dir, id);
             let outcome = match m {
                 Some(m) if m.status == Status::Done => Outcome::Done,
                 Some(m) if m.status == Status::Diverged => {
@@ -254,8 +246,7 @@ fn collect_and_conclude(
 pub fn collect(plan: &Plan, sweep_dir: &Path, cluster: &Cluster) -> anyhow::Result<()> {
     let subs = submissions(sweep_dir);
     if !subs.is_empty() {
-        let jobs: Vec<u64> = subs.iter().map(|s| s.job).collect();
-        let live = cluster.states(&jobs)?;
+        let live = cluster.states(&jobs(&subs))?;
         super::reconcile::mark_ended_runs(plan, sweep_dir, &subs, &live)?;
     }
     write_sweep_tables(sweep_dir, plan)

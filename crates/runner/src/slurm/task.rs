@@ -39,7 +39,7 @@ impl Signals {
 
 /// Trains task `index` of the array folder `dir`.
 pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure> {
-    let input = |e: anyhow::Error| Failure::Input(e);
+    let input = Failure::Input;
     let job: u64 = dir
         .file_name()
         .and_then(|n| n.to_str())

@@ -2,16 +2,14 @@
 //! watched task has ended or Ctrl-C detaches (the jobs belong to the cluster, not the terminal).
 
 use crate::dispatch::Reporter;
-use crate::manifest::{Manifest, Status};
+use crate::manifest::Status;
 use crate::plan::Plan;
-use crate::tables::run_dir;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vaelab_slurm::commands::Live;
 use vaelab_slurm::{Cluster, TaskId};
-use vaelab_track as track;
 
 /// A run being trained by a task.
 #[derive(Debug, Clone, Copy)]
@@ -21,10 +19,18 @@ pub struct Watched {
     pub task: TaskId,
 }
 
+/// The distinct array jobs of `watched`, in order.
+pub fn arrays(watched: &[Watched]) -> Vec<u64> {
+    let mut jobs: Vec<u64> = watched.iter().map(|w| w.task.job).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    jobs
+}
+
 /// How waiting ended.
 pub enum Waited {
-    /// Every task ended; squeue's last view of them.
-    Ended(HashMap<TaskId, Live>),
+    /// Every task ended.
+    Ended,
     /// Ctrl-C: the tasks go on without us.
     Detached,
 }
@@ -36,7 +42,7 @@ const MAX_FAILURES: usize = 10;
 
 /// What a finished task left in its run's manifest, in a few words.
 fn verdict(sweep_dir: &Path, id: &str, live: Option<&Live>) -> String {
-    let m = Manifest::read(&run_dir(sweep_dir, id).join(track::MANIFEST)).filter(|m| m.id == id);
+    let m = super::manifest_of(sweep_dir, id);
     let state = live.map_or("no longer listed by squeue".to_string(), |l| {
         l.state.to_string()
     });
@@ -66,9 +72,7 @@ pub fn wait(
     cancel: &AtomicBool,
 ) -> anyhow::Result<Waited> {
     let reporter = Reporter::new(watched.len(), 0);
-    let mut jobs: Vec<u64> = watched.iter().map(|w| w.task.job).collect();
-    jobs.sort_unstable();
-    jobs.dedup();
+    let jobs = arrays(watched);
     let mut ended: HashSet<TaskId> = HashSet::new();
     let (mut failures, mut delay) = (0, Duration::from_secs(1));
     let mut last_counts = String::new();
@@ -95,7 +99,7 @@ pub fn wait(
                 }
                 if ended.len() == watched.len() {
                     reporter.close();
-                    return Ok(Waited::Ended(live));
+                    return Ok(Waited::Ended);
                 }
                 let text = counts
                     .iter()
