@@ -442,61 +442,154 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
 
 /// The Hub's parquet layout of MNIST in an hf-hub cache folder, written by the test.
 mod hub_cache {
-    use super::*;
-
-    fn png(pixels: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut enc = png::Encoder::new(&mut out, 28, 28);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.write_header()
-            .unwrap()
-            .write_image_data(pixels)
-            .unwrap();
-        out
-    }
-
-    fn parquet(path: &Path, n: usize) {
-        let pngs: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                png(&(0..784)
-                    .map(|p| {
-                        if (p / 28 + i) % 5 == 0 {
-                            255
-                        } else {
-                            (p % 7) as u8 * 20
-                        }
-                    })
-                    .collect::<Vec<u8>>())
-            })
-            .collect();
-        let bytes = Series::new(
-            "bytes".into(),
-            pngs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
-        );
-        let paths = Series::new("path".into(), vec![None::<&str>; n]);
-        let image = StructChunked::from_series("image".into(), n, [bytes, paths].iter())
-            .unwrap()
-            .into_series();
-        let label = Series::new(
-            "label".into(),
-            (0..n as i64).map(|i| i % 10).collect::<Vec<_>>(),
-        );
-        let mut df = DataFrame::new(n, vec![image.into(), label.into()]).unwrap();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        ParquetWriter::new(std::fs::File::create(path).unwrap())
-            .finish(&mut df)
-            .unwrap();
-    }
+    use std::path::Path;
+    use vaelab_data::fixtures::{pattern, FakeHubRepo};
 
     pub fn write(cache: &Path, n_train: usize, n_test: usize) {
-        let repo = cache.join("datasets--ylecun--mnist");
-        let commit = "89abcdef0123456789abcdef0123456789abcdef";
-        std::fs::create_dir_all(repo.join("refs/refs/convert")).unwrap();
-        std::fs::write(repo.join("refs/refs/convert/parquet"), commit).unwrap();
-        let snap = repo.join("snapshots").join(commit).join("mnist");
-        parquet(&snap.join("train/0000.parquet"), n_train);
-        parquet(&snap.join("test/0000.parquet"), n_test);
+        let repo = FakeHubRepo::new("ylecun/mnist", "mnist");
+        for (split, n) in [("train", n_train), ("test", n_test)] {
+            let images: Vec<_> = (0..n).map(|i| pattern(i, 28, 28, false)).collect();
+            let labels: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+            repo.write(cache, split, &images, &labels);
+        }
+    }
+}
+
+/// A colour dataset through `hub:`: 20×20 RGB PNGs written by the test, resized to 16×16
+/// (`image_size`), trained by a conv VAE and an MLP VAE; the tables carry the new keys and the
+/// reconstructions figure is in colour.
+#[test]
+fn colour_hub_dataset_trains_conv_and_mlp_and_draws_in_colour() {
+    use vaelab_data::fixtures::{pattern, FakeHubRepo};
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let repo = FakeHubRepo {
+        image_column: "img".into(),
+        ..FakeHubRepo::new("test-org/colour", "plain_text")
+    };
+    for (split, n) in [("train", 128), ("test", 32)] {
+        let images: Vec<_> = (0..n).map(|i| pattern(i, 20, 20, true)).collect();
+        repo.write(&cache, split, &images, &vec![3; n]);
+    }
+    let sweep = tmp.path().join("colour.toml");
+    std::fs::write(
+        &sweep,
+        "[sweep]\nname = \"colour\"\n[base]\ndataset = \"hub:test-org/colour\"\nimage_size = 16\nchannels = [8, 16]\nhidden = [32]\nlatent_dim = 4\nepochs = 1\nbatch_size = 32\niw_samples = 4\niw_test_n = 8\n[grid]\narchitecture = [\"mlp\", \"conv\"]\n",
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let out = vaelab(
+        &[
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ],
+        &[
+            ("HF_HUB_CACHE", cache.to_str().unwrap()),
+            ("HF_HUB_OFFLINE", "1"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = read(&results.join("colour/runs.parquet"));
+    assert_eq!(
+        common::strings(&runs, "dataset"),
+        ["hub:test-org/colour", "hub:test-org/colour"]
+    );
+    let sizes: Vec<Option<i64>> = runs
+        .column("image_size")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(sizes, [Some(16), Some(16)]);
+    // Bits per dimension count all 3 × 16 × 16 values of an image.
+    let bpd = runs.column("test_elbo_bpd").unwrap().f64().unwrap();
+    assert!(
+        bpd.iter()
+            .all(|b| b.is_some_and(|b| b.is_finite() && b > 0.0)),
+        "{bpd:?}"
+    );
+    let img = image_rgb(&results.join("colour/figures/reconstructions.png"));
+    let coloured = img.iter().filter(|p| p[0] != p[1] || p[1] != p[2]).count();
+    assert!(coloured > 1000, "only {coloured} coloured pixels");
+}
+
+/// The RGB pixels of a PNG.
+fn image_rgb(path: &Path) -> Vec<[u8; 3]> {
+    let mut decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
+    buf[..info.buffer_size()]
+        .chunks(3)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect()
+}
+
+/// A Hub dataset that cannot be read as asked: exit 2 before any run, naming the run file's
+/// dataset and the column, and what to set.
+#[test]
+fn unreadable_hub_dataset_exits_2_naming_dataset_and_column() {
+    use vaelab_data::fixtures::{pattern, FakeHubRepo};
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let repo = FakeHubRepo::new("test-org/sizes", "default");
+    let mut train: Vec<_> = (0..4).map(|i| pattern(i, 16, 16, true)).collect();
+    train.push(pattern(4, 24, 16, true));
+    repo.write(&cache, "train", &train, &[0, 1, 2, 3, 4]);
+    repo.write(&cache, "test", &[pattern(0, 16, 16, true)], &[0]);
+    let results = tmp.path().join("results");
+    let cases = [
+        (
+            "mixed",
+            "",
+            vec![
+                "hub:test-org/sizes",
+                "`image`",
+                "row 4",
+                "24×16",
+                "image_size",
+            ],
+        ),
+        (
+            "nocolumn",
+            "image_column = \"picture\"\n",
+            vec![
+                "hub:test-org/sizes",
+                "`picture`",
+                "no such column",
+                "image (struct",
+            ],
+        ),
+    ];
+    for (name, extra, needles) in cases {
+        let file = run_file(
+            tmp.path(),
+            name,
+            &format!("dataset = \"hub:test-org/sizes\"\n{extra}epochs = 1\n"),
+        );
+        let out = vaelab(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--results-dir",
+                results.to_str().unwrap(),
+            ],
+            &[
+                ("HF_HUB_CACHE", cache.to_str().unwrap()),
+                ("HF_HUB_OFFLINE", "1"),
+            ],
+        );
+        common::assert_refused(name, &out, &needles);
+        assert!(
+            !results.join(name).exists(),
+            "{name}: a run folder was made"
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! The in-memory dataset every run shares.
 
-use crate::Binarize;
+use crate::{Binarize, ImageShape};
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -23,24 +23,24 @@ impl SplitKind {
     }
 }
 
-/// Images (row-major, f32 in [0, 1]) and their labels.
+/// Images (CHW, f32 in [0, 1]) and their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
     images: Vec<f32>,
     labels: Vec<u8>,
-    shape: (usize, usize),
+    shape: ImageShape,
 }
 
 impl Split {
     /// Builds a split from u8 pixels (scaled to [0, 1]).
-    pub fn from_u8(pixels: &[u8], labels: Vec<u8>, shape: (usize, usize)) -> Self {
+    pub fn from_u8(pixels: &[u8], labels: Vec<u8>, shape: ImageShape) -> Self {
         let images = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
         Self::new(images, labels, shape)
     }
 
-    /// Builds a split from f32 pixels; `images.len()` must be `labels.len() * rows * cols`.
-    pub fn new(images: Vec<f32>, labels: Vec<u8>, shape: (usize, usize)) -> Self {
-        debug_assert_eq!(images.len(), labels.len() * shape.0 * shape.1);
+    /// Builds a split from f32 pixels; `images.len()` must be `labels.len() * shape.dim()`.
+    pub fn new(images: Vec<f32>, labels: Vec<u8>, shape: ImageShape) -> Self {
+        debug_assert_eq!(images.len(), labels.len() * shape.dim());
         Self {
             images,
             labels,
@@ -58,14 +58,14 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// (rows, cols) of one image.
-    pub fn shape(&self) -> (usize, usize) {
+    /// Channels, height and width of one image.
+    pub fn shape(&self) -> ImageShape {
         self.shape
     }
 
-    /// Pixels per image.
+    /// Values per image (channels × height × width).
     pub fn dim(&self) -> usize {
-        self.shape.0 * self.shape.1
+        self.shape.dim()
     }
 
     /// All pixels, image after image.
@@ -162,13 +162,13 @@ impl Dataset {
         &self.origin
     }
 
-    /// Pixels per image.
+    /// Values per image (channels × height × width).
     pub fn dim(&self) -> usize {
         self.train.dim()
     }
 
-    /// (rows, cols) of one image.
-    pub fn shape(&self) -> (usize, usize) {
+    /// Channels, height and width of one image.
+    pub fn shape(&self) -> ImageShape {
         self.train.shape()
     }
 
@@ -199,7 +199,11 @@ mod tests {
     use super::*;
 
     fn split() -> Split {
-        Split::new(vec![0.0, 0.5, 1.0, 0.25, 0.75, 1.0], vec![0, 1, 2], (1, 2))
+        Split::new(
+            vec![0.0, 0.5, 1.0, 0.25, 0.75, 1.0],
+            vec![0, 1, 2],
+            ImageShape::grey(1, 2),
+        )
     }
 
     #[test]
@@ -212,7 +216,7 @@ mod tests {
 
     #[test]
     fn dynamic_binarization_is_binary_and_follows_intensity() {
-        let s = Split::new(vec![0.0, 0.3, 1.0], vec![0], (1, 3));
+        let s = Split::new(vec![0.0, 0.3, 1.0], vec![0], ImageShape::grey(1, 3));
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = vec![];
         let mut ones = 0.0;

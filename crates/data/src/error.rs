@@ -31,9 +31,16 @@ pub enum DataError {
     Malformed { path: PathBuf, reason: String },
     #[error("train and test disagree: {0}")]
     Mismatch(String),
+    #[error("dataset {dataset}: column `{column}` of {file}: {reason}")]
+    Column {
+        dataset: String,
+        file: PathBuf,
+        column: String,
+        reason: String,
+    },
     #[error("hf-hub: {0}")]
     Hub(String),
-    #[error("{name} not found. Tried: {tried}.\n  Offline: {offline}\n  Online: let vaelab fetch it through hf-hub (needs network; the files land in the hf-hub cache, HF_HOME or HF_HUB_CACHE), or set `data_dir` to a folder of IDX files")]
+    #[error("{name} not found. Tried: {tried}.\n  Offline: {offline}\n  Online: let vaelab fetch it through hf-hub (needs network; the files land in the hf-hub cache, HF_HOME or HF_HUB_CACHE)")]
     NotFound {
         name: String,
         tried: String,

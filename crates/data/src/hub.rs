@@ -1,44 +1,77 @@
-//! MNIST and Fashion-MNIST through hf-hub: the Hub's parquet conversion (PNG images + labels),
-//! read from the local cache first and downloaded only when allowed.
+//! Image datasets through hf-hub: the Hub's parquet conversion (`refs/convert/parquet`) of any
+//! image dataset (MNIST and Fashion-MNIST included), read from the local cache first and
+//! downloaded only when allowed.
 
-use crate::{DataError, Dataset, Split};
-use hf_hub::{HFClientBuilder, HFError};
+use crate::{DataError, Dataset, HubColumns, ImageShape, Split};
+use hf_hub::repository::RepoTreeEntry;
+use hf_hub::{HFClientBuilder, HFClientSync, HFError};
+use image::{imageops::FilterType, DynamicImage};
 use polars::prelude::*;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The Hub's parquet conversion lives on this revision.
 const PARQUET_REVISION: &str = "refs/convert/parquet";
 
-/// A dataset vaelab knows how to fetch from the Hugging Face Hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HubDataset {
-    Mnist,
-    FashionMnist,
+/// What `hub:` accepts, for error messages.
+const HUB_FORM: &str = "hub:<owner>/<name>[/<config>] with letters, digits, `.`, `_` and `-` (e.g. hub:uoft-cs/cifar10)";
+
+/// A Hub dataset repository and, optionally, which of its configs to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HubRepo {
+    /// `owner/name`.
+    pub repo_id: String,
+    /// The config (a folder of the parquet conversion); by default the only one.
+    pub config: Option<String>,
 }
 
-impl HubDataset {
-    /// The Hub repository id.
-    pub fn repo_id(self) -> &'static str {
-        match self {
-            HubDataset::Mnist => "ylecun/mnist",
-            HubDataset::FashionMnist => "zalando-datasets/fashion_mnist",
+impl HubRepo {
+    /// LeCun's MNIST as the Hub has it.
+    pub fn mnist() -> Self {
+        Self {
+            repo_id: "ylecun/mnist".into(),
+            config: Some("mnist".into()),
         }
     }
 
-    /// The parquet file of a split inside the repository.
-    pub fn file(self, split: &str) -> String {
-        let config = match self {
-            HubDataset::Mnist => "mnist",
-            HubDataset::FashionMnist => "fashion_mnist",
+    /// Zalando's Fashion-MNIST as the Hub has it.
+    pub fn fashion_mnist() -> Self {
+        Self {
+            repo_id: "zalando-datasets/fashion_mnist".into(),
+            config: Some("fashion_mnist".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for HubRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.config {
+            Some(c) => write!(f, "{}/{c}", self.repo_id),
+            None => f.write_str(&self.repo_id),
+        }
+    }
+}
+
+impl std::str::FromStr for HubRepo {
+    type Err = String;
+
+    fn from_str(id: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let ok = |p: &&str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
-        format!("{config}/{split}/0000.parquet")
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            HubDataset::Mnist => "mnist",
-            HubDataset::FashionMnist => "fashion-mnist",
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
+            return Err(format!(
+                "dataset \"hub:{id}\" is not a Hub dataset id; allowed: {HUB_FORM}"
+            ));
         }
+        Ok(Self {
+            repo_id: format!("{}/{}", parts[0], parts[1]),
+            config: parts.get(2).map(|c| c.to_string()),
+        })
     }
 }
 
@@ -47,10 +80,13 @@ pub(crate) fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-/// Loads `which` from the hf-hub cache (`cache_dir`, else `HF_HUB_CACHE` / `HF_HOME/hub` /
-/// `~/.cache/huggingface/hub`), downloading the two parquet files when `download` allows.
+/// Loads `repo` (called `name` in messages) from the hf-hub cache (`cache_dir`, else
+/// `HF_HUB_CACHE` / `HF_HOME/hub` / `~/.cache/huggingface/hub`), downloading its parquet files
+/// when the cache lacks them and `download` allows.
 pub fn load_from_hub(
-    which: HubDataset,
+    name: &str,
+    repo: &HubRepo,
+    columns: &HubColumns,
     cache_dir: Option<&Path>,
     download: bool,
 ) -> Result<Dataset, DataError> {
@@ -58,192 +94,640 @@ pub fn load_from_hub(
     if let Some(dir) = cache_dir {
         builder = builder.cache_dir(dir);
     }
-    let client = builder.build_sync().map_err(hub_err)?;
-    let (owner, name) = hf_hub::split_id(which.repo_id());
-    let repo = client.dataset(owner, name);
-    let fetch = |split: &str| -> Result<PathBuf, DataError> {
-        let request = repo
-            .download_file()
-            .filename(which.file(split))
-            .revision(PARQUET_REVISION);
-        match request.clone().local_files_only(true).send() {
-            Err(HFError::LocalEntryNotFound { .. }) if download => request.send().map_err(hub_err),
-            other => other.map_err(hub_err),
+    let client = builder.build().map_err(hub_err)?;
+    let cache = client.cache_dir().to_path_buf();
+    let client = HFClientSync::from_inner(client).map_err(hub_err)?;
+    let files = match cached(&cache, repo) {
+        Some(Ok(files)) => files,
+        Some(Err(why)) if !download => return Err(DataError::Hub(why)),
+        None if !download => {
+            return Err(DataError::Hub(format!(
+                "{repo} is not in the hf-hub cache {} (no {PARQUET_REVISION} snapshot) and downloads are off (HF_HUB_OFFLINE)",
+                cache.display()
+            )))
         }
+        _ => fetch(&client, repo)?,
     };
-    let train_path = fetch("train")?;
-    let test_path = fetch("test")?;
-    let train = read_parquet_split(&train_path)?;
-    let test = read_parquet_split(&test_path)?;
-    let origin = format!("hf-hub {} ({})", which.repo_id(), train_path.display());
-    Ok(Dataset::new(which.name(), origin, train, test))
+    let train = read_split(name, &files.train, columns)?;
+    let test = read_split(name, &files.test, columns)?;
+    let (train, test) = agree(name, &files.test[0], train, test)?;
+    let origin = format!("hf-hub {repo} ({})", files.train[0].display());
+    Ok(Dataset::new(name, origin, train, test))
 }
 
 fn hub_err(e: HFError) -> DataError {
     DataError::Hub(e.to_string())
 }
 
-/// Reads one split of the Hub's parquet layout: `image` {bytes: PNG, path} and `label`.
-fn read_parquet_split(path: &Path) -> Result<Split, DataError> {
-    let malformed = |reason: String| DataError::Malformed {
-        path: path.into(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| malformed(format!("not a readable parquet file ({e})")))?;
-    let polars_err = |e: PolarsError| malformed(format!("not the Hub's MNIST layout ({e})"));
-    let images = df
-        .column("image")
-        .and_then(|c| c.struct_().cloned())
-        .and_then(|s| s.field_by_name("bytes"))
-        .map_err(polars_err)?;
-    let images = images.binary().map_err(polars_err)?;
-    let labels = df
-        .column("label")
-        .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(polars_err)?;
-    let labels = labels.i64().map_err(polars_err)?;
+/// The parquet shards of the train and test splits of one config.
+#[derive(Debug, PartialEq)]
+struct SplitFiles<P> {
+    train: Vec<P>,
+    test: Vec<P>,
+}
 
-    let mut pixels = Vec::new();
-    let mut shape = None;
-    for (i, png_bytes) in images.iter().enumerate() {
-        let png_bytes = png_bytes.ok_or_else(|| malformed(format!("row {i} has no image")))?;
-        let (img, dims) =
-            decode_grey_png(png_bytes).map_err(|reason| malformed(format!("row {i}: {reason}")))?;
-        if *shape.get_or_insert(dims) != dims {
-            return Err(malformed(format!(
-                "row {i} is {dims:?}, earlier rows {shape:?}"
-            )));
+/// The split folders read as "train", then as "test", in order of preference.
+const TRAIN_SPLITS: [&str; 2] = ["train", "partial-train"];
+const TEST_SPLITS: [&str; 4] = ["test", "partial-test", "validation", "partial-validation"];
+
+/// Picks the config and its train and test shards among the paths of the parquet conversion
+/// (`<config>/<split>/<shard>.parquet`).
+fn pick_files(repo: &HubRepo, paths: &[String]) -> Result<SplitFiles<String>, String> {
+    let mut configs: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
+    for p in paths {
+        if let [config, split, shard] = p.split('/').collect::<Vec<_>>()[..] {
+            if shard.ends_with(".parquet") {
+                let shards = configs.entry(config).or_default().entry(split).or_default();
+                shards.push(p.clone());
+            }
         }
-        pixels.extend(img);
     }
-    let labels: Vec<u8> = labels
+    let names = |keys: Vec<&str>| keys.join(", ");
+    let id = &repo.repo_id;
+    let (config, splits) = match &repo.config {
+        Some(c) => configs.get_key_value(c.as_str()).ok_or_else(|| {
+            format!(
+                "{id} has no config `{c}` in its parquet conversion; it has: {}",
+                names(configs.keys().copied().collect())
+            )
+        })?,
+        None if configs.len() == 1 => configs.iter().next().expect("one config"),
+        None if configs.is_empty() => {
+            return Err(format!(
+                "{id}'s parquet conversion holds no <config>/<split>/*.parquet files"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{id} has {} configs ({}); name one: dataset = \"hub:{id}/<config>\"",
+                configs.len(),
+                names(configs.keys().copied().collect())
+            ))
+        }
+    };
+    let pick = |wanted: &[&str]| -> Result<Vec<String>, String> {
+        let mut shards = wanted
+            .iter()
+            .find_map(|w| splits.get(w))
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "{id}/{config} has splits {}; vaelab reads {} as train and the first of {} as test",
+                    names(splits.keys().copied().collect()),
+                    TRAIN_SPLITS.join(" or "),
+                    TEST_SPLITS.join(", ")
+                )
+            })?;
+        shards.sort();
+        Ok(shards)
+    };
+    Ok(SplitFiles {
+        train: pick(&TRAIN_SPLITS)?,
+        test: pick(&TEST_SPLITS)?,
+    })
+}
+
+/// The repository's parquet files in the hf-hub cache (`refs/<revision>` names the commit,
+/// `snapshots/<commit>/` holds the files): None when nothing is cached.
+fn cached(cache: &Path, repo: &HubRepo) -> Option<Result<SplitFiles<PathBuf>, String>> {
+    let (owner, name) = hf_hub::split_id(&repo.repo_id);
+    let folder = cache.join(format!("datasets--{owner}--{name}"));
+    let commit = std::fs::read_to_string(folder.join("refs").join(PARQUET_REVISION)).ok()?;
+    let snapshot = folder.join("snapshots").join(commit.trim());
+    let mut paths = Vec::new();
+    walk(&snapshot, "", &mut paths);
+    let within = |v: Vec<String>| v.iter().map(|p| snapshot.join(p)).collect();
+    Some(
+        pick_files(repo, &paths)
+            .map(|f| SplitFiles {
+                train: within(f.train),
+                test: within(f.test),
+            })
+            .map_err(|why| format!("in the hf-hub cache {}: {why}", snapshot.display())),
+    )
+}
+
+/// Collects the files under `dir` as `/`-separated paths relative to the walk's root.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, &rel, out);
+        } else if path.is_file() {
+            out.push(rel);
+        }
+    }
+}
+
+/// Lists the parquet conversion on the Hub and downloads the chosen shards into the cache.
+fn fetch(client: &HFClientSync, repo: &HubRepo) -> Result<SplitFiles<PathBuf>, DataError> {
+    let (owner, name) = hf_hub::split_id(&repo.repo_id);
+    let hub = client.dataset(owner, name);
+    let entries = hub
+        .list_tree()
+        .revision(PARQUET_REVISION)
+        .recursive(true)
+        .send()
+        .map_err(hub_err)?;
+    let paths: Vec<String> = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            RepoTreeEntry::File { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect();
+    let files = pick_files(repo, &paths).map_err(DataError::Hub)?;
+    let get = |shards: Vec<String>| -> Result<Vec<PathBuf>, DataError> {
+        shards
+            .into_iter()
+            .map(|p| {
+                hub.download_file()
+                    .filename(p)
+                    .revision(PARQUET_REVISION)
+                    .send()
+                    .map_err(hub_err)
+            })
+            .collect()
+    };
+    Ok(SplitFiles {
+        train: get(files.train)?,
+        test: get(files.test)?,
+    })
+}
+
+/// One decoded image: grey (one byte per pixel) or RGB (three, interleaved).
+struct Decoded {
+    width: u32,
+    height: u32,
+    rgb: bool,
+    bytes: Vec<u8>,
+}
+
+/// A split's decoded images before the dataset's channel count is settled.
+struct RawSplit {
+    images: Vec<Decoded>,
+    labels: Vec<u8>,
+    image_column: String,
+}
+
+/// Decodes PNG/JPEG bytes; with `size`, resizes to size × size the way torchvision's
+/// `Resize(size)` + `CenterCrop(size)` does (shorter side to `size`, triangle filter, centre
+/// crop). Alpha is dropped; colour stays colour, grey stays grey.
+fn decode(bytes: &[u8], size: Option<usize>) -> Result<Decoded, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode ({e})"))?;
+    let img = match size.map(|s| s as u32) {
+        Some(s) if (img.width(), img.height()) != (s, s) => {
+            img.resize_to_fill(s, s, FilterType::Triangle)
+        }
+        _ => img,
+    };
+    let (width, height) = (img.width(), img.height());
+    let rgb = img.color().has_color();
+    let bytes = match img {
+        DynamicImage::ImageLuma8(g) if !rgb => g.into_raw(),
+        other if rgb => other.into_rgb8().into_raw(),
+        other => other.into_luma8().into_raw(),
+    };
+    Ok(Decoded {
+        width,
+        height,
+        rgb,
+        bytes,
+    })
+}
+
+/// Reads every shard of one split: the image column (found or named), the labels when there
+/// are any (0 when the dataset has none), every image decoded and of one size.
+fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<RawSplit, DataError> {
+    let mut out = RawSplit {
+        images: Vec::new(),
+        labels: Vec::new(),
+        image_column: String::new(),
+    };
+    for file in files {
+        let column_err = |column: &str, reason: String| DataError::Column {
+            dataset: name.into(),
+            file: file.clone(),
+            column: column.into(),
+            reason,
+        };
+        let f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+        let df = ParquetReader::new(f)
+            .finish()
+            .map_err(|e| DataError::Malformed {
+                path: file.clone(),
+                reason: format!("not a readable parquet file ({e})"),
+            })?;
+        let image_column = image_column(&df, columns.image_column.as_deref())
+            .map_err(|(c, r)| column_err(&c, r))?;
+        let binary = image_bytes(&df, &image_column).map_err(|r| column_err(&image_column, r))?;
+        let bytes: Vec<Option<&[u8]>> = binary.iter().collect();
+        let images: Vec<Decoded> = bytes
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let b = b.ok_or_else(|| format!("row {i} has no image"))?;
+                decode(b, columns.image_size).map_err(|e| format!("row {i}: {e}"))
+            })
+            .collect::<Result<_, String>>()
+            .map_err(|r| column_err(&image_column, r))?;
+        let first = out.images.first().or(images.first());
+        if let Some(first) = first {
+            if let Some((i, odd)) = images
+                .iter()
+                .enumerate()
+                .find(|(_, d)| (d.width, d.height) != (first.width, first.height))
+            {
+                return Err(column_err(
+                    &image_column,
+                    format!(
+                        "row {i} is {}×{} pixels, the first image {}×{}: the images differ in size; set image_size = N to bring every image to N×N (shorter side to N with a triangle filter, then a centre crop)",
+                        odd.width, odd.height, first.width, first.height
+                    ),
+                ));
+            }
+        }
+        let labels = labels(&df, columns.label_column.as_deref(), images.len())
+            .map_err(|(c, r)| column_err(&c, r))?;
+        out.images.extend(images);
+        out.labels.extend(labels);
+        out.image_column = image_column;
+    }
+    if out.images.is_empty() {
+        return Err(DataError::Malformed {
+            path: files[0].clone(),
+            reason: "holds no images".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// True for a column of encoded images: the Hub's {bytes, path} structs, or plain binary.
+fn holds_images(dtype: &DataType) -> bool {
+    match dtype {
+        DataType::Struct(fields) => fields
+            .iter()
+            .any(|f| f.name() == "bytes" && f.dtype() == &DataType::Binary),
+        DataType::Binary => true,
+        _ => false,
+    }
+}
+
+/// The column list of `df` with dtypes, for error messages.
+fn column_list(df: &DataFrame) -> String {
+    df.columns()
+        .iter()
+        .map(|c| format!("{} ({})", c.name(), c.dtype()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The image column: the one named, or the only column of encoded images.
+fn image_column(df: &DataFrame, named: Option<&str>) -> Result<String, (String, String)> {
+    if let Some(name) = named {
+        let c = df.column(name).map_err(|_| {
+            (
+                name.to_string(),
+                format!("no such column; the columns are {}", column_list(df)),
+            )
+        })?;
+        if !holds_images(c.dtype()) {
+            return Err((
+                name.to_string(),
+                format!(
+                    "holds {}, not encoded images (a struct with binary `bytes`, or binary)",
+                    c.dtype()
+                ),
+            ));
+        }
+        return Ok(name.to_string());
+    }
+    let found: Vec<&str> = df
+        .columns()
+        .iter()
+        .filter(|c| holds_images(c.dtype()))
+        .map(|c| c.name().as_str())
+        .collect();
+    match found[..] {
+        [one] => Ok(one.to_string()),
+        [] => Err((
+            "image_column".into(),
+            format!(
+                "no column holds encoded images (a struct with binary `bytes`, or binary); the columns are {}",
+                column_list(df)
+            ),
+        )),
+        _ => Err((
+            "image_column".into(),
+            format!(
+                "several columns hold images ({}); name one with image_column",
+                found.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The encoded bytes of the image column, one row per image.
+fn image_bytes(df: &DataFrame, column: &str) -> Result<BinaryChunked, String> {
+    let c = df.column(column).map_err(|e| e.to_string())?;
+    let err = |e: PolarsError| e.to_string();
+    let series = match c.dtype() {
+        DataType::Struct(_) => c
+            .struct_()
+            .and_then(|s| s.field_by_name("bytes"))
+            .map_err(err)?,
+        _ => c.as_materialized_series().clone(),
+    };
+    series.binary().cloned().map_err(err)
+}
+
+/// The labels: the named column, else `label` or `labels` when present, else zeros. Labels
+/// must be integers from 0 to 255.
+fn labels(df: &DataFrame, named: Option<&str>, n: usize) -> Result<Vec<u8>, (String, String)> {
+    let column = match named {
+        Some(name) => {
+            if df.column(name).is_err() {
+                return Err((
+                    name.to_string(),
+                    format!("no such column; the columns are {}", column_list(df)),
+                ));
+            }
+            name
+        }
+        None => match ["label", "labels"]
+            .into_iter()
+            .find(|c| df.column(c).is_ok_and(|c| c.dtype().is_integer()))
+        {
+            Some(c) => c,
+            None => return Ok(vec![0; n]),
+        },
+    };
+    let fail = |reason: String| (column.to_string(), reason);
+    let values = df
+        .column(column)
+        .ok()
+        .filter(|c| c.dtype().is_integer())
+        .and_then(|c| c.cast(&DataType::Int64).ok())
+        .ok_or_else(|| fail("holds no integer labels".into()))?;
+    let values = values.i64().map_err(|e| fail(e.to_string()))?.clone();
+    values
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            l.and_then(|l| u8::try_from(l).ok())
-                .ok_or_else(|| malformed(format!("row {i} has no label in 0..=255")))
+            l.and_then(|l| u8::try_from(l).ok()).ok_or_else(|| {
+                fail(format!(
+                    "row {i} has label {l:?}; labels must be integers from 0 to 255"
+                ))
+            })
         })
-        .collect::<Result<_, _>>()?;
-    let shape = shape.ok_or_else(|| malformed("holds no images".into()))?;
-    Ok(Split::from_u8(&pixels, labels, shape))
+        .collect()
 }
 
-/// Decodes an 8-bit greyscale PNG into its pixels and (rows, cols).
-fn decode_grey_png(bytes: &[u8]) -> Result<(Vec<u8>, (usize, usize)), String> {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().map_err(|e| format!("bad PNG ({e})"))?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| format!("bad PNG ({e})"))?;
-    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
-        return Err(format!(
-            "PNG is {:?} {:?}, expected 8-bit greyscale",
-            info.color_type, info.bit_depth
-        ));
+/// Settles the dataset's shape: train and test must have one image size, and a dataset with
+/// any colour image is RGB throughout (grey images repeated on the three channels).
+fn agree(
+    name: &str,
+    test_file: &Path,
+    train: RawSplit,
+    test: RawSplit,
+) -> Result<(Split, Split), DataError> {
+    let size = |r: &RawSplit| (r.images[0].width as usize, r.images[0].height as usize);
+    let ((w, h), (tw, th)) = (size(&train), size(&test));
+    if (w, h) != (tw, th) {
+        return Err(DataError::Column {
+            dataset: name.into(),
+            file: test_file.into(),
+            column: test.image_column,
+            reason: format!("test images are {tw}×{th} pixels, train images {w}×{h}; set image_size = N to bring every image to N×N"),
+        });
     }
-    buf.truncate(info.buffer_size());
-    Ok((buf, (info.height as usize, info.width as usize)))
+    let rgb = train.images.iter().chain(&test.images).any(|d| d.rgb);
+    let shape = ImageShape {
+        channels: if rgb { 3 } else { 1 },
+        height: h,
+        width: w,
+    };
+    Ok((to_split(train, shape), to_split(test, shape)))
+}
+
+/// CHW pixels of every image, in `shape`'s channel count.
+fn to_split(raw: RawSplit, shape: ImageShape) -> Split {
+    let plane = shape.plane();
+    let mut pixels = Vec::with_capacity(raw.images.len() * shape.dim());
+    for img in &raw.images {
+        match (img.rgb, shape.channels) {
+            (true, _) => (0..3).for_each(|c| pixels.extend(img.bytes.iter().skip(c).step_by(3))),
+            (false, 3) => (0..3).for_each(|_| pixels.extend_from_slice(&img.bytes)),
+            (false, _) => pixels.extend_from_slice(&img.bytes),
+        }
+        debug_assert_eq!(pixels.len() % plane, 0);
+    }
+    Split::from_u8(&pixels, raw.labels, shape)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{pattern, FakeHubRepo};
+    use crate::{Binarize, SplitKind};
 
-    fn png_of(pixels: &[u8], w: u32, h: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.write_header()
-            .unwrap()
-            .write_image_data(pixels)
-            .unwrap();
-        out
+    fn images(n: usize, w: u32, h: u32, rgb: bool) -> Vec<DynamicImage> {
+        (0..n).map(|i| pattern(i, w, h, rgb)).collect()
     }
 
-    /// Writes `n` images in the Hub's parquet layout.
-    fn write_hub_parquet(path: &Path, n: usize) {
-        let pngs: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                let px: Vec<u8> = (0..784).map(|p| ((p + i) % 256) as u8).collect();
-                png_of(&px, 28, 28)
-            })
-            .collect();
-        let bytes = Series::new(
-            "bytes".into(),
-            pngs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
-        );
-        let paths = Series::new("path".into(), vec![None::<&str>; n]);
-        let image = StructChunked::from_series("image".into(), n, [bytes, paths].iter())
-            .unwrap()
-            .into_series();
-        let label = Series::new(
-            "label".into(),
-            (0..n as i64).map(|i| i % 10).collect::<Vec<_>>(),
-        );
-        let mut df = DataFrame::new(n, vec![image.into(), label.into()]).unwrap();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let f = std::fs::File::create(path).unwrap();
-        ParquetWriter::new(f).finish(&mut df).unwrap();
+    fn labels(n: usize) -> Vec<i64> {
+        (0..n as i64).map(|i| i % 10).collect()
     }
 
-    /// Lays out an hf-hub cache the way hf-hub writes it: refs/<revision> holds the commit,
-    /// snapshots/<commit>/<file> the data.
-    fn fake_cache(cache: &Path, which: HubDataset, n_train: usize, n_test: usize) {
-        let (owner, name) = hf_hub::split_id(which.repo_id());
-        let repo = cache.join(format!("datasets--{owner}--{name}"));
-        let commit = "0123456789abcdef0123456789abcdef01234567";
-        let refs = repo.join("refs").join(PARQUET_REVISION);
-        std::fs::create_dir_all(refs.parent().unwrap()).unwrap();
-        std::fs::write(&refs, commit).unwrap();
-        let snap = repo.join("snapshots").join(commit);
-        write_hub_parquet(&snap.join(which.file("train")), n_train);
-        write_hub_parquet(&snap.join(which.file("test")), n_test);
+    fn repo(id: &str) -> HubRepo {
+        id.parse().unwrap()
+    }
+
+    fn load(cache: &Path, id: &str, columns: &HubColumns) -> Result<Dataset, DataError> {
+        load_from_hub(&format!("hub:{id}"), &repo(id), columns, Some(cache), false)
     }
 
     #[test]
     fn reads_fashion_mnist_from_the_cache_offline() {
         let cache = tempfile::tempdir().unwrap();
-        fake_cache(cache.path(), HubDataset::FashionMnist, 6, 3);
-        let d = load_from_hub(HubDataset::FashionMnist, Some(cache.path()), false).unwrap();
-        let train = d.split(crate::SplitKind::Train, crate::Binarize::None);
-        assert_eq!((train.len(), train.shape()), (6, (28, 28)));
+        let fake = FakeHubRepo::new("zalando-datasets/fashion_mnist", "fashion_mnist");
+        fake.write(cache.path(), "train", &images(6, 28, 28, false), &labels(6));
+        fake.write(cache.path(), "test", &images(3, 28, 28, false), &labels(3));
+        let d = load_from_hub(
+            "fashion-mnist",
+            &HubRepo::fashion_mnist(),
+            &HubColumns::default(),
+            Some(cache.path()),
+            false,
+        )
+        .unwrap();
+        let train = d.split(SplitKind::Train, Binarize::None);
+        assert_eq!((train.len(), train.shape()), (6, ImageShape::grey(28, 28)));
         assert_eq!(train.labels()[5], 5);
-        assert_eq!(train.image(1)[0], 1.0 / 255.0);
+        let first = pattern(1, 28, 28, false).into_luma8();
+        assert_eq!(
+            train.image(1)[3],
+            f32::from(first.get_pixel(3, 0)[0]) / 255.0
+        );
         assert_eq!(d.name(), "fashion-mnist");
     }
 
+    /// Colour PNGs keep their three channels, stored CHW, and labels follow the rows.
     #[test]
-    fn mnist_cache_layout_too() {
+    fn colour_dataset_loads_as_three_channels_chw() {
         let cache = tempfile::tempdir().unwrap();
-        fake_cache(cache.path(), HubDataset::Mnist, 2, 2);
-        let d = load_from_hub(HubDataset::Mnist, Some(cache.path()), false).unwrap();
-        assert_eq!(
-            d.split(crate::SplitKind::Test, crate::Binarize::None).len(),
-            2
+        let fake = FakeHubRepo {
+            image_column: "img".into(),
+            ..FakeHubRepo::new("uoft-cs/cifar10", "plain_text")
+        };
+        let train = images(5, 32, 32, true);
+        fake.write(cache.path(), "train", &train, &labels(5));
+        fake.write(cache.path(), "test", &images(2, 32, 32, true), &[7, 3]);
+        let d = load(cache.path(), "uoft-cs/cifar10", &HubColumns::default()).unwrap();
+        let shape = ImageShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        assert_eq!(d.shape(), shape);
+        let s = d.split(SplitKind::Train, Binarize::None);
+        assert_eq!(s.len(), 5);
+        let rgb = train[4].to_rgb8();
+        for (c, (x, y)) in [(0, (3, 1)), (1, (30, 2)), (2, (5, 31))] {
+            let at = c * 32 * 32 + y * 32 + x;
+            let want = f32::from(rgb.get_pixel(x as u32, y as u32)[c]) / 255.0;
+            assert_eq!(s.image(4)[at], want, "channel {c} at ({x}, {y})");
+        }
+        assert_eq!(d.split(SplitKind::Test, Binarize::None).labels(), &[7, 3]);
+    }
+
+    #[test]
+    fn a_grey_image_in_a_colour_dataset_is_repeated_on_three_channels() {
+        let cache = tempfile::tempdir().unwrap();
+        let fake = FakeHubRepo::new("a/mixed", "default");
+        let mut train = images(2, 8, 8, true);
+        train.push(pattern(0, 8, 8, false));
+        fake.write(cache.path(), "train", &train, &labels(3));
+        fake.write(cache.path(), "test", &images(1, 8, 8, false), &labels(1));
+        let d = load(cache.path(), "a/mixed", &HubColumns::default()).unwrap();
+        assert_eq!(d.shape().channels, 3);
+        let grey = d.split(SplitKind::Test, Binarize::None).image(0);
+        assert_eq!(&grey[..64], &grey[64..128]);
+        assert_eq!(&grey[..64], &grey[128..]);
+    }
+
+    #[test]
+    fn mixed_sizes_without_image_size_name_the_dataset_and_column() {
+        let cache = tempfile::tempdir().unwrap();
+        let fake = FakeHubRepo::new("a/sizes", "default");
+        let mut train = images(2, 32, 32, true);
+        train.push(pattern(2, 40, 30, true));
+        fake.write(cache.path(), "train", &train, &labels(3));
+        fake.write(cache.path(), "test", &images(1, 32, 32, true), &labels(1));
+        let err = load(cache.path(), "a/sizes", &HubColumns::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, DataError::Column { .. }), "{msg}");
+        for needle in ["hub:a/sizes", "`image`", "row 2", "40×30", "image_size"] {
+            assert!(msg.contains(needle), "{needle} missing from: {msg}");
+        }
+        // With image_size every image is resized (shorter side) and centre-cropped.
+        let columns = HubColumns {
+            image_size: Some(16),
+            ..HubColumns::default()
+        };
+        let d = load(cache.path(), "a/sizes", &columns).unwrap();
+        assert_eq!((d.shape().height, d.shape().width), (16, 16));
+    }
+
+    #[test]
+    fn missing_image_or_label_column_names_it() {
+        let cache = tempfile::tempdir().unwrap();
+        let fake = FakeHubRepo::new("a/cols", "default");
+        fake.write(cache.path(), "train", &images(2, 8, 8, true), &labels(2));
+        fake.write(cache.path(), "test", &images(1, 8, 8, true), &labels(1));
+        for columns in [
+            HubColumns {
+                image_column: Some("picture".into()),
+                ..HubColumns::default()
+            },
+            HubColumns {
+                label_column: Some("picture".into()),
+                ..HubColumns::default()
+            },
+        ] {
+            let msg = load(cache.path(), "a/cols", &columns)
+                .unwrap_err()
+                .to_string();
+            for needle in ["hub:a/cols", "`picture`", "no such column", "image (struct"] {
+                assert!(msg.contains(needle), "{needle} missing from: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_label_column_gives_zeros() {
+        let cache = tempfile::tempdir().unwrap();
+        let fake = FakeHubRepo {
+            label_column: None,
+            ..FakeHubRepo::new("a/faces", "default")
+        };
+        fake.write(cache.path(), "train", &images(2, 8, 8, true), &[]);
+        fake.write(cache.path(), "validation", &images(1, 8, 8, true), &[]);
+        let d = load(cache.path(), "a/faces", &HubColumns::default()).unwrap();
+        assert_eq!(d.split(SplitKind::Train, Binarize::None).labels(), &[0, 0]);
+        assert_eq!(d.split(SplitKind::Test, Binarize::None).len(), 1);
+    }
+
+    #[test]
+    fn configs_are_picked_or_named() {
+        let paths: Vec<String> = [
+            "a/train/0001.parquet",
+            "a/train/0000.parquet",
+            "a/test/0000.parquet",
+            "b/train/0000.parquet",
+            "b/validation/0000.parquet",
+            "README.md",
+        ]
+        .map(String::from)
+        .to_vec();
+        let e = pick_files(&repo("o/n"), &paths).unwrap_err();
+        assert!(
+            e.contains("2 configs (a, b)") && e.contains("hub:o/n/<config>"),
+            "{e}"
         );
+        let a = pick_files(&repo("o/n/a"), &paths).unwrap();
+        assert_eq!(a.train, ["a/train/0000.parquet", "a/train/0001.parquet"]);
+        let b = pick_files(&repo("o/n/b"), &paths).unwrap();
+        assert_eq!(b.test, ["b/validation/0000.parquet"]);
+        let e = pick_files(&repo("o/n/c"), &paths).unwrap_err();
+        assert!(e.contains("no config `c`") && e.contains("a, b"), "{e}");
     }
 
     #[test]
     fn empty_cache_without_download_is_an_error() {
         let cache = tempfile::tempdir().unwrap();
-        let err = load_from_hub(HubDataset::Mnist, Some(cache.path()), false).unwrap_err();
+        let err = load(cache.path(), "ylecun/mnist", &HubColumns::default()).unwrap_err();
         assert!(matches!(err, DataError::Hub(_)), "{err}");
+        assert!(err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
     }
 
     #[test]
     fn corrupt_cached_file_is_an_error_not_a_panic() {
         let cache = tempfile::tempdir().unwrap();
-        fake_cache(cache.path(), HubDataset::Mnist, 2, 2);
-        let snap = cache
-            .path()
-            .join("datasets--ylecun--mnist/snapshots/0123456789abcdef0123456789abcdef01234567");
-        std::fs::write(snap.join(HubDataset::Mnist.file("test")), b"garbage").unwrap();
-        let err = load_from_hub(HubDataset::Mnist, Some(cache.path()), false).unwrap_err();
+        let fake = FakeHubRepo::new("ylecun/mnist", "mnist");
+        fake.write(cache.path(), "train", &images(2, 28, 28, false), &labels(2));
+        let test = fake.write(cache.path(), "test", &images(2, 28, 28, false), &labels(2));
+        std::fs::write(test, b"garbage").unwrap();
+        let err = load(cache.path(), "ylecun/mnist", &HubColumns::default()).unwrap_err();
         assert!(matches!(err, DataError::Malformed { .. }), "{err}");
     }
 }

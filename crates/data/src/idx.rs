@@ -1,6 +1,6 @@
 //! IDX files (LeCun's MNIST format), raw or gzip-compressed.
 
-use crate::{dataset::Split, DataError};
+use crate::{dataset::Split, DataError, ImageShape};
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ fn read_split(folder: &Path, prefix: &str) -> Result<Split, DataError> {
     Ok(Split::from_u8(
         &images.data,
         labels.data,
-        (images.dims[1], images.dims[2]),
+        ImageShape::grey(images.dims[1], images.dims[2]),
     ))
 }
 

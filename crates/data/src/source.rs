@@ -1,15 +1,15 @@
 //! Where a dataset comes from: a configured folder, the Debian package, or the hf-hub cache.
 
-use crate::{hub, idx::load_idx_folder, DataError, Dataset, HubDataset};
+use crate::{hub, idx::load_idx_folder, DataError, Dataset, HubRepo};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` package puts its IDX files.
 pub const DEBIAN_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// The datasets vaelab knows by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The datasets vaelab knows by name, and any image dataset on the Hub.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DatasetName {
     /// Zalando's Fashion-MNIST.
     #[default]
@@ -18,39 +18,89 @@ pub enum DatasetName {
     Mnist,
     /// Any folder of IDX files, given by `data_dir`.
     Idx,
+    /// `hub:<owner>/<name>[/<config>]`: the Hub's parquet conversion of an image dataset.
+    Hub(HubRepo),
 }
 
-impl DatasetName {
-    /// The name as written in config files.
-    pub fn as_str(self) -> &'static str {
+/// What the `dataset` key accepts, for error messages.
+pub const DATASET_NAMES: &str = "\"fashion-mnist\", \"mnist\", \"idx\" (with data_dir) or \"hub:<owner>/<name>[/<config>]\" (e.g. \"hub:uoft-cs/cifar10\")";
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatasetName::FashionMnist => "fashion-mnist",
-            DatasetName::Mnist => "mnist",
-            DatasetName::Idx => "idx",
+            DatasetName::FashionMnist => f.write_str("fashion-mnist"),
+            DatasetName::Mnist => f.write_str("mnist"),
+            DatasetName::Idx => f.write_str("idx"),
+            DatasetName::Hub(repo) => write!(f, "hub:{repo}"),
         }
     }
 }
 
-/// A dataset request: its name and an optional folder that overrides every other source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+impl std::str::FromStr for DatasetName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fashion-mnist" => Ok(DatasetName::FashionMnist),
+            "mnist" => Ok(DatasetName::Mnist),
+            "idx" => Ok(DatasetName::Idx),
+            _ => match s.strip_prefix("hub:") {
+                Some(id) => id.parse().map(DatasetName::Hub),
+                None => Err(format!("unknown dataset {s:?}; allowed: {DATASET_NAMES}")),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for DatasetName {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<DatasetName> for String {
+    fn from(d: DatasetName) -> String {
+        d.to_string()
+    }
+}
+
+/// Keys that say how to read a Hub dataset's parquet files; all optional.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct HubColumns {
+    /// The column of encoded images; by default the one column of {bytes, path} structs.
+    pub image_column: Option<String>,
+    /// The column of integer labels; by default `label`, else `labels`, else none.
+    pub label_column: Option<String>,
+    /// Resize every image to this square side (shorter side to the side with a triangle
+    /// filter, then a centre crop); without it every image must have the same size.
+    pub image_size: Option<usize>,
+}
+
+/// A dataset request: its name, an optional folder that overrides every other source, and how
+/// to read a Hub dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct DataSource {
     pub name: DatasetName,
     pub data_dir: Option<PathBuf>,
+    pub hub: HubColumns,
 }
 
 /// Loads a dataset: `data_dir` when given (and nothing else); otherwise, for Fashion-MNIST the
-/// Debian package folder, then the hf-hub cache, then an hf-hub download; for MNIST the hf-hub
-/// cache, then a download. Set `HF_HUB_OFFLINE=1` to never touch the network.
+/// Debian package folder, then the hf-hub cache, then an hf-hub download; for MNIST and
+/// `hub:` datasets the hf-hub cache, then a download. Set `HF_HUB_OFFLINE=1` to never touch the
+/// network.
 pub fn load(src: &DataSource) -> Result<Dataset, DataError> {
-    let name = src.name.as_str();
+    let name = src.name.to_string();
     if let Some(dir) = &src.data_dir {
-        return from_folder(name, dir);
+        return from_folder(&name, dir);
     }
     let mut tried = Vec::new();
-    let hub_set = match src.name {
+    let (repo, columns) = match &src.name {
         DatasetName::Idx => {
             return Err(DataError::NotFound {
-                name: name.into(),
+                name,
                 tried: "nothing: dataset \"idx\" needs `data_dir`".into(),
                 offline: "set `data_dir` to a folder of IDX files".into(),
             })
@@ -58,23 +108,27 @@ pub fn load(src: &DataSource) -> Result<Dataset, DataError> {
         DatasetName::FashionMnist => {
             let debian = Path::new(DEBIAN_FASHION_MNIST_DIR);
             if debian.is_dir() {
-                return from_folder(name, debian);
+                return from_folder(&name, debian);
             }
             tried.push(format!("{DEBIAN_FASHION_MNIST_DIR} (absent)"));
-            HubDataset::FashionMnist
+            (HubRepo::fashion_mnist(), HubColumns::default())
         }
-        DatasetName::Mnist => HubDataset::Mnist,
+        DatasetName::Mnist => (HubRepo::mnist(), HubColumns::default()),
+        DatasetName::Hub(repo) => (repo.clone(), src.hub.clone()),
     };
-    match hub::load_from_hub(hub_set, None, !hub::offline()) {
+    match hub::load_from_hub(&name, &repo, &columns, None, !hub::offline()) {
         Ok(d) => Ok(d),
+        // A dataset that is there but unreadable as asked is the user's to fix, not "not found".
+        Err(e @ (DataError::Column { .. } | DataError::Malformed { .. })) => Err(e),
         Err(e) => {
-            tried.push(format!("hf-hub {} ({e})", hub_set.repo_id()));
+            tried.push(format!("hf-hub {repo} ({e})"));
             let offline = match src.name {
-                DatasetName::FashionMnist => "`sudo apt-get install -y dataset-fashion-mnist` (or `just data`) puts the IDX files in /usr/share/datasets/fashion-mnist",
+                DatasetName::FashionMnist => "`sudo apt-get install -y dataset-fashion-mnist` (or `just data`) puts the IDX files in /usr/share/datasets/fashion-mnist; or set `data_dir` to a folder of IDX files",
+                DatasetName::Hub(_) => "copy an hf-hub cache holding the dataset's refs/convert/parquet files to HF_HUB_CACHE (or HF_HOME/hub)",
                 _ => "download the four IDX files (train-images-idx3-ubyte.gz, …) into a folder and set `data_dir` to it",
             };
             Err(DataError::NotFound {
-                name: name.into(),
+                name,
                 tried: tried.join("; "),
                 offline: offline.into(),
             })
@@ -86,7 +140,7 @@ fn from_folder(name: &str, dir: &Path) -> Result<Dataset, DataError> {
     let (train, test) = load_idx_folder(dir)?;
     if train.shape() != test.shape() {
         return Err(DataError::Mismatch(format!(
-            "train images are {:?}, test images {:?} in {}",
+            "train images are {}, test images {} in {}",
             train.shape(),
             test.shape(),
             dir.display()
@@ -107,6 +161,7 @@ mod tests {
         let d = load(&DataSource {
             name: DatasetName::FashionMnist,
             data_dir: Some(dir.path().into()),
+            ..DataSource::default()
         })
         .unwrap();
         assert_eq!(
@@ -122,6 +177,7 @@ mod tests {
         let err = load(&DataSource {
             name: DatasetName::Idx,
             data_dir: None,
+            ..DataSource::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("data_dir"), "{err}");
@@ -141,8 +197,27 @@ mod tests {
         let err = load(&DataSource {
             name: DatasetName::Idx,
             data_dir: Some(dir.path().into()),
+            ..DataSource::default()
         })
         .unwrap_err();
         assert!(matches!(err, DataError::Mismatch(_)), "{err}");
+    }
+
+    #[test]
+    fn dataset_names_round_trip_and_bad_ones_say_what_is_allowed() {
+        for s in [
+            "fashion-mnist",
+            "mnist",
+            "idx",
+            "hub:uoft-cs/cifar10",
+            "hub:a/b/plain_text",
+        ] {
+            let d: DatasetName = s.parse().unwrap();
+            assert_eq!(d.to_string(), s);
+        }
+        for bad in ["cifar", "hub:", "hub:cifar10", "hub:a/b/c/d", "hub:a b/c"] {
+            let e = bad.parse::<DatasetName>().unwrap_err();
+            assert!(e.contains("hub:<owner>/<name>"), "{bad}: {e}");
+        }
     }
 }

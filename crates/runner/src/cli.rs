@@ -276,10 +276,11 @@ pub(crate) fn load_data<'a>(
         let d =
             vaelab_data::load(&src).with_context(|| format!("{}: key `{key}`", file.display()))?;
         eprintln!(
-            "{}: {} images from {}",
+            "{}: {} images of {} from {}",
             d.name(),
             d.split(vaelab_data::SplitKind::Train, vaelab_data::Binarize::None)
                 .len(),
+            d.shape(),
             d.origin()
         );
         data.insert(src, d);

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use vaelab_data::{Binarize, DataSource, DatasetName};
+use vaelab_data::{Binarize, DataSource, DatasetName, HubColumns};
 use vaelab_track::Cell;
 use vaelab_vae::{Body, Likelihood, LikelihoodKind, ModelKind, Objective, TrainConfig};
 
@@ -38,6 +38,9 @@ pub const RUN_KEYS: &[&str] = &[
     "name",
     "dataset",
     "data_dir",
+    "image_column",
+    "label_column",
+    "image_size",
     "model",
     "likelihood",
     "discretized",
@@ -70,6 +73,16 @@ pub struct RunKeys {
     pub dataset: DatasetName,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The column of encoded images of a `hub:` dataset (default: the only such column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_column: Option<String>,
+    /// The column of integer labels of a `hub:` dataset (default: `label`, else `labels`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// Bring every image of a `hub:` dataset to this square side (shorter side resized with a
+    /// triangle filter, then a centre crop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
     pub model: ModelKind,
     pub likelihood: LikelihoodKind,
     /// Train `gaussian`, `gaussian-learned` or `laplace` on 8-bit bin masses, not densities.
@@ -109,6 +122,9 @@ impl Default for RunKeys {
             name: None,
             dataset: DatasetName::FashionMnist,
             data_dir: None,
+            image_column: None,
+            label_column: None,
+            image_size: None,
             model: ModelKind::Vae,
             likelihood: LikelihoodKind::Bernoulli,
             discretized: false,
@@ -331,6 +347,28 @@ pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
         binarize_str(k.binarize),
         "\"none\" for a likelihood trained on 8-bit masses (discretized); binarized pixels have 2 levels: use bernoulli",
     )?;
+    let hub = matches!(k.dataset, DatasetName::Hub(_));
+    for (key, set) in [
+        ("image_column", k.image_column.is_some()),
+        ("label_column", k.label_column.is_some()),
+        ("image_size", k.image_size.is_some()),
+    ] {
+        check(
+            hub || !set,
+            key,
+            "(set)",
+            &format!(
+                "only with dataset = \"hub:<owner>/<name>\" (here \"{}\"); leave it out",
+                k.dataset
+            ),
+        )?;
+    }
+    check(
+        k.image_size.is_none_or(|s| (4..=1024).contains(&s)),
+        "image_size",
+        format!("{:?}", k.image_size),
+        "an integer from 4 to 1024 (the side every image is resized and centre-cropped to), or leave it out",
+    )?;
     check(
         k.dataset != DatasetName::Idx || k.data_dir.is_some(),
         "data_dir",
@@ -386,8 +424,13 @@ impl RunKeys {
     /// Where the data comes from.
     pub fn data_source(&self) -> DataSource {
         DataSource {
-            name: self.dataset,
+            name: self.dataset.clone(),
             data_dir: self.data_dir.clone(),
+            hub: HubColumns {
+                image_column: self.image_column.clone(),
+                label_column: self.label_column.clone(),
+                image_size: self.image_size,
+            },
         }
     }
 
@@ -404,6 +447,9 @@ impl RunKeys {
             "discretized" => self.likelihood.can_discretize(),
             "hidden" => self.architecture == ArchitectureName::Mlp,
             "channels" => self.architecture == ArchitectureName::Conv,
+            "image_column" | "label_column" | "image_size" => {
+                matches!(self.dataset, DatasetName::Hub(_))
+            }
             _ => true,
         }
     }
@@ -440,11 +486,14 @@ impl RunKeys {
         };
         [
             ("name", Cell::Str(self.name.clone())),
-            ("dataset", text(self.dataset.as_str())),
+            ("dataset", text(&self.dataset.to_string())),
             (
                 "data_dir",
                 Cell::Str(self.data_dir.as_ref().map(|p| p.display().to_string())),
             ),
+            ("image_column", Cell::Str(self.image_column.clone())),
+            ("label_column", Cell::Str(self.label_column.clone())),
+            ("image_size", opt_int(self.image_size)),
             ("model", text(self.model.as_str())),
             ("likelihood", text(self.likelihood.as_str())),
             (
@@ -604,6 +653,9 @@ mod tests {
         let all = RunKeys {
             name: Some("n".into()),
             data_dir: Some("/d".into()),
+            image_column: Some("img".into()),
+            label_column: Some("label".into()),
+            image_size: Some(32),
             train_subset: Some(1),
             test_subset: Some(1),
             discretized: true,
@@ -630,6 +682,30 @@ mod tests {
         };
         assert!(conv.to_toml().contains("architecture = \"conv\""));
         assert_ne!(mlp.run_id(), conv.run_id());
+    }
+
+    #[test]
+    fn hub_datasets_and_their_keys_are_checked() {
+        let spec =
+            load("name = \"a\"\ndataset = \"hub:uoft-cs/cifar10\"\nimage_size = 32\n").unwrap();
+        assert_eq!(spec.keys.dataset.to_string(), "hub:uoft-cs/cifar10");
+        let back: RunKeys = toml::from_str(&spec.keys.to_toml()).unwrap();
+        assert_eq!(back, spec.keys);
+        let e = err("name = \"a\"\ndataset = \"cifar10\"\n");
+        assert!(
+            e.contains("cifar10") && e.contains("hub:<owner>/<name>"),
+            "{e}"
+        );
+        let e = err("name = \"a\"\nimage_column = \"img\"\n");
+        assert!(
+            e.contains(":2") && e.contains("image_column") && e.contains("hub:"),
+            "{e}"
+        );
+        let e = err("name = \"a\"\ndataset = \"hub:a/b\"\nimage_size = 2\n");
+        assert!(e.contains("image_size") && e.contains("4 to 1024"), "{e}");
+        // The new keys stay out of earlier runs' resolved TOML, so their ids hold.
+        let plain = RunKeys::default().to_toml();
+        assert!(plain.contains("dataset = \"fashion-mnist\"") && !plain.contains("image_"));
     }
 
     #[test]

@@ -27,20 +27,8 @@ impl ModelKind {
     }
 }
 
-/// Channels, height and width of the images a model reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ImageShape {
-    /// Values per image.
-    pub fn dim(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-}
+/// Channels, height and width of the images a model reads (the data's own shape).
+pub use vaelab_data::ImageShape;
 
 /// What lies between the pixels and the latent code.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,9 +3,7 @@
 use crate::metrics::{EpochMetrics, Sums};
 use crate::objective::{batch_terms, Objective};
 use crate::optim::{Adam, AdamState};
-use crate::{
-    init, iwae, rng, Architecture, Body, ImageShape, Kernels, Likelihood, Model, ModelKind,
-};
+use crate::{init, iwae, rng, Architecture, Body, Kernels, Likelihood, Model, ModelKind};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -57,15 +55,9 @@ impl TrainConfig {
 
     /// The model this configuration trains on `data`'s images.
     pub fn architecture(&self, data: &Dataset) -> Architecture {
-        let (height, width) = data.shape();
-        let image = ImageShape {
-            channels: 1,
-            height,
-            width,
-        };
         Architecture {
             kind: self.model,
-            image,
+            image: data.shape(),
             body: self.body.clone(),
             latent_dim: self.latent_dim,
             likelihood: self.likelihood,
@@ -373,7 +365,7 @@ mod tests {
             }
             labels.push(r as u8);
         }
-        Split::new(images, labels, (8, 8))
+        Split::new(images, labels, vaelab_data::ImageShape::grey(8, 8))
     }
 
     fn toy_data() -> Dataset {

@@ -9,7 +9,7 @@ use crate::ReportError;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use vaelab_data::{Dataset, SplitKind};
+use vaelab_data::{Dataset, ImageShape, SplitKind};
 use vaelab_vae::rng;
 
 /// Runs shown at most, one per setting of the swept keys (its lowest seed).
@@ -332,7 +332,7 @@ struct Panel {
 struct Mosaic {
     title: String,
     panels: Vec<Panel>,
-    shape: (usize, usize),
+    shape: ImageShape,
     per_row: usize,
     scale: usize,
 }
@@ -356,7 +356,7 @@ impl Mosaic {
     }
 
     fn panel_size(&self, p: &Panel) -> (usize, usize) {
-        let (h, w) = self.shape;
+        let (h, w) = (self.shape.height, self.shape.width);
         let rows = p.images.len().div_ceil(p.cols.max(1));
         (
             p.cols * (w * self.scale + 2),
@@ -382,7 +382,7 @@ impl Chart for Mosaic {
         DB::ErrorType: 'static,
     {
         root.draw(&Text::new(self.title.clone(), (GAP as i32, 10), text(22.0)))?;
-        let (h, w) = self.shape;
+        let (h, w) = (self.shape.height, self.shape.width);
         let s = self.scale as i32;
         let mut y0 = TITLE_H;
         for row in self.panels.chunks(self.per_row) {
@@ -396,12 +396,11 @@ impl Chart for Mosaic {
                 for (k, img) in p.images.iter().enumerate() {
                     let ox = (x0 + (k % p.cols) * (w * self.scale + 2)) as i32;
                     let oy = (y0 + LABEL_H + (k / p.cols) * (h * self.scale + 2)) as i32;
-                    for (i, &v) in img.iter().enumerate() {
-                        let g = (255.0 * (1.0 - v.clamp(0.0, 1.0))) as u8;
+                    for i in 0..self.shape.plane() {
                         let (px, py) = (ox + (i % w) as i32 * s, oy + (i / w) as i32 * s);
                         root.draw(&Rectangle::new(
                             [(px, py), (px + s, py + s)],
-                            RGBColor(g, g, g).filled(),
+                            pixel_colour(img, i, self.shape).filled(),
                         ))?;
                     }
                 }
@@ -410,6 +409,19 @@ impl Chart for Mosaic {
             y0 += row.iter().map(|p| self.panel_size(p).1).max().unwrap_or(0) + GAP;
         }
         Ok(())
+    }
+}
+
+/// The colour of pixel `i` of a CHW image: RGB as it is, grey as dark ink on white.
+fn pixel_colour(img: &[f32], i: usize, shape: ImageShape) -> RGBColor {
+    let byte = |v: f32| (255.0 * v.clamp(0.0, 1.0)).round() as u8;
+    let plane = shape.plane();
+    match shape.channels {
+        3 => RGBColor(byte(img[i]), byte(img[plane + i]), byte(img[2 * plane + i])),
+        _ => {
+            let g = 255 - byte(img[i]);
+            RGBColor(g, g, g)
+        }
     }
 }
 
@@ -462,6 +474,21 @@ impl Chart for LatentSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_pixels_come_from_three_planes_and_grey_is_ink() {
+        let rgb = ImageShape {
+            channels: 3,
+            height: 1,
+            width: 2,
+        };
+        let img = [1.0, 0.0, 0.0, 0.5, 0.0, 1.0];
+        assert_eq!(pixel_colour(&img, 0, rgb), RGBColor(255, 0, 0));
+        assert_eq!(pixel_colour(&img, 1, rgb), RGBColor(0, 128, 255));
+        let grey = ImageShape::grey(1, 2);
+        assert_eq!(pixel_colour(&[1.0, 0.0], 0, grey), RGBColor(0, 0, 0));
+        assert_eq!(pixel_colour(&[1.0, 0.0], 1, grey), RGBColor(255, 255, 255));
+    }
 
     #[test]
     fn pca_finds_the_long_axis() {

@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
     let data = vaelab_data::load(&DataSource {
         name: DatasetName::FashionMnist,
         data_dir: args.data_dir.clone(),
+        ..DataSource::default()
     })
     .context("loading Fashion-MNIST")?;
     // The defaults of a run file are the classic model: 784-400-latent, Bernoulli, batch 128, Adam 1e-3.
