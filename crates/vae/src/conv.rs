@@ -22,14 +22,49 @@ const KK: usize = K * K;
 /// W (Co, Ci, 4, 4) → (B, Co, H/2, W/2); or with `transposed` a transposed convolution,
 /// W (Ci, Co, 4, 4) → (B, Co, 2H, 2W); b (Co). Other devices take candle's ops.
 pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
+    conv_with(x, w, b, relu, transposed, direct_available())
+}
+
+/// As [`conv`]; `direct` lets the AVX-512 kernels of [`crate::direct`] take the products they
+/// suit (tests turn it off to check the im2col + gemm path on the same machine).
+fn conv_with(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    relu: bool,
+    transposed: bool,
+    direct: bool,
+) -> Result<Tensor> {
     if !x.device().is_cpu() {
         return crate::kernels::conv(x, w, b, relu, transposed);
     }
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
         &b.contiguous()?,
-        Conv { relu, transposed },
+        Conv {
+            relu,
+            transposed,
+            direct,
+        },
     )
+}
+
+/// True when the AVX-512 direct kernels can run here.
+fn direct_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::direct::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A direct kernel's tile is 32 output channels wide: below 16 most of it would be padding, so
+/// such products (the decoder's last layer) stay on im2col + gemm.
+fn wide(out_channels: usize) -> bool {
+    out_channels >= 16
 }
 
 /// The geometry of one stride-2 layer: channels and sides of the big map (the conv's input,
@@ -139,6 +174,7 @@ fn mm(
 struct Conv {
     relu: bool,
     transposed: bool,
+    direct: bool,
 }
 
 /// Shapes of one call: batch, the big-map grid, the small map's channels.
@@ -146,6 +182,26 @@ struct Dims {
     batch: usize,
     big: Grid,
     small_c: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Dims {
+    /// The big and the small map of one image, for the direct kernels.
+    fn maps(&self) -> (crate::direct::Map, crate::direct::Map) {
+        let (h, w) = self.big.small();
+        (
+            crate::direct::Map {
+                c: self.big.c,
+                h: self.big.h,
+                w: self.big.w,
+            },
+            crate::direct::Map {
+                c: self.small_c,
+                h,
+                w,
+            },
+        )
+    }
 }
 
 impl Conv {
@@ -223,6 +279,23 @@ impl CustomOp3 for Conv {
                 (d.batch, d.small_c, sh, sw_),
             )
         };
+        #[cfg(target_arch = "x86_64")]
+        if self.direct {
+            use crate::direct::Epilogue;
+            let epi = Epilogue {
+                bias: Some(b),
+                relu: self.relu,
+            };
+            let (big, small) = d.maps();
+            if self.transposed && wide(g.c) {
+                let y = crate::direct::up(x, small, g.c, w, epi);
+                return Ok((CpuStorage::F32(y), Shape::from(out_shape)));
+            }
+            if !self.transposed && wide(d.small_c) {
+                let y = crate::direct::down(x, big, d.small_c, w, epi);
+                return Ok((CpuStorage::F32(y), Shape::from(out_shape)));
+            }
+        }
         let mut y = vec![0f32; d.batch * out_len];
         y.par_chunks_mut(out_len)
             .zip(x.par_chunks(in_len))
@@ -300,9 +373,13 @@ impl CustomOp3 for Conv {
                 db[o] += p.iter().sum::<f32>();
             }
         }
+        let want_dx = x.track_op();
+        #[cfg(target_arch = "x86_64")]
+        if self.direct && (!want_dx || wide(if self.transposed { d.small_c } else { g.c })) {
+            return self.direct_bwd(&d, x, w, gz, db, want_dx);
+        }
         let in_len = x.elem_count() / d.batch.max(1);
         let w_len = w.elem_count();
-        let want_dx = x.track_op();
         let (dw, dx) = with_data(x, |xs| {
             with_data(w, |ws| {
                 let mut dx = vec![0f32; if want_dx { xs.len() } else { 0 }];
@@ -381,6 +458,48 @@ impl CustomOp3 for Conv {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Conv {
+    /// The backward on the direct kernels: dW from [`crate::direct::wgrad`], dx as the adjoint
+    /// product (a transposed convolution for the conv, a convolution for the transposed one).
+    fn direct_bwd(
+        &self,
+        d: &Dims,
+        x: &Tensor,
+        w: &Tensor,
+        gz: Vec<f32>,
+        db: Vec<f32>,
+        want_dx: bool,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        use crate::direct::{down, up, wgrad, Epilogue};
+        let (big, small) = d.maps();
+        let plain = Epilogue {
+            bias: None,
+            relu: false,
+        };
+        let (dw, dx) = with_data(x, |xs| {
+            with_data(w, |ws| {
+                Ok(if self.transposed {
+                    // x is the small map, gz the big one.
+                    let dw = wgrad(xs, small.c, &gz, big);
+                    (dw, want_dx.then(|| down(&gz, big, small.c, ws, plain)))
+                } else {
+                    let dw = wgrad(&gz, small.c, xs, big);
+                    (dw, want_dx.then(|| up(&gz, small, big.c, ws, plain)))
+                })
+            })
+        })?;
+        let dev = x.device();
+        let out_c = db.len();
+        Ok((
+            dx.map(|dx| Tensor::from_vec(dx, x.shape(), dev))
+                .transpose()?,
+            Some(Tensor::from_vec(dw, w.shape(), dev)?),
+            Some(Tensor::from_vec(db, out_c, dev)?),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,11 +507,20 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// Both fused ops against candle's own ops: values and the gradient of x, W and b, with
-    /// and without the ReLU, on a map with odd channel counts.
+    /// and without the ReLU, with odd channel counts: few (im2col + gemm) and many (the AVX-512
+    /// direct kernels, where the CPU has them, with tiles cut at 32 channels), and the direct
+    /// kernels turned off.
     #[test]
     fn match_candle_ops_forward_and_backward() {
+        for (ci, co) in [(2, 5), (17, 33)] {
+            for direct in [false, direct_available()] {
+                match_candle(3, ci, co, direct);
+            }
+        }
+    }
+
+    fn match_candle(batch: usize, ci: usize, co: usize, direct: bool) {
         let dev = Device::Cpu;
-        let (batch, ci, co) = (3, 2, 5);
         for transposed in [false, true] {
             for relu in [true, false] {
                 let (side, wshape) = if transposed {
@@ -409,7 +537,7 @@ mod tests {
                 .unwrap();
                 let w = Var::from_vec(values(n(wshape), 0.1), wshape, &dev).unwrap();
                 let b = Var::from_vec(values(co, 2.0), co, &dev).unwrap();
-                let fused = conv(&x, &w, &b, relu, transposed).unwrap();
+                let fused = conv_with(&x, &w, &b, relu, transposed, direct).unwrap();
                 let plain = if transposed {
                     x.conv_transpose2d(&w, P, 0, S, 1).unwrap()
                 } else {
@@ -418,7 +546,7 @@ mod tests {
                 .broadcast_add(&b.reshape((1, co, 1, 1)).unwrap())
                 .unwrap();
                 let plain = if relu { plain.relu().unwrap() } else { plain };
-                let what = format!("transposed={transposed} relu={relu}");
+                let what = format!("{ci}→{co} direct={direct} transposed={transposed} relu={relu}");
                 assert_eq!(fused.dims(), plain.dims(), "{what}");
                 close(&fused, &plain, &what);
                 let mix =

@@ -3,6 +3,8 @@
 
 pub mod conv;
 pub mod dense;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 pub mod discrete;
 mod fastmath;
 pub mod init;
