@@ -144,8 +144,8 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
     // Nothing but the run's files and its lock: every write went through a renamed temp file.
     assert_eq!(
         std::fs::read_dir(&run).unwrap().count(),
-        6,
-        "config, manifest, metrics, summary, checkpoint, .lock"
+        7,
+        "config, manifest, metrics, summary, checkpoint, estep, .lock"
     );
 }
 

@@ -130,6 +130,7 @@ fn a_finished_sweep_draws_every_figure_redraws_them_and_the_page_loads_in_chromi
         "rate_distortion",
         "learning_curves",
         "elbo_gap",
+        "estep_curve",
         "kl_per_dim",
         "latent_space",
     ]

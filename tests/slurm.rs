@@ -156,7 +156,13 @@ fn local_sweep(file: &Path, results: &Path) -> Output {
 /// A table sorted by `keys` without the columns that time things (they differ run to run).
 fn values(path: &Path, keys: &[&str]) -> DataFrame {
     let df = read(path);
-    let timing = ["wall_seconds", "iw_seconds", "seconds", "samples_per_sec"];
+    let timing = [
+        "wall_seconds",
+        "iw_seconds",
+        "estep_seconds",
+        "seconds",
+        "samples_per_sec",
+    ];
     let keep: Vec<String> = df
         .get_column_names()
         .iter()

@@ -99,6 +99,8 @@ pub struct Sweep {
     pub epochs: Vec<MetricsRow>,
     /// Config keys with more than one value across runs, seed excluded, in table order.
     pub varying: Vec<String>,
+    /// Each run's E-step curve (`runs/<id>/estep.parquet`), where it has one.
+    pub estep: BTreeMap<String, Vec<f64>>,
 }
 
 impl Sweep {
@@ -126,11 +128,28 @@ impl Sweep {
         let name = dir
             .file_name()
             .map_or("sweep".into(), |n| n.to_string_lossy().into_owned());
+        let estep = runs
+            .iter()
+            .filter_map(|r| {
+                let path = dir.join("runs").join(&r.id).join(vaelab_track::ESTEP);
+                let df = vaelab_track::read_frame(&path).ok()?;
+                let elbo = df
+                    .column("elbo")
+                    .ok()?
+                    .f64()
+                    .ok()?
+                    .iter()
+                    .flatten()
+                    .collect();
+                Some((r.id.clone(), elbo))
+            })
+            .collect();
         Ok(Self {
             name,
             runs,
             epochs,
             varying,
+            estep,
         })
     }
 

@@ -61,6 +61,8 @@ pub const RUN_KEYS: &[&str] = &[
     "test_subset",
     "iw_samples",
     "iw_test_n",
+    "gap_test_n",
+    "estep_iters",
 ];
 
 /// The keys of one run, with their defaults (see the README's table).
@@ -114,6 +116,26 @@ pub struct RunKeys {
     pub test_subset: Option<usize>,
     pub iw_samples: usize,
     pub iw_test_n: usize,
+    /// Test images whose ELBO gap an explicit E-step splits (0: skip); left out of the resolved
+    /// TOML at its default, so earlier runs keep their ids.
+    #[serde(skip_serializing_if = "is_default_gap_test_n")]
+    pub gap_test_n: usize,
+    /// Adam steps of that E-step; left out at its default.
+    #[serde(skip_serializing_if = "is_default_estep_iters")]
+    pub estep_iters: usize,
+}
+
+/// Images of the gap split by default (capped by `iw_test_n`).
+pub const DEFAULT_GAP_TEST_N: usize = 1000;
+/// E-step Adam steps by default (README, "The EM view": where the curve flattens).
+pub const DEFAULT_ESTEP_ITERS: usize = 200;
+
+fn is_default_gap_test_n(n: &usize) -> bool {
+    *n == DEFAULT_GAP_TEST_N
+}
+
+fn is_default_estep_iters(n: &usize) -> bool {
+    *n == DEFAULT_ESTEP_ITERS
 }
 
 impl Default for RunKeys {
@@ -145,6 +167,8 @@ impl Default for RunKeys {
             test_subset: None,
             iw_samples: 1000,
             iw_test_n: 1000,
+            gap_test_n: DEFAULT_GAP_TEST_N,
+            estep_iters: DEFAULT_ESTEP_ITERS,
         }
     }
 }
@@ -332,6 +356,18 @@ pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
         "an integer from 1 to 100000 (K of the IWAE bound; set iw_test_n = 0 to skip it)",
     )?;
     check(
+        k.gap_test_n <= 100_000,
+        "gap_test_n",
+        k.gap_test_n,
+        "an integer from 0 to 100000 (test images whose ELBO gap an E-step splits, at most iw_test_n of them are used; 0 skips it)",
+    )?;
+    check(
+        (1..=100_000).contains(&k.estep_iters),
+        "estep_iters",
+        k.estep_iters,
+        "an integer from 1 to 100000 (Adam steps of the per-image E-step)",
+    )?;
+    check(
         !k.discretized || k.likelihood.can_discretize(),
         "discretized",
         k.discretized,
@@ -418,6 +454,8 @@ impl RunKeys {
             test_subset: self.test_subset,
             iw_samples: self.iw_samples,
             iw_test_n: self.iw_test_n,
+            gap_test_n: self.gap_test_n,
+            estep_iters: self.estep_iters,
         }
     }
 
@@ -440,9 +478,8 @@ impl RunKeys {
     /// resets the others to their defaults).
     pub fn uses(&self, key: &str) -> bool {
         match key {
-            "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n" => {
-                self.model == vaelab_vae::ModelKind::Vae
-            }
+            "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n"
+            | "gap_test_n" | "estep_iters" => self.model == vaelab_vae::ModelKind::Vae,
             "sigma" => self.likelihood.uses_sigma(),
             "discretized" => self.likelihood.can_discretize(),
             "hidden" => self.architecture == ArchitectureName::Mlp,
@@ -517,6 +554,8 @@ impl RunKeys {
             ("test_subset", opt_int(self.test_subset)),
             ("iw_samples", int(self.iw_samples)),
             ("iw_test_n", int(self.iw_test_n)),
+            ("gap_test_n", int(self.gap_test_n)),
+            ("estep_iters", int(self.estep_iters)),
         ]
         .into_iter()
         // A key that means nothing for this run (the AE's β) is null, not its reset default.
@@ -656,6 +695,8 @@ mod tests {
             image_column: Some("img".into()),
             label_column: Some("label".into()),
             image_size: Some(32),
+            gap_test_n: 7,
+            estep_iters: 7,
             train_subset: Some(1),
             test_subset: Some(1),
             discretized: true,

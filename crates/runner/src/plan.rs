@@ -77,6 +77,8 @@ impl Plan {
             "discretized" => return keys.discretized.to_string(),
             "architecture" => return keys.architecture.as_str().to_string(),
             "channels" => return show(toml::Value::try_from(&keys.channels).ok().as_ref()),
+            "gap_test_n" => return keys.gap_test_n.to_string(),
+            "estep_iters" => return keys.estep_iters.to_string(),
             _ => {}
         }
         show(toml::Table::try_from(keys).unwrap_or_default().get(key))

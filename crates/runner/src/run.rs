@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::{Dataset, SplitKind};
 use vaelab_track::{self as track, Cell, MetricsRow, RunDir};
-use vaelab_vae::{EpochMetrics, IwaeEstimate, TrainError, Trainer};
+use vaelab_vae::{EpochMetrics, GapSplit, IwaeEstimate, TrainError, Trainer};
 
 /// Facts about this invocation recorded in every manifest.
 #[derive(Debug, Clone)]
@@ -149,6 +149,7 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
             status,
             progress.last.as_ref(),
             progress.iw.as_ref(),
+            progress.gap.as_ref(),
             progress.carried_seconds + start.elapsed().as_secs_f64(),
         );
         // Best effort: a run that failed writing its results may fail here again.
@@ -164,6 +165,7 @@ struct Progress {
     /// Train and test rows of the last epoch (set when every epoch ran).
     last: Option<(MetricsRow, MetricsRow)>,
     iw: Option<IwaeEstimate>,
+    gap: Option<GapSplit>,
     /// Seconds that earlier, cut-short attempts spent on the epochs this one keeps.
     carried_seconds: f64,
 }
@@ -248,6 +250,12 @@ fn train(
     if cfg.iw_test_n > 0 {
         progress.iw = trainer.iwae().context("IWAE bound")?;
     }
+    if let Some(iw) = &progress.iw {
+        progress.gap = trainer.gap_split(iw).context("E-step gap split")?;
+    }
+    if let Some(gap) = &progress.gap {
+        track::write_estep_curve(&dir.file(track::ESTEP), &gap.curve)?;
+    }
     Ok(true)
 }
 
@@ -270,6 +278,7 @@ pub fn summary_cells(
     status: Status,
     last: Option<&(MetricsRow, MetricsRow)>,
     iw: Option<&IwaeEstimate>,
+    gap: Option<&GapSplit>,
     wall: f64,
 ) -> Vec<(String, Cell)> {
     let mut cells = vec![
@@ -281,7 +290,7 @@ pub fn summary_cells(
     ];
     cells.extend(job.keys.cells());
     let cfg = job.keys.train_config();
-    cells.extend(metric_cells(last, iw, wall, &cfg, job.data.dim()));
+    cells.extend(metric_cells(last, iw, gap, wall, &cfg, job.data.dim()));
     cells
 }
 
@@ -289,6 +298,7 @@ pub fn summary_cells(
 fn metric_cells(
     last: Option<&(MetricsRow, MetricsRow)>,
     iw: Option<&IwaeEstimate>,
+    gap: Option<&GapSplit>,
     wall: f64,
     cfg: &vaelab_vae::TrainConfig,
     dims: usize,
@@ -310,6 +320,10 @@ fn metric_cells(
         ("elbo_iw", f(iw.map(|i| i.elbo))),
         ("elbo_gap", f(iw.map(|i| i.gap))),
         ("iw_seconds", f(iw.map(|i| i.seconds))),
+        ("elbo_star", f(gap.map(|g| g.elbo_star))),
+        ("amortization_gap", f(gap.map(|g| g.amortization_gap))),
+        ("approximation_gap", f(gap.map(|g| g.approximation_gap))),
+        ("estep_seconds", f(gap.map(|g| g.seconds))),
         (
             "active_units",
             Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
@@ -335,7 +349,7 @@ mod tests {
     #[test]
     fn summary_metrics_are_the_listed_columns() {
         let cfg = crate::config::RunKeys::default().train_config();
-        let names: Vec<String> = super::metric_cells(None, None, 0.0, &cfg, 784)
+        let names: Vec<String> = super::metric_cells(None, None, None, 0.0, &cfg, 784)
             .into_iter()
             .map(|(k, _)| k)
             .collect();

@@ -11,6 +11,8 @@ pub const SUMMARY: &str = "summary.parquet";
 pub const MANIFEST: &str = "manifest.json";
 /// The trained weights.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The explicit E-step's convergence curve (VAE runs with a gap split).
+pub const ESTEP: &str = "estep.parquet";
 
 /// The folder of one run: `<results>/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -244,6 +244,10 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "elbo_iw",
     "elbo_gap",
     "iw_seconds",
+    "elbo_star",
+    "amortization_gap",
+    "approximation_gap",
+    "estep_seconds",
     "active_units",
     "wall_seconds",
     "test_recon_bpd",
@@ -252,6 +256,23 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "data_levels",
     "bpd_scored_as",
 ];
+
+/// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).
+pub fn write_estep_curve(path: &Path, curve: &[f64]) -> Result<(), TrackError> {
+    let iters: Vec<i64> = (0..curve.len() as i64).collect();
+    let df = DataFrame::new(
+        curve.len(),
+        vec![
+            Column::new("iter".into(), iters),
+            Column::new("elbo".into(), curve),
+        ],
+    )
+    .map_err(|source| TrackError::Polars {
+        path: path.into(),
+        source,
+    })?;
+    write_frame(path, df)
+}
 
 /// Writes a one-row table of named cells to `path`, each cell its own typed column.
 pub fn write_summary(path: &Path, cells: &[(String, Cell)]) -> Result<(), TrackError> {

@@ -477,23 +477,33 @@ impl Conv {
             bias: None,
             relu: false,
         };
+        let want_w = w.track_op();
         let (dw, dx) = with_data(x, |xs| {
             with_data(w, |ws| {
+                // Frozen weights (the E-step's decoder) need no gradient.
+                let wgrad = |small_maps: &[f32], big_maps: &[f32]| {
+                    want_w.then(|| wgrad(small_maps, small.c, big_maps, big))
+                };
                 Ok(if self.transposed {
                     // x is the small map, gz the big one.
-                    let dw = wgrad(xs, small.c, &gz, big);
+                    let dw = wgrad(xs, &gz);
                     (dw, want_dx.then(|| down(&gz, big, small.c, ws, plain)))
                 } else {
-                    let dw = wgrad(&gz, small.c, xs, big);
+                    let dw = wgrad(&gz, xs);
                     (dw, want_dx.then(|| up(&gz, small, big.c, ws, plain)))
                 })
             })
         })?;
         let dev = x.device();
         let out_c = db.len();
+        let dx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), dev))
+            .transpose()?;
+        let Some(dw) = dw else {
+            return Ok((dx, None, None));
+        };
         Ok((
-            dx.map(|dx| Tensor::from_vec(dx, x.shape(), dev))
-                .transpose()?,
+            dx,
             Some(Tensor::from_vec(dw, w.shape(), dev)?),
             Some(Tensor::from_vec(db, out_c, dev)?),
         ))

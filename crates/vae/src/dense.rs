@@ -189,13 +189,18 @@ impl CustomOp3 for Dense {
                 Ok(g.to_vec())
             }
         })?;
-        let mut db = vec![0f32; fan_out];
-        for row in gz.chunks(fan_out) {
+        // Frozen weights (the E-step's decoder) need no gradient.
+        let want_w = w.track_op();
+        let mut db = vec![0f32; if want_w { fan_out } else { 0 }];
+        for row in gz.chunks(fan_out).take_while(|_| want_w) {
             db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
         }
         // dW = gzᵀ·x: gzᵀ[o][r] = gz[r][o] → row stride 1, column stride fan_out.
-        let mut dw = vec![0f32; fan_out * fan_in];
+        let mut dw = vec![0f32; if want_w { fan_out * fan_in } else { 0 }];
         with_data(x, |x| {
+            if !want_w {
+                return Ok(());
+            }
             matmul(
                 (fan_out, fan_in, rows),
                 &mut dw,
@@ -226,6 +231,9 @@ impl CustomOp3 for Dense {
             None
         };
         let dev = x.device();
+        if !want_w {
+            return Ok((dx, None, None));
+        }
         Ok((
             dx,
             Some(Tensor::from_vec(dw, (fan_out, fan_in), dev)?),

@@ -29,6 +29,8 @@ pub struct IwaeEstimate {
     pub log_px_mass: Option<f64>,
     /// The ELBO from the same samples with that mass.
     pub elbo_mass: Option<f64>,
+    /// Each image's mean log weight (its ELBO estimate), in image order.
+    pub elbos: Vec<f64>,
 }
 
 /// What to estimate: K samples on the first `images` images, also scored as `mass` if given.
@@ -164,6 +166,22 @@ pub fn estimate(
     r: &mut rng::Rng64,
     device: &Device,
 ) -> Result<IwaeEstimate> {
+    estimate_with(model, split, plan, None, r, device)
+}
+
+/// Per-image posterior parameters (μ rows, log σ² rows) given instead of the encoder's.
+pub type Given<'a> = (&'a [Vec<f32>], &'a [Vec<f32>]);
+
+/// As [`estimate`], with the proposal q(z|x) given per image instead of encoded (the E-step's
+/// optimum): then `elbo` is that q's ELBO and `log_px` the bound with it as proposal.
+pub fn estimate_with(
+    model: &Model,
+    split: &Split,
+    plan: Plan,
+    given: Option<Given>,
+    r: &mut rng::Rng64,
+    device: &Device,
+) -> Result<IwaeEstimate> {
     let start = Instant::now();
     let (n, k) = (plan.images, plan.samples);
     // A model trained on the mass is scored once: its density already is the mass.
@@ -172,6 +190,7 @@ pub fn estimate(
     let (d, l) = (split.dim(), model.arch().latent_dim);
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
+    let mut elbos = Vec::with_capacity(n);
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..n).collect();
     // The fused CPU kernels score images side by side, one single-threaded lane per core:
@@ -189,11 +208,18 @@ pub fn estimate(
     for idx in indices.chunks(per_pass) {
         split.gather(idx, None, &mut buf);
         let x = Tensor::from_slice(&buf, (idx.len(), d), device)?;
-        let post = model.encode(&x)?;
-        let mu = post.mu.to_vec2::<f32>()?;
-        let logvar = match post.logvar {
-            Some(lv) => lv.to_vec2::<f32>()?,
-            None => candle_core::bail!("the IWAE bound needs a stochastic encoder"),
+        let (mu, logvar) = match given {
+            Some((mu, lv)) => {
+                let rows = idx[0]..idx[0] + idx.len();
+                (mu[rows.clone()].to_vec(), lv[rows].to_vec())
+            }
+            None => {
+                let post = model.encode(&x)?;
+                match post.logvar {
+                    Some(lv) => (post.mu.to_vec2::<f32>()?, lv.to_vec2::<f32>()?),
+                    None => candle_core::bail!("the IWAE bound needs a stochastic encoder"),
+                }
+            }
         };
         let rows = idx.len() * k;
         let mut z = Vec::with_capacity(rows * l);
@@ -225,6 +251,7 @@ pub fn estimate(
             );
             sum_bound += b;
             sum_elbo += e;
+            elbos.push(e);
             if mass.is_some() {
                 let (b, e) = bound_and_elbo(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
                 mass_bound += b;
@@ -248,5 +275,6 @@ pub fn estimate(
         seconds: start.elapsed().as_secs_f64(),
         log_px_mass,
         elbo_mass,
+        elbos,
     })
 }

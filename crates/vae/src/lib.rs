@@ -6,6 +6,7 @@ pub mod dense;
 #[cfg(target_arch = "x86_64")]
 mod direct;
 pub mod discrete;
+pub mod estep;
 mod fastmath;
 pub mod init;
 pub mod iwae;
@@ -23,6 +24,7 @@ pub mod threads;
 mod train;
 
 pub use discrete::{bits_per_dim, Mass};
+pub use estep::GapSplit;
 pub use iwae::IwaeEstimate;
 pub use kernels::Kernels;
 pub use likelihood::{Likelihood, LikelihoodKind, LEVELS_8BIT, LOG_SIGMA_MAX, LOG_SIGMA_MIN};

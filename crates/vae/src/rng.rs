@@ -21,6 +21,8 @@ pub enum Stream {
     Iwae = 6,
     /// Prior samples decoded for report figures.
     Samples = 7,
+    /// The explicit E-step's ε and its optimum's ELBO samples.
+    EStep = 8,
 }
 
 /// The stream for `purpose` in `epoch` of a run seeded with `seed`.

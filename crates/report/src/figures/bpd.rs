@@ -306,6 +306,7 @@ mod tests {
             ],
             epochs: Vec::new(),
             varying: vec!["likelihood".into()],
+            estep: Default::default(),
         };
         let p = panels(&sweep);
         assert_eq!(p.iter().map(|p| p.levels).collect::<Vec<_>>(), [256, 2]);

@@ -307,6 +307,7 @@ mod tests {
             ],
             epochs: vec![],
             varying: vec!["model".into(), "beta".into()],
+            estep: Default::default(),
         };
         let chart = build(&sweep, "beta").unwrap();
         assert_eq!(chart.ticks, ["1", "4"]);
@@ -342,6 +343,7 @@ mod tests {
             ],
             epochs: vec![],
             varying: vec!["likelihood".into()],
+            estep: Default::default(),
         };
         let chart = build(&sweep, "likelihood").unwrap();
         assert_eq!(chart.spec[0].0, "test_elbo_bpd");

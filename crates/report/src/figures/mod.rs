@@ -2,6 +2,7 @@
 
 mod bpd;
 mod curves;
+mod estep;
 mod gap;
 mod kl_dims;
 mod metric_vs_key;
@@ -137,9 +138,15 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Figure>, ReportError> {
     )?;
     add(
         "elbo_gap".into(),
-        "The ELBO gap: log p(x) (IWAE) against the ELBO".into(),
+        "The ELBO gap, split: amortization and approximation".into(),
         gap::CAPTION,
         gap::draw(&sweep, &dir),
+    )?;
+    add(
+        "estep_curve".into(),
+        "The explicit E-step's convergence".into(),
+        estep::CAPTION,
+        estep::draw(&sweep, &dir),
     )?;
     add(
         "kl_per_dim".into(),

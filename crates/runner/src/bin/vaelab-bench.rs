@@ -37,6 +37,17 @@ struct Args {
     /// Also time a sweep of this many runs (seeds 0..N) under both dispatch strategies.
     #[arg(long, default_value_t = 0)]
     sweep_runs: usize,
+    /// After training, split the ELBO gap with the explicit E-step on this many independent
+    /// draws of the estimators (IWAE, E-step ε, ELBO* samples): their spread is the Monte-Carlo
+    /// error of each gap. Prints the E-step's convergence curve of the first draw.
+    #[arg(long, default_value_t = 0)]
+    gap_draws: usize,
+    /// Adam steps of the E-step for --gap-draws.
+    #[arg(long, default_value_t = 200)]
+    estep_iters: usize,
+    /// Test images of the gap split for --gap-draws (and of its IWAE bound).
+    #[arg(long, default_value_t = 1000)]
+    gap_test_n: usize,
     /// Time the DCGAN-style conv VAE of the anchor (`torch_vae.py --arch conv`) instead.
     #[arg(long)]
     conv: bool,
@@ -47,6 +58,55 @@ struct Args {
     /// gradient), every family as a density and as an 8-bit mass, on the current pool.
     #[arg(long)]
     pixel_kernels: bool,
+}
+
+/// The gap split on `draws` independent estimator streams: each draw's numbers, their mean and
+/// standard deviation, and the first draw's E-step curve.
+fn gap_draws(trainer: &Trainer, draws: usize) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for draw in 0..draws {
+        let iw = trainer
+            .iwae_with(None, draw)?
+            .context("the gap split needs a VAE and iw_samples > 0")?;
+        let gap = trainer
+            .gap_split_with(&iw, draw)?
+            .context("gap_test_n is 0")?;
+        if draw == 0 {
+            let c = &gap.curve;
+            let at: Vec<String> = [0, 10, 25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000]
+                .iter()
+                .filter(|&&t| t < c.len())
+                .map(|&t| format!("{t}:{:.3}", c[t]))
+                .collect();
+            println!("ESTEP_CURVE {}", at.join(" "));
+        }
+        println!(
+            "GAP draw={draw} images={} elbo={:.3} elbo_star={:.3} log_px={:.3} amortization={:.3} approximation={:.3} seconds={:.1}",
+            gap.images, gap.elbo, gap.elbo_star, gap.log_px, gap.amortization_gap, gap.approximation_gap, gap.seconds
+        );
+        rows.push([
+            gap.elbo,
+            gap.elbo_star,
+            gap.log_px,
+            gap.amortization_gap,
+            gap.approximation_gap,
+        ]);
+    }
+    let stat = |j: usize| {
+        let v: Vec<f64> = rows.iter().map(|r| r[j]).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+        format!("{mean:.3}±{:.3}", var.sqrt())
+    };
+    println!(
+        "GAP_SPREAD draws={draws} elbo={} elbo_star={} log_px={} amortization={} approximation={}",
+        stat(0),
+        stat(1),
+        stat(2),
+        stat(3),
+        stat(4)
+    );
+    Ok(())
 }
 
 /// ns per pixel of every likelihood kernel on 2000 × 784 decoder outputs.
@@ -166,7 +226,9 @@ fn main() -> anyhow::Result<()> {
         latent_dim: args.latent,
         epochs: args.epochs,
         iw_samples: args.iw_samples.max(1),
-        iw_test_n: 1000,
+        iw_test_n: args.gap_test_n,
+        gap_test_n: args.gap_test_n,
+        estep_iters: args.estep_iters,
         architecture: if args.conv {
             ArchitectureName::Conv
         } else {
@@ -213,10 +275,13 @@ fn main() -> anyhow::Result<()> {
         gflop_per_epoch / median,
         cfg.epochs
     );
+    if args.gap_draws > 0 {
+        gap_draws(&trainer, args.gap_draws)?;
+    }
     if args.iw_samples > 0 {
         // The bound alone (what the PyTorch reference computes), then as a run computes it:
         // the same samples also scored as the mass of the 8-bit images (bits/dim).
-        if let Some(iw) = trainer.iwae_with(None)? {
+        if let Some(iw) = trainer.iwae_with(None, 0)? {
             println!(
                 "IWAE threads={threads} K={} images={} seconds={:.2} log_px={:.2}",
                 iw.samples, iw.images, iw.seconds, iw.log_px
