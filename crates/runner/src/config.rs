@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use vaelab_data::{Binarize, DataSource, DatasetName, HubColumns};
 use vaelab_track::Cell;
-use vaelab_vae::{Body, Likelihood, LikelihoodKind, ModelKind, Objective, TrainConfig};
+use vaelab_vae::{Body, Likelihood, LikelihoodKind, ModelKind, Objective, Schedule, TrainConfig};
 
 /// Largest latent size accepted.
 pub const MAX_LATENT: usize = 1024;
@@ -63,6 +63,9 @@ pub const RUN_KEYS: &[&str] = &[
     "iw_test_n",
     "gap_test_n",
     "estep_iters",
+    "schedule",
+    "e_steps",
+    "m_steps",
 ];
 
 /// The keys of one run, with their defaults (see the README's table).
@@ -123,6 +126,48 @@ pub struct RunKeys {
     /// Adam steps of that E-step; left out at its default.
     #[serde(skip_serializing_if = "is_default_estep_iters")]
     pub estep_iters: usize,
+    /// How encoder and decoder updates interleave; left out at `joint`, so earlier runs keep
+    /// their ids.
+    #[serde(skip_serializing_if = "ScheduleName::is_joint")]
+    pub schedule: ScheduleName,
+    /// Encoder-only updates per batch of `alternating`; left out at 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub e_steps: usize,
+    /// Decoder-only updates per batch of `alternating`; left out at 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub m_steps: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+/// The `schedule` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    /// One update of every weight per batch.
+    #[default]
+    Joint,
+    /// `e_steps` encoder-only then `m_steps` decoder-only updates per batch.
+    Alternating,
+    /// He et al.'s lagging-inference-network schedule.
+    Aggressive,
+}
+
+impl ScheduleName {
+    /// The name as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleName::Joint => "joint",
+            ScheduleName::Alternating => "alternating",
+            ScheduleName::Aggressive => "aggressive",
+        }
+    }
+
+    fn is_joint(&self) -> bool {
+        *self == ScheduleName::Joint
+    }
 }
 
 /// Images of the gap split by default (capped by `iw_test_n`).
@@ -169,6 +214,9 @@ impl Default for RunKeys {
             iw_test_n: 1000,
             gap_test_n: DEFAULT_GAP_TEST_N,
             estep_iters: DEFAULT_ESTEP_ITERS,
+            schedule: ScheduleName::Joint,
+            e_steps: 1,
+            m_steps: 1,
         }
     }
 }
@@ -367,6 +415,29 @@ pub fn validate(k: &RunKeys) -> Result<(), (&'static str, String, String)> {
         k.estep_iters,
         "an integer from 1 to 100000 (Adam steps of the per-image E-step)",
     )?;
+    for (key, n) in [("e_steps", k.e_steps), ("m_steps", k.m_steps)] {
+        check(
+            (1..=1000).contains(&n),
+            key,
+            n,
+            "an integer from 1 to 1000 (updates per batch of schedule = \"alternating\")",
+        )?;
+        check(
+            n == 1 || k.schedule == ScheduleName::Alternating,
+            key,
+            n,
+            &format!(
+                "only with schedule = \"alternating\" (here \"{}\"); leave it out",
+                k.schedule.as_str()
+            ),
+        )?;
+    }
+    check(
+        k.schedule == ScheduleName::Joint || k.model == vaelab_vae::ModelKind::Vae,
+        "schedule",
+        format!("{:?}", k.schedule.as_str()),
+        "\"joint\" for model = \"ae\" (the EM schedules split the ELBO's encoder and decoder updates; an AE has no ELBO)",
+    )?;
     check(
         !k.discretized || k.likelihood.can_discretize(),
         "discretized",
@@ -456,6 +527,14 @@ impl RunKeys {
             iw_test_n: self.iw_test_n,
             gap_test_n: self.gap_test_n,
             estep_iters: self.estep_iters,
+            schedule: match self.schedule {
+                ScheduleName::Joint => Schedule::Joint,
+                ScheduleName::Alternating => Schedule::Alternating {
+                    e_steps: self.e_steps,
+                    m_steps: self.m_steps,
+                },
+                ScheduleName::Aggressive => Schedule::Aggressive,
+            },
         }
     }
 
@@ -480,6 +559,7 @@ impl RunKeys {
         match key {
             "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n"
             | "gap_test_n" | "estep_iters" => self.model == vaelab_vae::ModelKind::Vae,
+            "e_steps" | "m_steps" => self.schedule == ScheduleName::Alternating,
             "sigma" => self.likelihood.uses_sigma(),
             "discretized" => self.likelihood.can_discretize(),
             "hidden" => self.architecture == ArchitectureName::Mlp,
@@ -556,6 +636,9 @@ impl RunKeys {
             ("iw_test_n", int(self.iw_test_n)),
             ("gap_test_n", int(self.gap_test_n)),
             ("estep_iters", int(self.estep_iters)),
+            ("schedule", text(self.schedule.as_str())),
+            ("e_steps", int(self.e_steps)),
+            ("m_steps", int(self.m_steps)),
         ]
         .into_iter()
         // A key that means nothing for this run (the AE's β) is null, not its reset default.
@@ -697,6 +780,9 @@ mod tests {
             image_size: Some(32),
             gap_test_n: 7,
             estep_iters: 7,
+            schedule: ScheduleName::Alternating,
+            e_steps: 2,
+            m_steps: 3,
             train_subset: Some(1),
             test_subset: Some(1),
             discretized: true,

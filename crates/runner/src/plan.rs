@@ -79,6 +79,9 @@ impl Plan {
             "channels" => return show(toml::Value::try_from(&keys.channels).ok().as_ref()),
             "gap_test_n" => return keys.gap_test_n.to_string(),
             "estep_iters" => return keys.estep_iters.to_string(),
+            "schedule" => return keys.schedule.as_str().to_string(),
+            "e_steps" => return keys.e_steps.to_string(),
+            "m_steps" => return keys.m_steps.to_string(),
             _ => {}
         }
         show(toml::Table::try_from(keys).unwrap_or_default().get(key))

@@ -96,6 +96,9 @@ fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
         active_units: m.active_units.map(|a| a as u32),
         recon_bpd: m.recon_bpd,
         elbo_bpd: m.elbo_bpd,
+        mi: m.mi,
+        encoder_updates: m.encoder_updates,
+        decoder_updates: m.decoder_updates,
         seconds: m.seconds,
         samples_per_sec: m.samples_per_sec,
     }

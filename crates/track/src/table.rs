@@ -22,6 +22,12 @@ pub struct MetricsRow {
     pub recon_bpd: Option<f64>,
     /// −ELBO with that mass, bits/dim (null for the AE and in training rows).
     pub elbo_bpd: Option<f64>,
+    /// I_q(x; z) on the test images (test rows of VAE runs).
+    pub mi: Option<f64>,
+    /// Encoder (E-step) updates in the epoch (train rows).
+    pub encoder_updates: Option<u64>,
+    /// Decoder (M-step) updates in the epoch (train rows).
+    pub decoder_updates: Option<u64>,
     pub seconds: f64,
     pub samples_per_sec: f64,
 }
@@ -76,6 +82,9 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
             column(rows, "active_units", |r| r.active_units),
             column(rows, "recon_bpd", |r| r.recon_bpd),
             column(rows, "elbo_bpd", |r| r.elbo_bpd),
+            column(rows, "mi", |r| r.mi),
+            column(rows, "encoder_updates", |r| r.encoder_updates),
+            column(rows, "decoder_updates", |r| r.decoder_updates),
             column(rows, "seconds", |r| r.seconds),
             column(rows, "samples_per_sec", |r| r.samples_per_sec),
         ],
@@ -144,6 +153,15 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
         }
     };
     let (recon_bpd, elbo_bpd) = (optional("recon_bpd")?, optional("elbo_bpd")?);
+    let mi = optional("mi")?;
+    // Tables written before the schedules existed have no update counts: nulls.
+    let counts = |c: &str| -> Result<Vec<Option<u64>>, TrackError> {
+        match df.column(c) {
+            Ok(col) => Ok(col.u64().map_err(err)?.iter().collect()),
+            Err(_) => Ok(vec![None; df.height()]),
+        }
+    };
+    let (enc_updates, dec_updates) = (counts("encoder_updates")?, counts("decoder_updates")?);
     let (kl_weighted, beta, seconds, sps) = (
         f64s("kl_weighted")?,
         f64s("kl_weight")?,
@@ -207,6 +225,9 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
                 active_units: active[i],
                 recon_bpd: recon_bpd[i],
                 elbo_bpd: elbo_bpd[i],
+                mi: mi[i],
+                encoder_updates: enc_updates[i],
+                decoder_updates: dec_updates[i],
                 seconds: seconds[i].ok_or_else(|| missing("seconds"))?,
                 samples_per_sec: sps[i].ok_or_else(|| missing("samples_per_sec"))?,
             })
@@ -302,6 +323,9 @@ mod tests {
             active_units: kl.map(|_| 2),
             recon_bpd: kl.map(|k| k / 10.0),
             elbo_bpd: None,
+            mi: kl.map(|k| k / 3.0),
+            encoder_updates: Some(u64::from(epoch) * 7),
+            decoder_updates: None,
             seconds: 0.5,
             samples_per_sec: 100.0,
         }

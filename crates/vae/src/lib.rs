@@ -14,10 +14,12 @@ pub mod kernels;
 mod likelihood;
 mod loglik_op;
 mod metrics;
+pub mod mi;
 mod model;
 pub mod objective;
 pub mod optim;
 pub mod rng;
+pub mod schedule;
 #[cfg(test)]
 mod testing;
 pub mod threads;
@@ -33,4 +35,5 @@ pub use model::{
     Architecture, Body, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
 };
 pub use objective::Objective;
-pub use train::{TrainConfig, TrainError, Trainer};
+pub use schedule::Schedule;
+pub use train::{TrainConfig, TrainError, Trainer, MI_IMAGES};

@@ -33,6 +33,12 @@ pub struct EpochMetrics {
     pub recon_bpd: Option<f64>,
     /// −ELBO with that mass, in bits/dim: the discrete bound; `None` for the AE and in training.
     pub elbo_bpd: Option<f64>,
+    /// I_q(x; z) on the test images (test rows of VAE runs).
+    pub mi: Option<f64>,
+    /// Encoder (E-step) updates in this epoch (train rows).
+    pub encoder_updates: Option<u64>,
+    /// Decoder (M-step) updates in this epoch (train rows).
+    pub decoder_updates: Option<u64>,
     /// Wall seconds spent on this split in this epoch.
     pub seconds: f64,
     /// Images per second.
@@ -121,6 +127,9 @@ impl Sums {
                 .neg_log_mass
                 .filter(|_| vae)
                 .map(|m| bits_per_dim(m / n + kl, dims)),
+            mi: None,
+            encoder_updates: None,
+            decoder_updates: None,
             seconds,
             samples_per_sec: self.n as f64 / seconds.max(1e-9),
         }

@@ -23,6 +23,10 @@ pub enum Stream {
     Samples = 7,
     /// The explicit E-step's ε and its optimum's ELBO samples.
     EStep = 8,
+    /// The z draws of the mutual-information estimate.
+    Mi = 9,
+    /// The aggressive schedule's extra encoder batches.
+    Aggressive = 10,
 }
 
 /// The stream for `purpose` in `epoch` of a run seeded with `seed`.

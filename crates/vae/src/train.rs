@@ -1,21 +1,46 @@
 //! The one training loop: every model kind and likelihood goes through [`Trainer`].
 
 use crate::metrics::{EpochMetrics, Sums};
-use crate::objective::{batch_terms, Objective};
+use crate::objective::{batch_terms, BatchTerms, Objective};
 use crate::optim::{Adam, AdamState};
+use crate::schedule::{AggressiveState, Plateau, Schedule};
 use crate::{
     estep, init, iwae, rng, Architecture, Body, GapSplit, Kernels, Likelihood, Model, ModelKind,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use rand::Rng;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use vaelab_data::{Binarize, Dataset, SplitKind};
+use vaelab_data::{Binarize, Dataset, Split, SplitKind};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 1000;
+/// Test images of the mutual-information estimate: it cannot exceed log of this (7.6 nats).
+pub const MI_IMAGES: usize = 2000;
+
+/// Which weights an update moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    Encoder,
+    Decoder,
+}
+
+/// Encoder and decoder updates of an epoch.
+#[derive(Debug, Default)]
+struct Updates {
+    encoder: u64,
+    decoder: u64,
+}
+
+/// The random streams of an epoch's updates: ε, and the aggressive schedule's extra batches.
+struct Draws {
+    noise: rng::Rng64,
+    extra: rng::Rng64,
+}
 
 /// Everything a training run needs besides its data.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +69,8 @@ pub struct TrainConfig {
     pub gap_test_n: usize,
     /// Adam steps of the per-image E-step.
     pub estep_iters: usize,
+    /// How encoder and decoder updates interleave.
+    pub schedule: Schedule,
 }
 
 impl TrainConfig {
@@ -91,7 +118,10 @@ pub struct Trainer<'d> {
     device: Device,
     varmap: VarMap,
     model: Model,
-    opt: Adam,
+    /// One Adam over every weight (joint), or the encoder's then the decoder's.
+    opts: Vec<Adam>,
+    /// Where the aggressive schedule stands (unused by the others).
+    aggressive: AggressiveState,
     /// Raised by a signal (Ctrl-C, Slurm's SIGTERM): stop at the next step.
     stop: Option<&'d AtomicBool>,
 }
@@ -114,21 +144,32 @@ impl<'d> Trainer<'d> {
         init::seeded(&arch, &varmap, cfg.seed, &device)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let model = Model::with_kernels(arch, vb, kernels)?;
-        let named = varmap
+        let named: Vec<(String, candle_core::Var)> = varmap
             .data()
             .lock()
             .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let opt = Adam::with_kernels(named, cfg.lr, model.kernels())?;
+        let opts = if cfg.schedule.splits_optimizers() {
+            let (enc, dec): (Vec<_>, Vec<_>) = named
+                .into_iter()
+                .partition(|(name, _): &(String, _)| name.starts_with("enc."));
+            vec![
+                Adam::with_kernels(enc, cfg.lr, model.kernels())?,
+                Adam::with_kernels(dec, cfg.lr, model.kernels())?,
+            ]
+        } else {
+            vec![Adam::with_kernels(named, cfg.lr, model.kernels())?]
+        };
         Ok(Self {
             cfg,
             data,
             device,
             varmap,
             model,
-            opt,
+            opts,
+            aggressive: AggressiveState::default(),
             stop: None,
         })
     }
@@ -162,15 +203,18 @@ impl<'d> Trainer<'d> {
         self.len(SplitKind::Train).div_ceil(self.cfg.batch_size)
     }
 
-    /// One pass over the (shuffled) training set; `epoch` is 1-based.
+    /// One pass over the (shuffled) training set; `epoch` is 1-based. The schedule decides
+    /// which weights each batch updates; the epoch's metrics are the running means of each
+    /// batch's first forward pass (for the aggressive schedule, its decoder step's).
     pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics, TrainError> {
         let start = Instant::now();
         let seed = self.cfg.seed;
-        let order = rng::permutation(
-            &mut rng::stream(seed, rng::Stream::Shuffle, epoch),
-            self.len(SplitKind::Train),
-        );
-        let mut noise = rng::stream(seed, rng::Stream::Noise, epoch);
+        let n_train = self.len(SplitKind::Train);
+        let order = rng::permutation(&mut rng::stream(seed, rng::Stream::Shuffle, epoch), n_train);
+        let mut draws = Draws {
+            noise: rng::stream(seed, rng::Stream::Noise, epoch),
+            extra: rng::stream(seed, rng::Stream::Aggressive, epoch),
+        };
         let mut bin_rng = rng::stream(seed, rng::Stream::Binarize, epoch);
         let dynamic = self.cfg.binarize == Binarize::Dynamic;
         let split = self.data.split(SplitKind::Train, self.cfg.binarize);
@@ -179,36 +223,150 @@ impl<'d> Trainer<'d> {
         let mut sums = Sums::new(latent);
         let mut buf = Vec::new();
         let mut beta = self.cfg.objective.beta;
+        let mut updates = Updates::default();
         for (step, idx) in order.chunks(self.cfg.batch_size).enumerate() {
             if self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
                 return Err(TrainError::Stopped { epoch });
             }
             split.gather(idx, dynamic.then_some(&mut bin_rng), &mut buf);
             let x = Tensor::from_slice(&buf, (idx.len(), dim), &self.device)?;
-            let eps = rng::normal_tensor(&mut noise, (idx.len(), latent), &self.device)?;
             beta = self
                 .cfg
                 .objective
                 .beta_at((epoch - 1) as f64 + step as f64 / steps as f64);
-            let terms = batch_terms(&self.model, &x, &eps, beta, self.cfg.objective.free_bits)?;
-            let loss = f64::from(terms.loss.to_scalar::<f32>()?);
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    step: step + 1,
-                });
-            }
-            self.opt.backward_step(&terms.loss)?;
+            let at = (epoch, step + 1, beta);
+            let (terms, loss) = match self.cfg.schedule {
+                Schedule::Alternating { e_steps, m_steps } => {
+                    let first = self.descend(Part::Encoder, &x, &mut draws, at)?;
+                    for _ in 1..e_steps {
+                        self.descend(Part::Encoder, &x, &mut draws, at)?;
+                    }
+                    for _ in 0..m_steps {
+                        self.descend(Part::Decoder, &x, &mut draws, at)?;
+                    }
+                    updates.encoder += e_steps as u64;
+                    updates.decoder += m_steps as u64;
+                    first
+                }
+                Schedule::Aggressive if self.aggressive.active => {
+                    updates.encoder += self.lag_encoder(&x, split, &mut draws, at)?;
+                    updates.decoder += 1;
+                    self.descend(Part::Decoder, &x, &mut draws, at)?
+                }
+                Schedule::Joint | Schedule::Aggressive => {
+                    updates.encoder += 1;
+                    updates.decoder += 1;
+                    self.descend(Part::All, &x, &mut draws, at)?
+                }
+            };
             sums.add(&terms, loss)?;
         }
-        Ok(sums.finish(
+        if self.cfg.schedule == Schedule::Aggressive && self.aggressive.active {
+            if let Some(mi) = self.mutual_information(epoch)? {
+                self.aggressive.observe(mi);
+            }
+        }
+        let mut m = sums.finish(
             self.cfg.model,
             epoch,
             SplitKind::Train,
             beta,
             start.elapsed().as_secs_f64(),
             dim,
-        ))
+        );
+        m.encoder_updates = Some(updates.encoder);
+        m.decoder_updates = Some(updates.decoder);
+        Ok(m)
+    }
+
+    /// One forward pass on `x` with fresh ε and one update of `part`'s weights; returns the
+    /// pass's terms and loss. `at` is (epoch, 1-based step, β), for the divergence error.
+    fn descend(
+        &mut self,
+        part: Part,
+        x: &Tensor,
+        draws: &mut Draws,
+        (epoch, step, beta): (usize, usize, f64),
+    ) -> Result<(BatchTerms, f64), TrainError> {
+        let eps = rng::normal_tensor(
+            &mut draws.noise,
+            (x.dim(0)?, self.cfg.latent_dim),
+            &self.device,
+        )?;
+        let terms = batch_terms(&self.model, x, &eps, beta, self.cfg.objective.free_bits)?;
+        let loss = f64::from(terms.loss.to_scalar::<f32>()?);
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged { epoch, step });
+        }
+        // Joint: one optimizer over everything; split: the encoder's, then the decoder's.
+        match (part, self.opts.len()) {
+            (_, 1) | (Part::Encoder, _) => self.opts[0].backward_step(&terms.loss)?,
+            (Part::Decoder, _) => self.opts[1].backward_step(&terms.loss)?,
+            (Part::All, _) => {
+                let grads = terms.loss.backward()?;
+                for opt in &mut self.opts {
+                    opt.step(&grads)?;
+                }
+            }
+        }
+        Ok((terms, loss))
+    }
+
+    /// The aggressive inner loop: encoder-only steps, first on `x`, then on random training
+    /// batches, until [`Plateau`] says stop; returns how many.
+    fn lag_encoder(
+        &mut self,
+        x: &Tensor,
+        split: &Split,
+        draws: &mut Draws,
+        at: (usize, usize, f64),
+    ) -> Result<u64, TrainError> {
+        let n_train = self.len(SplitKind::Train);
+        let (batch, dim) = (x.dim(0)?, self.data.dim());
+        let mut plateau = Plateau::default();
+        let mut xe = x.clone();
+        let mut buf = Vec::new();
+        let mut steps = 0;
+        loop {
+            let (_, loss) = self.descend(Part::Encoder, &xe, draws, at)?;
+            steps += 1;
+            if !plateau.go_on(loss) {
+                return Ok(steps);
+            }
+            let idx: Vec<usize> = (0..batch)
+                .map(|_| draws.extra.random_range(0..n_train))
+                .collect();
+            let dynamic = self.cfg.binarize == Binarize::Dynamic;
+            split.gather(&idx, dynamic.then_some(&mut draws.extra), &mut buf);
+            xe = Tensor::from_slice(&buf, (batch, dim), &self.device)?;
+        }
+    }
+
+    /// I_q(x; z) over the first [`MI_IMAGES`] test images (`None` for the AE), one z per image
+    /// drawn from the stream of `epoch`.
+    pub fn mutual_information(&self, epoch: usize) -> Result<Option<f64>, TrainError> {
+        if self.cfg.model == ModelKind::Ae {
+            return Ok(None);
+        }
+        let split = self.data.split(SplitKind::Test, self.cfg.binarize);
+        let n = self.len(SplitKind::Test).min(MI_IMAGES);
+        let (mut mu, mut logvar) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut buf = Vec::new();
+        let indices: Vec<usize> = (0..n).collect();
+        for idx in indices.chunks(EVAL_BATCH) {
+            split.gather(idx, None, &mut buf);
+            let x = Tensor::from_slice(&buf, (idx.len(), self.data.dim()), &self.device)?;
+            let post = self.model.encode(&x)?;
+            mu.extend(post.mu.to_vec2::<f32>()?);
+            if let Some(lv) = post.logvar {
+                logvar.extend(lv.to_vec2::<f32>()?);
+            }
+        }
+        let mut r = rng::stream(self.cfg.seed, rng::Stream::Mi, epoch);
+        let eps: Vec<Vec<f32>> = (0..n)
+            .map(|_| rng::normals(&mut r, self.cfg.latent_dim))
+            .collect();
+        Ok(Some(crate::mi::mutual_information(&mu, &logvar, &eps)))
     }
 
     /// Scores a split without training, with one z sample per image (seeded by `epoch`).
@@ -239,14 +397,18 @@ impl<'d> Trainer<'d> {
             };
             sums.add_log_mass(f64::from(log_mass.sum_all()?.to_scalar::<f32>()?));
         }
-        Ok(sums.finish(
+        let mut m = sums.finish(
             self.cfg.model,
             epoch,
             kind,
             beta,
             start.elapsed().as_secs_f64(),
             self.data.dim(),
-        ))
+        );
+        if kind == SplitKind::Test {
+            m.mi = self.mutual_information(epoch)?;
+        }
+        Ok(m)
     }
 
     /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0), also
@@ -349,23 +511,39 @@ impl<'d> Trainer<'d> {
     /// and the number of finished epochs.
     pub fn save_checkpoint(&self, path: &Path, epochs_done: usize) -> Result<(), TrainError> {
         let mut tensors = self.weights()?;
-        let state = self.opt.state()?;
-        for ((name, m), v) in self.opt.names().zip(state.m).zip(state.v) {
-            let n = m.len();
-            tensors.insert(
-                format!("optim.m.{name}"),
-                Tensor::from_vec(m, n, &Device::Cpu)?,
-            );
-            tensors.insert(
-                format!("optim.v.{name}"),
-                Tensor::from_vec(v, n, &Device::Cpu)?,
-            );
+        let mut steps = Vec::new();
+        for opt in &self.opts {
+            let state = opt.state()?;
+            for ((name, m), v) in opt.names().zip(state.m).zip(state.v) {
+                let n = m.len();
+                tensors.insert(
+                    format!("optim.m.{name}"),
+                    Tensor::from_vec(m, n, &Device::Cpu)?,
+                );
+                tensors.insert(
+                    format!("optim.v.{name}"),
+                    Tensor::from_vec(v, n, &Device::Cpu)?,
+                );
+            }
+            steps.push(state.step as i64);
         }
-        let counters = [state.step as i64, epochs_done as i64];
+        let counters = [steps[0], epochs_done as i64];
         tensors.insert(
             "optim.step_epoch".into(),
             Tensor::from_slice(&counters, 2, &Device::Cpu)?,
         );
+        // Split optimizers: the decoder's step count, and the aggressive schedule's state.
+        if let Some(&dec) = steps.get(1) {
+            tensors.insert(
+                "optim.dec_step".into(),
+                Tensor::from_slice(&[dec], 1, &Device::Cpu)?,
+            );
+            let state = self.aggressive.to_vec();
+            tensors.insert(
+                "schedule.state".into(),
+                Tensor::from_vec(state, 3, &Device::Cpu)?,
+            );
+        }
         Ok(candle_core::safetensors::save(&tensors, path)?)
     }
 
@@ -388,22 +566,32 @@ impl<'d> Trainer<'d> {
                 var.set(&take(name)?)?;
             }
         }
-        let names: Vec<String> = self.opt.names().map(String::from).collect();
-        let mut m = Vec::with_capacity(names.len());
-        let mut v = Vec::with_capacity(names.len());
-        for name in &names {
-            m.push(take(&format!("optim.m.{name}"))?.to_vec1::<f32>()?);
-            v.push(take(&format!("optim.v.{name}"))?.to_vec1::<f32>()?);
-        }
+        let bad = |what: &str| candle_core::Error::Msg(format!("{}: bad {what}", path.display()));
         let counters = take("optim.step_epoch")?.to_vec1::<i64>()?;
         let (step, epochs) = match counters[..] {
             [s, e] if s >= 0 && e >= 0 => (s as u64, e as usize),
-            _ => {
-                let msg = format!("{}: bad optim.step_epoch", path.display());
-                return Err(candle_core::Error::Msg(msg).into());
-            }
+            _ => return Err(bad("optim.step_epoch").into()),
         };
-        self.opt.restore(AdamState { step, m, v })?;
+        let mut steps = vec![step];
+        if self.opts.len() == 2 {
+            match take("optim.dec_step")?.to_vec1::<i64>()?[..] {
+                [s] if s >= 0 => steps.push(s as u64),
+                _ => return Err(bad("optim.dec_step").into()),
+            }
+            let state = take("schedule.state")?.to_vec1::<f64>()?;
+            self.aggressive =
+                AggressiveState::from_slice(&state).ok_or_else(|| bad("schedule.state"))?;
+        }
+        for (opt, step) in self.opts.iter_mut().zip(steps) {
+            let names: Vec<String> = opt.names().map(String::from).collect();
+            let mut m = Vec::with_capacity(names.len());
+            let mut v = Vec::with_capacity(names.len());
+            for name in &names {
+                m.push(take(&format!("optim.m.{name}"))?.to_vec1::<f32>()?);
+                v.push(take(&format!("optim.v.{name}"))?.to_vec1::<f32>()?);
+            }
+            opt.restore(AdamState { step, m, v })?;
+        }
         Ok(epochs)
     }
 }
@@ -459,6 +647,7 @@ mod tests {
             iw_test_n: 128,
             gap_test_n: 128,
             estep_iters: 100,
+            schedule: Schedule::Joint,
         }
     }
 
@@ -776,30 +965,117 @@ mod tests {
 
     #[test]
     fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
+        let schedules = [
+            Schedule::Joint,
+            Schedule::Alternating {
+                e_steps: 2,
+                m_steps: 1,
+            },
+            Schedule::Aggressive,
+        ];
+        for schedule in schedules {
+            let data = toy_data();
+            let c = TrainConfig {
+                binarize: Binarize::Dynamic,
+                schedule,
+                ..cfg(ModelKind::Vae)
+            };
+            let mut straight = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
+            let want: Vec<_> = (1..=4)
+                .map(|e| without_time(straight.train_epoch(e).unwrap()))
+                .collect();
+
+            let dir = tempfile::tempdir().unwrap();
+            let ckpt = dir.path().join("c.safetensors");
+            let mut first = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
+            for e in 1..=2 {
+                first.train_epoch(e).unwrap();
+            }
+            first.save_checkpoint(&ckpt, 2).unwrap();
+            drop(first);
+            let mut resumed = Trainer::new(c, &data, Device::Cpu).unwrap();
+            assert_eq!(resumed.load_checkpoint(&ckpt).unwrap(), 2);
+            let got: Vec<_> = (3..=4)
+                .map(|e| without_time(resumed.train_epoch(e).unwrap()))
+                .collect();
+            assert_eq!(got, want[2..], "{schedule:?}: bit-identical after a resume");
+        }
+    }
+
+    fn weights_of(t: &Trainer<'_>, prefix: &str) -> Vec<(String, Vec<f32>)> {
+        let mut w: Vec<_> = t
+            .weights()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    }
+
+    /// An alternating E-step moves only the encoder (every decoder weight bit-identical) and an
+    /// M-step only the decoder; the epoch counts both kinds of updates.
+    #[test]
+    fn alternating_steps_move_only_their_half() {
         let data = toy_data();
         let c = TrainConfig {
-            binarize: Binarize::Dynamic,
+            schedule: Schedule::Alternating {
+                e_steps: 3,
+                m_steps: 2,
+            },
             ..cfg(ModelKind::Vae)
         };
-        let mut straight = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
-        let want: Vec<_> = (1..=4)
-            .map(|e| without_time(straight.train_epoch(e).unwrap()))
-            .collect();
-
-        let dir = tempfile::tempdir().unwrap();
-        let ckpt = dir.path().join("c.safetensors");
-        let mut first = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
-        for e in 1..=2 {
-            first.train_epoch(e).unwrap();
+        let mut t = Trainer::new(c, &data, Device::Cpu).unwrap();
+        let split = data.split(SplitKind::Train, Binarize::None);
+        let mut buf = Vec::new();
+        split.gather(&(0..32).collect::<Vec<_>>(), None, &mut buf);
+        let x = Tensor::from_slice(&buf, (32, 64), &Device::Cpu).unwrap();
+        let mut draws = Draws {
+            noise: rng::stream(1, rng::Stream::Noise, 1),
+            extra: rng::stream(1, rng::Stream::Aggressive, 1),
+        };
+        for (part, moves, stays) in [
+            (Part::Encoder, "enc.", "dec."),
+            (Part::Decoder, "dec.", "enc."),
+        ] {
+            let (before_moves, before_stays) = (weights_of(&t, moves), weights_of(&t, stays));
+            t.descend(part, &x, &mut draws, (1, 1, 1.0)).unwrap();
+            assert_eq!(
+                weights_of(&t, stays),
+                before_stays,
+                "{part:?} moved {stays}"
+            );
+            assert_ne!(
+                weights_of(&t, moves),
+                before_moves,
+                "{part:?} left {moves} alone"
+            );
         }
-        first.save_checkpoint(&ckpt, 2).unwrap();
-        drop(first);
-        let mut resumed = Trainer::new(c, &data, Device::Cpu).unwrap();
-        assert_eq!(resumed.load_checkpoint(&ckpt).unwrap(), 2);
-        let got: Vec<_> = (3..=4)
-            .map(|e| without_time(resumed.train_epoch(e).unwrap()))
-            .collect();
-        assert_eq!(got, want[2..], "bit-identical after a resume");
+        let m = t.train_epoch(1).unwrap();
+        assert_eq!(
+            (m.encoder_updates, m.decoder_updates),
+            (Some(3 * 16), Some(2 * 16))
+        );
+    }
+
+    /// The aggressive schedule runs extra encoder steps (at least one per batch, at most 100),
+    /// and its MI is logged on test rows.
+    #[test]
+    fn aggressive_schedule_lags_the_decoder() {
+        let data = toy_data();
+        let c = TrainConfig {
+            schedule: Schedule::Aggressive,
+            ..cfg(ModelKind::Vae)
+        };
+        let mut t = Trainer::new(c, &data, Device::Cpu).unwrap();
+        let m = t.train_epoch(1).unwrap();
+        let (enc, dec) = (m.encoder_updates.unwrap(), m.decoder_updates.unwrap());
+        assert_eq!(dec, 16);
+        assert!(enc > dec && enc <= 100 * dec, "{enc} encoder updates");
+        let test = t.evaluate(SplitKind::Test, 1).unwrap();
+        let mi = test.mi.unwrap();
+        assert!(mi > 0.0 && mi <= (128f64).ln() + 0.1, "{mi}");
     }
 
     #[test]
