@@ -131,6 +131,7 @@ fn a_finished_sweep_draws_every_figure_redraws_them_and_the_page_loads_in_chromi
         "learning_curves",
         "elbo_gap",
         "estep_curve",
+        "mi_active_units",
         "kl_per_dim",
         "latent_space",
     ]

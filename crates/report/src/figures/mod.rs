@@ -137,6 +137,12 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Figure>, ReportError> {
         curves::draw(&sweep, &dir),
     )?;
     add(
+        "mi_active_units".into(),
+        "Mutual information and active units per epoch".into(),
+        curves::MI_CAPTION,
+        curves::draw_mi(&sweep, &dir),
+    )?;
+    add(
         "elbo_gap".into(),
         "The ELBO gap, split: amortization and approximation".into(),
         gap::CAPTION,
