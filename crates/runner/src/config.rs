@@ -836,6 +836,28 @@ mod tests {
     }
 
     #[test]
+    fn schedule_keys_are_checked() {
+        let spec = load("name = \"a\"\nschedule = \"alternating\"\ne_steps = 3\n").unwrap();
+        assert_eq!(
+            spec.keys.train_config().schedule,
+            Schedule::Alternating {
+                e_steps: 3,
+                m_steps: 1
+            }
+        );
+        let e = err("name = \"a\"\ne_steps = 2\n");
+        assert!(e.contains(":2") && e.contains("e_steps") && e.contains("alternating"), "{e}");
+        let e = err("name = \"a\"\nschedule = \"alternating\"\nm_steps = 0\n");
+        assert!(e.contains("m_steps") && e.contains("1 to 1000"), "{e}");
+        let e = err("name = \"a\"\nmodel = \"ae\"\nschedule = \"aggressive\"\n");
+        assert!(e.contains("schedule") && e.contains("\"joint\" for model = \"ae\""), "{e}");
+        let e = err("name = \"a\"\nschedule = \"lagging\"\n");
+        assert!(e.contains("schedule") && e.contains("aggressive"), "{e}");
+        // Joint runs keep the ids they had before the schedules existed.
+        assert!(!RunKeys::default().to_toml().contains("schedule"));
+    }
+
+    #[test]
     fn resolved_toml_reads_back_identically() {
         let k = RunKeys {
             name: Some("x".into()),
