@@ -846,11 +846,17 @@ mod tests {
             }
         );
         let e = err("name = \"a\"\ne_steps = 2\n");
-        assert!(e.contains(":2") && e.contains("e_steps") && e.contains("alternating"), "{e}");
+        assert!(
+            e.contains(":2") && e.contains("e_steps") && e.contains("alternating"),
+            "{e}"
+        );
         let e = err("name = \"a\"\nschedule = \"alternating\"\nm_steps = 0\n");
         assert!(e.contains("m_steps") && e.contains("1 to 1000"), "{e}");
         let e = err("name = \"a\"\nmodel = \"ae\"\nschedule = \"aggressive\"\n");
-        assert!(e.contains("schedule") && e.contains("\"joint\" for model = \"ae\""), "{e}");
+        assert!(
+            e.contains("schedule") && e.contains("\"joint\" for model = \"ae\""),
+            "{e}"
+        );
         let e = err("name = \"a\"\nschedule = \"lagging\"\n");
         assert!(e.contains("schedule") && e.contains("aggressive"), "{e}");
         // Joint runs keep the ids they had before the schedules existed.

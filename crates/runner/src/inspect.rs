@@ -12,9 +12,12 @@ const METRICS: &[&str] = &[
     "test_kl",
     "log_px_iw",
     "elbo_gap",
+    "amortization_gap",
+    "approximation_gap",
     "test_elbo_bpd",
     "nll_bpd",
     "active_units",
+    "test_mi",
     "wall_seconds",
 ];
 
@@ -183,6 +186,9 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
             "recon",
             "kl",
             "active_units",
+            "mi",
+            "encoder_updates",
+            "decoder_updates",
             "elbo_bpd",
             "seconds",
         ];

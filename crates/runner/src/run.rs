@@ -331,6 +331,7 @@ fn metric_cells(
             "active_units",
             Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
         ),
+        ("test_mi", f(test.and_then(|t| t.mi))),
         ("wall_seconds", f(Some(wall))),
         ("test_recon_bpd", f(test.and_then(|t| t.recon_bpd))),
         ("test_elbo_bpd", f(test.and_then(|t| t.elbo_bpd))),

@@ -270,6 +270,7 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "approximation_gap",
     "estep_seconds",
     "active_units",
+    "test_mi",
     "wall_seconds",
     "test_recon_bpd",
     "test_elbo_bpd",
