@@ -2,7 +2,7 @@
 
 use crate::config::RunKeys;
 use std::path::PathBuf;
-use toml::Value;
+use vaelab_track::Cell;
 
 /// One run of a sweep: its id (a hash of its resolved keys) and the keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,36 +28,21 @@ pub struct Plan {
     pub slurm: vaelab_slurm::Settings,
 }
 
-fn show(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| show(Some(v)))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(v) => v.to_string(),
-        None => "-".into(),
-    }
-}
-
 impl Plan {
     /// Keys whose value differs between runs, in the order of the run keys.
     pub fn varying(&self) -> Vec<&'static str> {
-        let tables: Vec<(toml::Table, &PlannedRun)> = self
-            .runs
-            .iter()
-            .map(|r| (toml::Table::try_from(&r.keys).unwrap_or_default(), r))
-            .collect();
+        let cells: Vec<Vec<(String, Cell)>> = self.runs.iter().map(|r| r.keys.cells()).collect();
         crate::config::RUN_KEYS
             .iter()
             .copied()
             .filter(|k| {
                 // Only among the runs the key means something for (not the AE's β).
-                let mut values = tables
+                let mut values = self
+                    .runs
                     .iter()
-                    .filter(|(_, r)| r.keys.uses(k))
-                    .map(|(t, _)| t.get(*k));
+                    .zip(&cells)
+                    .filter(|(r, _)| r.keys.uses(k))
+                    .map(|(_, c)| c.iter().find(|(name, _)| name == k).map(|(_, v)| v));
                 match values.next() {
                     Some(first) => values.any(|v| v != first),
                     None => false,
@@ -67,24 +52,22 @@ impl Plan {
     }
 
     /// The value of `key` in run `i`, as text ("-" where the key means nothing for the run).
+    /// Read from the typed cells, so keys left out of the resolved TOML at their defaults (to
+    /// keep earlier ids) show their value too.
     pub fn value(&self, i: usize, key: &str) -> String {
-        let keys = &self.runs[i].keys;
-        if !keys.uses(key) {
-            return "-".into();
+        let cells = self.runs[i].keys.cells();
+        match cells
+            .into_iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, c)| c)
+        {
+            Some(Cell::Str(Some(s))) => s,
+            Some(Cell::Int(Some(v))) => v.to_string(),
+            // As TOML writes floats: 1.0, 0.5, 0.001.
+            Some(Cell::Float(Some(v))) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.1}"),
+            Some(Cell::Float(Some(v))) => v.to_string(),
+            _ => "-".into(),
         }
-        // Keys left out of the resolved TOML at their defaults (to keep earlier ids) still apply.
-        match key {
-            "discretized" => return keys.discretized.to_string(),
-            "architecture" => return keys.architecture.as_str().to_string(),
-            "channels" => return show(toml::Value::try_from(&keys.channels).ok().as_ref()),
-            "gap_test_n" => return keys.gap_test_n.to_string(),
-            "estep_iters" => return keys.estep_iters.to_string(),
-            "schedule" => return keys.schedule.as_str().to_string(),
-            "e_steps" => return keys.e_steps.to_string(),
-            "m_steps" => return keys.m_steps.to_string(),
-            _ => {}
-        }
-        show(toml::Table::try_from(keys).unwrap_or_default().get(key))
     }
 
     /// The plan as a text table: id and the varying keys.
