@@ -5,7 +5,7 @@
 use crate::{DataError, Dataset, HubColumns, ImageShape, Split};
 use hf_hub::repository::RepoTreeEntry;
 use hf_hub::{HFClientBuilder, HFClientSync, HFError};
-use image::{imageops::FilterType, DynamicImage};
+use image::imageops::FilterType;
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -292,10 +292,11 @@ fn decode(bytes: &[u8], size: Option<usize>) -> Result<Decoded, String> {
     };
     let (width, height) = (img.width(), img.height());
     let rgb = img.color().has_color();
-    let bytes = match img {
-        DynamicImage::ImageLuma8(g) if !rgb => g.into_raw(),
-        other if rgb => other.into_rgb8().into_raw(),
-        other => other.into_luma8().into_raw(),
+    // Both conversions hand an image already in that layout back without copying.
+    let bytes = if rgb {
+        img.into_rgb8().into_raw()
+    } else {
+        img.into_luma8().into_raw()
     };
     Ok(Decoded {
         width,
@@ -539,6 +540,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{pattern, FakeHubRepo};
     use crate::{Binarize, SplitKind};
+    use image::DynamicImage;
 
     fn images(n: usize, w: u32, h: u32, rgb: bool) -> Vec<DynamicImage> {
         (0..n).map(|i| pattern(i, w, h, rgb)).collect()

@@ -31,6 +31,30 @@ pub struct IwaeEstimate {
     pub elbo_mass: Option<f64>,
     /// Each image's mean log weight (its ELBO estimate), in image order.
     pub elbos: Vec<f64>,
+    /// Each image's K-sample bound, in image order.
+    pub bounds: Vec<f64>,
+}
+
+impl IwaeEstimate {
+    /// The same estimate restricted to its first `n` images (the density terms; the masses are
+    /// left out).
+    pub fn first(&self, n: usize) -> IwaeEstimate {
+        let n = n.min(self.images);
+        let mean = |v: &[f64]| v[..n].iter().sum::<f64>() / n.max(1) as f64;
+        let (log_px, elbo) = (mean(&self.bounds), mean(&self.elbos));
+        IwaeEstimate {
+            log_px,
+            elbo,
+            gap: log_px - elbo,
+            images: n,
+            samples: self.samples,
+            seconds: self.seconds,
+            log_px_mass: None,
+            elbo_mass: None,
+            elbos: self.elbos[..n].to_vec(),
+            bounds: self.bounds[..n].to_vec(),
+        }
+    }
 }
 
 /// What to estimate: K samples on the first `images` images, also scored as `mass` if given.
@@ -190,7 +214,7 @@ pub fn estimate_with(
     let (d, l) = (split.dim(), model.arch().latent_dim);
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
-    let mut elbos = Vec::with_capacity(n);
+    let (mut elbos, mut bounds) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..n).collect();
     // The fused CPU kernels score images side by side, one single-threaded lane per core:
@@ -252,6 +276,7 @@ pub fn estimate_with(
             sum_bound += b;
             sum_elbo += e;
             elbos.push(e);
+            bounds.push(b);
             if mass.is_some() {
                 let (b, e) = bound_and_elbo(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
                 mass_bound += b;
@@ -276,5 +301,6 @@ pub fn estimate_with(
         log_px_mass,
         elbo_mass,
         elbos,
+        bounds,
     })
 }
