@@ -233,14 +233,8 @@ fn ctrl_c_stops_marks_runs_interrupted_and_a_rerun_resumes() {
         assert!(std::time::Instant::now() < deadline, "no epoch finished");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = common::interrupt(child);
     let msg = stderr(&out);
-    assert_eq!(out.status.code(), Some(130), "{msg}");
     assert!(msg.contains("interrupted"), "{msg}");
     let table = read(&results.join("sigint").join("runs.parquet"));
     let statuses = strings(&table, "status");

@@ -20,6 +20,16 @@ fn run(args: &[&str]) -> Output {
     vaelab(args).output().expect("vaelab runs")
 }
 
+/// `vaelab sweep FILE --results-dir RESULTS`, to its end.
+fn sweep(file: &Path, results: &Path) -> Output {
+    run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ])
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -153,12 +163,7 @@ fn kill_9_then_rerun_completes_every_run_exactly_as_if_uninterrupted() {
     let partial = std::fs::read_dir(killed.join("tiny/runs")).unwrap().count();
     assert!(partial >= 1, "the sweep was killed before any run started");
 
-    let rerun = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results-dir",
-        killed.to_str().unwrap(),
-    ]);
+    let rerun = sweep(&file, &killed);
     assert!(rerun.status.success(), "{}", stderr(&rerun));
     let runs = read(&killed.join("tiny/runs.parquet"));
     assert_eq!(runs.height(), 8);
@@ -178,12 +183,7 @@ fn kill_9_then_rerun_completes_every_run_exactly_as_if_uninterrupted() {
     }
 
     let straight = tmp.path().join("straight");
-    let out = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results-dir",
-        straight.to_str().unwrap(),
-    ]);
+    let out = sweep(&file, &straight);
     assert!(out.status.success());
     for ((id, a), (_, b)) in metrics_by_run(&killed.join("tiny"))
         .into_iter()
@@ -204,12 +204,7 @@ fn a_diverging_run_is_marked_and_the_others_finish() {
     );
     let file = write(tmp.path(), "div.toml", &text);
     let results = tmp.path().join("results");
-    let out = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ]);
+    let out = sweep(&file, &results);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("diverged"), "{}", stderr(&out));
     let runs = read(&results.join("div/runs.parquet"));
@@ -332,12 +327,7 @@ fn conv_and_mlp_train_side_by_side_and_a_conv_that_does_not_fit_is_refused() {
     let table = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert!(table.contains("architecture"), "{table}");
     let results = tmp.path().join("results");
-    let out = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ]);
+    let out = sweep(&file, &results);
     assert!(out.status.success(), "{}", stderr(&out));
     let runs = read(&results.join("arch/runs.parquet"));
     let archs = strings(&runs, "architecture");
@@ -371,12 +361,7 @@ fn conv_and_mlp_train_side_by_side_and_a_conv_that_does_not_fit_is_refused() {
             .replace("channels = [8, 16]", "channels = [8, 16, 32]")
             .replace("name = \"arch\"", "name = \"deep\""),
     );
-    let out = run(&[
-        "sweep",
-        bad.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ]);
+    let out = sweep(&bad, &results);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("deep.toml") && stderr(&out).contains("`channels`"),

@@ -102,3 +102,16 @@ pub fn assert_refused<S: AsRef<str>>(case: &str, out: &Output, needles: &[S]) {
         "{case}: {msg}"
     );
 }
+
+/// Sends SIGINT to `child` (what Ctrl-C sends), waits, and checks it exited 130; returns its
+/// output.
+pub fn interrupt(child: std::process::Child) -> Output {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    out
+}
