@@ -551,10 +551,11 @@ impl RunKeys {
         }
     }
 
-    /// Whether `key` means anything for this run: the AE has no KL and no IWAE bound, only
-    /// `gaussian` and `laplace` read `sigma`, only the families that can be trained on masses
-    /// read `discretized`, the MLP reads `hidden` and the conv net `channels` (`canonical`
-    /// resets the others to their defaults).
+    /// Whether `key` means anything for this run: the AE has no KL, no IWAE bound and no gap
+    /// split, only `gaussian` and `laplace` read `sigma`, only the families that can be trained
+    /// on masses read `discretized`, the MLP reads `hidden` and the conv net `channels`, only
+    /// `hub:` datasets read the image keys and only `alternating` the step counts. The one
+    /// source of truth: `sweep_file::canonical` resets the others to their defaults.
     pub fn uses(&self, key: &str) -> bool {
         match key {
             "beta" | "kl_warmup_epochs" | "free_bits" | "iw_samples" | "iw_test_n"
