@@ -1,39 +1,26 @@
-//! VAE and plain-autoencoder models on candle: likelihoods, the −ELBO objective with β, KL
-//! warm-up and free bits, seeded training with a fused Adam, evaluation and the IWAE bound.
+//! VAE and plain-autoencoder models on candle, in the order a run meets them: the models
+//! (`model`), the likelihoods p(x|z) and their bin masses (`likelihood`), the −ELBO objective
+//! with β, KL warm-up and free bits (`objective`), seeded training under the joint, alternating
+//! and aggressive schedules (`train`), and the estimators: per-epoch metrics, the IWAE bound,
+//! the explicit E-step and the mutual information (`eval`). The CPU kernels live in
+//! `vaelab-kernels`; `rng` holds the one random stream per purpose that training and
+//! evaluation share.
 
-pub mod conv;
-pub mod dense;
-#[cfg(target_arch = "x86_64")]
-mod direct;
-pub mod discrete;
-pub mod estep;
-mod fastmath;
-pub mod init;
-pub mod iwae;
-pub mod kernels;
-mod likelihood;
-mod loglik_op;
-mod metrics;
-pub mod mi;
-mod model;
+pub mod eval;
+pub mod likelihood;
+pub mod model;
 pub mod objective;
-pub mod optim;
 pub mod rng;
-pub mod schedule;
-#[cfg(test)]
-mod testing;
-pub mod threads;
-mod train;
+pub mod train;
 
-pub use discrete::{bits_per_dim, Mass};
-pub use estep::GapSplit;
-pub use iwae::IwaeEstimate;
-pub use kernels::Kernels;
-pub use likelihood::{Likelihood, LikelihoodKind, LEVELS_8BIT, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
-pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
+pub use eval::{EpochMetrics, GapSplit, IwaeEstimate, ACTIVE_UNIT_THRESHOLD, MI_IMAGES};
+pub use likelihood::{
+    bits_per_dim, Likelihood, LikelihoodKind, Mass, LEVELS_8BIT, LOG_SCALE_FLOOR, LOG_SIGMA_MAX,
+    LOG_SIGMA_MIN,
+};
 pub use model::{
     Architecture, Body, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
 };
 pub use objective::Objective;
-pub use schedule::Schedule;
-pub use train::{TrainConfig, TrainError, Trainer, MI_IMAGES};
+pub use train::{Schedule, TrainConfig, TrainError, Trainer};
+pub use vaelab_kernels::{threads, Kernels};

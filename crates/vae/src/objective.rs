@@ -1,6 +1,6 @@
 //! The training objective: −ELBO = recon + KL, with β, KL warm-up and free bits on the KL.
 
-use crate::Model;
+use crate::model::Model;
 use candle_core::{Result, Tensor};
 
 /// How the KL term is weighted during training (the reported −ELBO always uses β = 1).

@@ -116,7 +116,7 @@ fn pixel_kernels() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let (rows, d) = (2000, 784);
     let on = |mass| Likelihood::Discretized { mass, levels: 256 };
-    let floor = vaelab_vae::discrete::LOG_SCALE_FLOOR;
+    let floor = vaelab_vae::LOG_SCALE_FLOOR;
     for lik in [
         Likelihood::Bernoulli,
         Likelihood::Gaussian { sigma: 0.1 },
@@ -148,11 +148,23 @@ fn pixel_kernels() -> anyhow::Result<()> {
             Ok(start.elapsed().as_secs_f64() * 1e9 / (reps * rows * d) as f64)
         };
         let fwd = time(&|| {
-            lik.log_prob(&var.as_tensor().detach(), &xt)?;
+            vaelab_vae::likelihood::log_prob(
+                vaelab_vae::Kernels::Fused,
+                lik,
+                &var.as_tensor().detach(),
+                &xt,
+            )?;
             Ok(())
         })?;
         let grad = time(&|| {
-            lik.log_prob(var.as_tensor(), &xt)?.sum_all()?.backward()?;
+            vaelab_vae::likelihood::log_prob(
+                vaelab_vae::Kernels::Fused,
+                lik,
+                var.as_tensor(),
+                &xt,
+            )?
+            .sum_all()?
+            .backward()?;
             Ok(())
         })?;
         println!("PIXEL {lik:?}: forward {fwd:.2} ns/pixel, with gradient {grad:.2} ns/pixel");

@@ -1,60 +1,11 @@
-//! Which implementation runs the hot ops: the fused CPU kernels, or candle's stock tensor ops.
-//!
-//! The stock path is the reference the fused kernels are tested against, and the one every
-//! device other than the CPU (CUDA) runs, since the fused kernels are written for the CPU only.
+//! Σ_pixels log p(x|params) with candle's stock ops: the reference the fused op is tested
+//! against, and what every device other than the CPU runs.
 
-use crate::conv::{P, S};
-use crate::likelihood::{LOG_SIGMA_MAX, LOG_SIGMA_MIN};
-use crate::{Likelihood, Mass};
-use candle_core::{Device, Result, Tensor, D};
+use super::bounds::{LOG_SCALE_FLOOR, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
+use super::family::Likelihood;
+use super::mass::{last_level, Mass};
+use candle_core::{Result, Tensor, D};
 use candle_nn::ops::sigmoid;
-
-/// The implementation of dense layers, likelihoods and Adam.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Kernels {
-    /// Hand-written CPU kernels with fused backward passes (the default on the CPU).
-    #[default]
-    Fused,
-    /// candle's tensor ops with autograd: slower, device-agnostic, the unoptimized reference.
-    Reference,
-}
-
-impl Kernels {
-    /// `self` on the CPU; the reference ops on any other device.
-    pub fn for_device(self, device: &Device) -> Self {
-        if device.is_cpu() {
-            self
-        } else {
-            Kernels::Reference
-        }
-    }
-}
-
-/// act(x·Wᵀ + b) with candle's ops.
-pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
-    if relu {
-        y.relu()
-    } else {
-        Ok(y)
-    }
-}
-
-/// act(conv(x, W) + b) with candle's ops for the conv body's 4×4, stride-2, padding-1 layers:
-/// a convolution, or with `transposed` a transposed convolution.
-pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
-    let y = if transposed {
-        x.conv_transpose2d(w, P, 0, S, 1)?
-    } else {
-        x.conv2d(w, P, S, 1, 1)?
-    };
-    let y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-    if relu {
-        y.relu()
-    } else {
-        Ok(y)
-    }
-}
 
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
@@ -107,7 +58,7 @@ pub fn log_prob(lik: Likelihood, params: &Tensor, x: &Tensor) -> Result<Tensor> 
 /// Gaussian's f32 tail loses digits, and the mass is floored at 1e-12 (as DDPM's code does);
 /// the fused CPU kernel stays exact there. The tests compare the two where both resolve it.
 fn discretized(mass: Mass, levels: u16, params: &Tensor, x: &Tensor, d: usize) -> Result<Tensor> {
-    let last = f64::from(crate::discrete::last_level(levels));
+    let last = f64::from(last_level(levels));
     let a = params.narrow(1, 0, d)?;
     // Bins are placed by the integer level k, not by the float pixel.
     let k = x.affine(last, 0.0)?.round()?;
@@ -134,7 +85,7 @@ fn discretized(mass: Mass, levels: u16, params: &Tensor, x: &Tensor, d: usize) -
             .clamp(log_sigma_min, LOG_SIGMA_MAX)?,
         Mass::Logistic => params
             .narrow(1, d, d)?
-            .clamp(crate::discrete::LOG_SCALE_FLOOR, LOG_SIGMA_MAX)?,
+            .clamp(LOG_SCALE_FLOOR, LOG_SIGMA_MAX)?,
         Mass::ContinuousBernoulli => unreachable!("handled above"),
     };
     let mu = sigmoid(&a)?;
@@ -199,7 +150,8 @@ fn cb_log_norm(a: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
+    use vaelab_kernels::Kernels;
 
     /// Every likelihood: the fused op and the reference agree in value and gradient, also when
     /// x rows are shared by several params rows (the IWAE layout).
@@ -220,7 +172,7 @@ mod tests {
             on(Mass::Laplace { scale: 0.2 }, 256),
             on(
                 Mass::GaussianLearned {
-                    log_sigma_min: crate::discrete::LOG_SCALE_FLOOR,
+                    log_sigma_min: LOG_SCALE_FLOOR,
                 },
                 256,
             ),
@@ -242,7 +194,7 @@ mod tests {
                 // Levels on the grid, the end ones included; means in [0.12, 0.88] and learned
                 // scales ≥ 0.37, so that no edge is past 2.4 scales from the mean: beyond that
                 // the reference's f32 erf is within a few ulps of ±1 and loses the tail's digits
-                // (the fused kernel does not: see `crate::discrete`'s f64 tests).
+                // (the fused kernel does not: see `super::mass`'s f64 tests).
                 let last = (levels - 1) as usize;
                 x = (0..bx * d)
                     .map(|i| ((i * 37) % (last + 1)) as f32 / last as f32)
@@ -255,11 +207,7 @@ mod tests {
             let x = Tensor::from_vec(x, (bx, d), &dev).unwrap();
             let run = |kernels: Kernels| {
                 let v = Var::from_slice(&params, (bx * repeat, p * d), &dev).unwrap();
-                let out = match kernels {
-                    Kernels::Fused => lik.log_prob(v.as_tensor(), &x),
-                    Kernels::Reference => log_prob(lik, v.as_tensor(), &x),
-                }
-                .unwrap();
+                let out = crate::likelihood::log_prob(kernels, lik, v.as_tensor(), &x).unwrap();
                 let g = out.sum_all().unwrap().backward().unwrap();
                 let grad = g.get(v.as_tensor()).unwrap().flatten_all().unwrap();
                 (

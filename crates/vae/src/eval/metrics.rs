@@ -1,7 +1,8 @@
 //! Per-epoch metrics and the running sums they are computed from.
 
+use crate::likelihood::bits_per_dim;
+use crate::model::ModelKind;
 use crate::objective::BatchTerms;
-use crate::{bits_per_dim, ModelKind};
 use candle_core::Result;
 use vaelab_data::SplitKind;
 

@@ -1,20 +1,15 @@
 //! Observation models p(x|z): per-pixel log-densities of the data given the decoder's output.
 //!
-//! Every likelihood is a scalar function of one or two decoder outputs per pixel. They run as
-//! one fused candle op ([`crate::loglik_op`]) that sums over pixels and carries a hand-written
-//! gradient, so the training step never materializes the per-pixel intermediate tensors.
+//! Every likelihood is a scalar function of one or two decoder outputs per pixel
+//! ([`Likelihood::pixel`]); [`super::log_prob`] sums it over pixels, as one fused candle op
+//! ([`super::fused`]) with a hand-written gradient, or with candle's ops ([`super::reference`]).
 
-use crate::discrete::{Mass, LOG_SCALE_FLOOR};
-use crate::fastmath::{sigmoid, softplus_sigmoid};
-use candle_core::{Result, Tensor};
+use super::bounds::{LEVELS_8BIT, LOG_SCALE_FLOOR, LOG_SIGMA_MAX, LOG_SIGMA_MIN};
+use super::mass::{last_level, Mass};
 use serde::{Deserialize, Serialize};
+use vaelab_kernels::fastmath::{sigmoid, softplus_sigmoid};
 
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
-/// Learned Gaussian log σ is clamped to [ln 0.01, ln e]: below σ = 0.01 the density of flat
-/// background pixels grows without bound and training diverges.
-pub const LOG_SIGMA_MIN: f32 = -4.605_170_2;
-/// Upper clamp of the learned log σ.
-pub const LOG_SIGMA_MAX: f32 = 1.0;
 /// Below this |logit| the continuous Bernoulli normalizer uses its Taylor series (λ ≈ 0.5).
 const CB_SERIES_BELOW: f64 = 1e-2;
 
@@ -66,9 +61,6 @@ impl LikelihoodKind {
     }
 }
 
-/// Grey levels of 8-bit images.
-pub const LEVELS_8BIT: u16 = 256;
-
 /// A likelihood with its fixed parameters resolved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Likelihood {
@@ -82,7 +74,7 @@ pub enum Likelihood {
         scale: f32,
     },
     /// The probability mass of each pixel's bin among `levels` grey levels (see
-    /// [`crate::discrete`]): a proper pmf over quantized images.
+    /// [`super::mass`]): a proper pmf over quantized images.
     Discretized {
         mass: Mass,
         levels: u16,
@@ -154,12 +146,6 @@ impl Likelihood {
         }
     }
 
-    /// Σ over pixels of log p(x|params) for each row: `params` is (B, P·D), `x` is (B, D);
-    /// returns (B,). Differentiable with respect to `params`.
-    pub fn log_prob(self, params: &Tensor, x: &Tensor) -> Result<Tensor> {
-        crate::loglik_op::log_prob(self, params, x)
-    }
-
     /// log p(x | a, b) of one pixel, with `a` the first decoder output and `b` the second
     /// (used only by the learned Gaussian), and its derivatives (d/da, d/db).
     #[inline(always)]
@@ -200,9 +186,7 @@ impl Likelihood {
                 };
                 (f, r * inv_var * mu * (1.0 - mu), db)
             }
-            Likelihood::Discretized { mass, levels } => {
-                mass.pixel(a, b, x, crate::discrete::last_level(levels))
-            }
+            Likelihood::Discretized { mass, levels } => mass.pixel(a, b, x, last_level(levels)),
         }
     }
 }
@@ -231,7 +215,7 @@ pub fn cb_log_norm(a: f32) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     const ALL: [Likelihood; 5] = [
         Likelihood::Bernoulli,
@@ -266,7 +250,7 @@ mod tests {
                 let s = b.clamp(LOG_SIGMA_MIN as f64, LOG_SIGMA_MAX as f64).exp();
                 -(x - lam).powi(2) / (2.0 * s * s) - (s * (2.0 * std::f64::consts::PI).sqrt()).ln()
             }
-            Likelihood::Discretized { .. } => unreachable!("crate::discrete tests the masses"),
+            Likelihood::Discretized { .. } => unreachable!("likelihood::mass tests the masses"),
         }
     }
 
@@ -420,7 +404,10 @@ mod tests {
                 .collect();
             let pt = Tensor::from_slice(&params, (rows, d * p), &dev).unwrap();
             let xt = Tensor::from_slice(&x, (rows, d), &dev).unwrap();
-            let got = lik.log_prob(&pt, &xt).unwrap().to_vec1::<f32>().unwrap();
+            let got = super::super::fused::log_prob(lik, &pt, &xt)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             for r in 0..rows {
                 let want: f64 = (0..d)
                     .map(|j| {
@@ -453,7 +440,7 @@ mod tests {
         )
         .unwrap();
         let x = Tensor::from_slice(&[0.1f32, 0.9, 0.4, 0.0], (2, 2), &dev).unwrap();
-        let out = lik.log_prob(params.as_tensor(), &x).unwrap();
+        let out = super::super::fused::log_prob(lik, params.as_tensor(), &x).unwrap();
         // Weight rows differently to check the incoming gradient is applied per row.
         let w = Tensor::from_slice(&[1.0f32, -2.0], 2, &dev).unwrap();
         let grads = (out * w).unwrap().sum_all().unwrap().backward().unwrap();

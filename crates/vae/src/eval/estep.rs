@@ -7,13 +7,14 @@
 //! log p(x) − ELBO = (ELBO* − ELBO) + (log p(x) − ELBO*): what amortizing inference costs plus
 //! what the Gaussian family costs.
 
-use crate::iwae::{self, IwaeEstimate};
+use super::iwae::{self, IwaeEstimate};
+use crate::model::Model;
 use crate::objective::kl_per_dim;
-use crate::optim::Adam;
-use crate::{rng, Model};
+use crate::rng;
 use candle_core::{Device, Result, Tensor, Var};
 use std::time::Instant;
 use vaelab_data::Split;
+use vaelab_kernels::Adam;
 
 /// ε draws per image and optimization step.
 pub const SAMPLES_PER_STEP: usize = 4;

@@ -4,8 +4,8 @@
 //! call (not per pixel), sums run in 8 independent f32 lanes, the transcendental functions are
 //! branch-free polynomials, and on x86-64 an AVX2+FMA copy of the loop is picked at run time.
 
-use crate::discrete::Mass;
-use crate::Likelihood;
+use super::family::Likelihood;
+use super::mass::{last_level, Mass};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -201,7 +201,7 @@ macro_rules! dispatch {
             Likelihood::Gaussian { sigma } => rows(kernel!(f32 = sigma; |s, a, b, x| Likelihood::Gaussian { sigma: s }.pixel(a, b, x)), $($arg),*),
             Likelihood::Laplace { scale } => rows(kernel!(f32 = scale; |s, a, b, x| Likelihood::Laplace { scale: s }.pixel(a, b, x)), $($arg),*),
             Likelihood::Discretized { mass, levels } => {
-                let last = crate::discrete::last_level(levels);
+                let last = last_level(levels);
                 match mass {
                     Mass::Gaussian { sigma } => rows(kernel!((f32, f32) = (sigma, last); |s, a, b, x| Mass::Gaussian { sigma: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
                     Mass::GaussianLearned { log_sigma_min } => rows(kernel!((f32, f32) = (log_sigma_min, last); |s, a, b, x| Mass::GaussianLearned { log_sigma_min: s.0 }.pixel(a, b, x, s.1)), $($arg),*),

@@ -1,6 +1,7 @@
 //! Seeded parameter initialization (candle's own CPU RNG cannot be seeded).
 
-use crate::{rng, Architecture};
+use super::arch::Architecture;
+use crate::rng;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
 use rand::Rng;

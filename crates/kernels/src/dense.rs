@@ -4,109 +4,19 @@
 //! and more backward, and its matmul backward always computes the input's gradient — for the
 //! first layer that is a 128×400×784 product for the data, which has no use for it. Here the
 //! bias is the gemm's initial accumulator, the ReLU is applied in place, and the backward
-//! computes dx only when x needs it. Other devices take candle's ops.
+//! computes dx only when x needs it.
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use gemm::Parallelism;
+use crate::matmul::{contiguous, matmul, with_data};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// act(x·Wᵀ + b) for x (B, I), W (O, I), b (O); `relu` picks the activation (else identity).
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        return crate::kernels::dense(x, w, b, relu);
-    }
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu })
 }
 
 struct Dense {
     relu: bool,
-}
-
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
-
-/// dst (m×n, row-major) = [dst +] lhs·rhs, each operand given by its row and column strides,
-/// on the current pool's threads.
-fn matmul(
-    mnk: (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
-) {
-    matmul_with(
-        mnk,
-        dst,
-        accumulate,
-        lhs,
-        lhs_strides,
-        rhs,
-        rhs_strides,
-        parallelism(),
-    );
-}
-
-/// As [`matmul`], with the gemm's parallelism given.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_with(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-    parallelism: Parallelism,
-) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts keep every index the kernel touches inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => bail!("dense: {what} must be contiguous"),
-    }
-}
-
-/// Runs `f` on the f32 data of a contiguous CPU tensor.
-pub(crate) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => f(contiguous(cpu, layout, "tensor")?),
-        _ => bail!("dense: expected a CPU tensor"),
-    }
 }
 
 impl CustomOp3 for Dense {

@@ -1,134 +1,45 @@
-//! The one training loop: every model kind and likelihood goes through [`Trainer`].
+//! The one training loop: every model kind, likelihood and schedule goes through [`Trainer`].
 
-use crate::metrics::{EpochMetrics, Sums};
-use crate::objective::{batch_terms, BatchTerms, Objective};
-use crate::optim::{Adam, AdamState};
-use crate::schedule::{AggressiveState, Plateau, Schedule};
-use crate::{
-    estep, init, iwae, rng, Architecture, Body, GapSplit, Kernels, Likelihood, Model, ModelKind,
-};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use rand::Rng;
-use std::collections::HashMap;
+use super::batches::batch;
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::error::TrainError;
+use super::schedule::Schedule;
+use super::state::TrainState;
+use super::step::{train_batch, Draws, StepCtx, Updates};
+use crate::eval::{self, EpochMetrics, Evaluator, GapSplit, IwaeEstimate, Subject, Sums};
+use crate::likelihood::Likelihood;
+use crate::model::Model;
+use crate::rng;
+use candle_core::Device;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use vaelab_data::{Binarize, Dataset, Split, SplitKind};
+use vaelab_data::{Binarize, Dataset, SplitKind};
+use vaelab_kernels::Kernels;
 
-/// Images per forward pass when evaluating.
-const EVAL_BATCH: usize = 1000;
-/// Test images of the mutual-information estimate: it cannot exceed log of this (9.2 nats; a
-/// Fashion-MNIST VAE's rate is ~15 nats, so fewer images saturate it sooner: 2000 gave 7.47 of
-/// a 7.60 ceiling at latent 10).
-pub const MI_IMAGES: usize = 10_000;
-
-/// Which weights an update moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    All,
-    Encoder,
-    Decoder,
-}
-
-/// Encoder and decoder updates of an epoch.
-#[derive(Debug, Default)]
-struct Updates {
-    encoder: u64,
-    decoder: u64,
-}
-
-/// The random streams of an epoch's updates: ε, and the aggressive schedule's extra batches.
-struct Draws {
-    noise: rng::Rng64,
-    extra: rng::Rng64,
-}
-
-/// Everything a training run needs besides its data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainConfig {
-    pub model: ModelKind,
-    pub likelihood: Likelihood,
-    pub latent_dim: usize,
-    /// The encoder's and decoder's network.
-    pub body: Body,
-    pub objective: Objective,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub seed: u64,
-    pub binarize: Binarize,
-    /// Train on the first N training images only.
-    pub train_subset: Option<usize>,
-    /// Evaluate on the first N test images only.
-    pub test_subset: Option<usize>,
-    /// K of the IWAE bound (0: skip the estimate).
-    pub iw_samples: usize,
-    /// Test images the IWAE bound is computed on.
-    pub iw_test_n: usize,
-    /// Test images whose ELBO gap is split by an explicit E-step (0: skip; at most iw_test_n
-    /// are used, the IWAE bound's images).
-    pub gap_test_n: usize,
-    /// Adam steps of the per-image E-step.
-    pub estep_iters: usize,
-    /// How encoder and decoder updates interleave.
-    pub schedule: Schedule,
-}
-
-impl TrainConfig {
-    /// Grey levels of the pixels trained on: 256 (8-bit), or 2 when binarized.
-    pub fn data_levels(&self) -> u16 {
-        match self.binarize {
-            Binarize::None => crate::LEVELS_8BIT,
-            Binarize::Static | Binarize::Dynamic => 2,
-        }
-    }
-
-    /// The likelihood that scores bits/dim: the model's as a mass on [`Self::data_levels`].
-    pub fn mass(&self) -> Likelihood {
-        self.likelihood.scored_on(self.data_levels())
-    }
-
-    /// The model this configuration trains on `data`'s images.
-    pub fn architecture(&self, data: &Dataset) -> Architecture {
-        Architecture {
-            kind: self.model,
-            image: data.shape(),
-            body: self.body.clone(),
-            latent_dim: self.latent_dim,
-            likelihood: self.likelihood,
-        }
-    }
-}
-
-/// Why training stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
-    #[error("the loss became non-finite in epoch {epoch} at step {step} (last good epoch: {})", epoch - 1)]
-    Diverged { epoch: usize, step: usize },
-    /// The stop flag was raised mid-epoch; the epoch is dropped, the last checkpoint stands.
-    #[error("stopped during epoch {epoch}")]
-    Stopped { epoch: usize },
-}
-
-/// A model, its optimizer and the data it trains on.
+/// A model, its optimizers and the data it trains on.
 pub struct Trainer<'d> {
     cfg: TrainConfig,
     data: &'d Dataset,
     device: Device,
-    varmap: VarMap,
-    model: Model,
-    /// One Adam over every weight (joint), or the encoder's then the decoder's.
-    opts: Vec<Adam>,
-    /// Where the aggressive schedule stands (unused by the others).
-    aggressive: AggressiveState,
-    /// The last MI estimate and the epoch it was drawn for: the aggressive schedule's check
-    /// and the test metrics of the same epoch share it (the model does not change between).
-    mi_cache: std::sync::Mutex<Option<(usize, f64)>>,
+    state: TrainState,
+    evaluator: Evaluator,
     /// Raised by a signal (Ctrl-C, Slurm's SIGTERM): stop at the next step.
     stop: Option<&'d AtomicBool>,
+}
+
+/// The evaluator's view of a trainer's fields (disjoint from `evaluator`, so both can be
+/// borrowed at once).
+macro_rules! subject {
+    ($t:expr) => {
+        Subject {
+            model: &$t.state.model,
+            cfg: &$t.cfg,
+            data: $t.data,
+            device: &$t.device,
+        }
+    };
 }
 
 impl<'d> Trainer<'d> {
@@ -144,38 +55,13 @@ impl<'d> Trainer<'d> {
         device: Device,
         kernels: Kernels,
     ) -> Result<Self, TrainError> {
-        let arch = cfg.architecture(data);
-        let varmap = VarMap::new();
-        init::seeded(&arch, &varmap, cfg.seed, &device)?;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let model = Model::with_kernels(arch, vb, kernels)?;
-        let named: Vec<(String, candle_core::Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let opts = if cfg.schedule.splits_optimizers() {
-            let (enc, dec): (Vec<_>, Vec<_>) = named
-                .into_iter()
-                .partition(|(name, _): &(String, _)| name.starts_with("enc."));
-            vec![
-                Adam::with_kernels(enc, cfg.lr, model.kernels())?,
-                Adam::with_kernels(dec, cfg.lr, model.kernels())?,
-            ]
-        } else {
-            vec![Adam::with_kernels(named, cfg.lr, model.kernels())?]
-        };
+        let state = TrainState::new(&cfg, cfg.architecture(data), &device, kernels)?;
         Ok(Self {
             cfg,
             data,
             device,
-            varmap,
-            model,
-            opts,
-            aggressive: AggressiveState::default(),
-            mi_cache: std::sync::Mutex::new(None),
+            state,
+            evaluator: Evaluator::default(),
             stop: None,
         })
     }
@@ -193,20 +79,7 @@ impl<'d> Trainer<'d> {
 
     /// The model being trained.
     pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    fn len(&self, kind: SplitKind) -> usize {
-        let n = self.data.split(kind, self.cfg.binarize).len();
-        let subset = match kind {
-            SplitKind::Train => self.cfg.train_subset,
-            SplitKind::Test => self.cfg.test_subset,
-        };
-        subset.map_or(n, |s| s.min(n))
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.len(SplitKind::Train).div_ceil(self.cfg.batch_size)
+        &self.state.model
     }
 
     /// One pass over the (shuffled) training set; `epoch` is 1-based. The schedule decides
@@ -214,12 +87,9 @@ impl<'d> Trainer<'d> {
     /// batch's first forward pass (for the aggressive schedule, its decoder step's).
     pub fn train_epoch(&mut self, epoch: usize) -> Result<EpochMetrics, TrainError> {
         let start = Instant::now();
-        // The model is about to change: no MI estimate of the old one may be reused.
-        if let Ok(cache) = self.mi_cache.get_mut() {
-            *cache = None;
-        }
+        self.evaluator.forget();
         let seed = self.cfg.seed;
-        let n_train = self.len(SplitKind::Train);
+        let n_train = self.cfg.images(self.data, SplitKind::Train);
         let order = rng::permutation(&mut rng::stream(seed, rng::Stream::Shuffle, epoch), n_train);
         let mut draws = Draws {
             noise: rng::stream(seed, rng::Stream::Noise, epoch),
@@ -228,9 +98,14 @@ impl<'d> Trainer<'d> {
         let mut bin_rng = rng::stream(seed, rng::Stream::Binarize, epoch);
         let dynamic = self.cfg.binarize == Binarize::Dynamic;
         let split = self.data.split(SplitKind::Train, self.cfg.binarize);
-        let steps = self.steps_per_epoch();
-        let (dim, latent) = (self.data.dim(), self.cfg.latent_dim);
-        let mut sums = Sums::new(latent);
+        let steps = n_train.div_ceil(self.cfg.batch_size);
+        let ctx = StepCtx {
+            cfg: &self.cfg,
+            device: &self.device,
+            split,
+            n_train,
+        };
+        let mut sums = Sums::new(self.cfg.latent_dim);
         let mut buf = Vec::new();
         let mut beta = self.cfg.objective.beta;
         let mut updates = Updates::default();
@@ -238,42 +113,25 @@ impl<'d> Trainer<'d> {
             if self.stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
                 return Err(TrainError::Stopped { epoch });
             }
-            split.gather(idx, dynamic.then_some(&mut bin_rng), &mut buf);
-            let x = Tensor::from_slice(&buf, (idx.len(), dim), &self.device)?;
+            let x = batch(
+                split,
+                idx,
+                dynamic.then_some(&mut bin_rng),
+                &mut buf,
+                &self.device,
+            )?;
             beta = self
                 .cfg
                 .objective
                 .beta_at((epoch - 1) as f64 + step as f64 / steps as f64);
             let at = (epoch, step + 1, beta);
-            let (terms, loss) = match self.cfg.schedule {
-                Schedule::Alternating { e_steps, m_steps } => {
-                    let first = self.descend(Part::Encoder, &x, &mut draws, at)?;
-                    for _ in 1..e_steps {
-                        self.descend(Part::Encoder, &x, &mut draws, at)?;
-                    }
-                    for _ in 0..m_steps {
-                        self.descend(Part::Decoder, &x, &mut draws, at)?;
-                    }
-                    updates.encoder += e_steps as u64;
-                    updates.decoder += m_steps as u64;
-                    first
-                }
-                Schedule::Aggressive if self.aggressive.active => {
-                    updates.encoder += self.lag_encoder(&x, split, &mut draws, at)?;
-                    updates.decoder += 1;
-                    self.descend(Part::Decoder, &x, &mut draws, at)?
-                }
-                Schedule::Joint | Schedule::Aggressive => {
-                    updates.encoder += 1;
-                    updates.decoder += 1;
-                    self.descend(Part::All, &x, &mut draws, at)?
-                }
-            };
+            let (terms, loss) =
+                train_batch(&mut self.state, &ctx, &x, &mut draws, at, &mut updates)?;
             sums.add(&terms, loss)?;
         }
-        if self.cfg.schedule == Schedule::Aggressive && self.aggressive.active {
+        if self.cfg.schedule == Schedule::Aggressive && self.state.aggressive.active {
             if let Some(mi) = self.mutual_information(epoch)? {
-                self.aggressive.observe(mi);
+                self.state.aggressive.observe(mi);
             }
         }
         let mut m = sums.finish(
@@ -282,159 +140,27 @@ impl<'d> Trainer<'d> {
             SplitKind::Train,
             beta,
             start.elapsed().as_secs_f64(),
-            dim,
+            self.data.dim(),
         );
         m.encoder_updates = Some(updates.encoder);
         m.decoder_updates = Some(updates.decoder);
         Ok(m)
     }
 
-    /// One forward pass on `x` with fresh ε and one update of `part`'s weights; returns the
-    /// pass's terms and loss. `at` is (epoch, 1-based step, β), for the divergence error.
-    fn descend(
-        &mut self,
-        part: Part,
-        x: &Tensor,
-        draws: &mut Draws,
-        (epoch, step, beta): (usize, usize, f64),
-    ) -> Result<(BatchTerms, f64), TrainError> {
-        let eps = rng::normal_tensor(
-            &mut draws.noise,
-            (x.dim(0)?, self.cfg.latent_dim),
-            &self.device,
-        )?;
-        let terms = batch_terms(&self.model, x, &eps, beta, self.cfg.objective.free_bits)?;
-        let loss = f64::from(terms.loss.to_scalar::<f32>()?);
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged { epoch, step });
-        }
-        // Joint: one optimizer over everything; split: the encoder's, then the decoder's.
-        match (part, self.opts.len()) {
-            (_, 1) | (Part::Encoder, _) => self.opts[0].backward_step(&terms.loss)?,
-            (Part::Decoder, _) => self.opts[1].backward_step(&terms.loss)?,
-            (Part::All, _) => {
-                let grads = terms.loss.backward()?;
-                for opt in &mut self.opts {
-                    opt.step(&grads)?;
-                }
-            }
-        }
-        Ok((terms, loss))
-    }
-
-    /// The aggressive inner loop: encoder-only steps, first on `x`, then on random training
-    /// batches, until [`Plateau`] says stop; returns how many.
-    fn lag_encoder(
-        &mut self,
-        x: &Tensor,
-        split: &Split,
-        draws: &mut Draws,
-        at: (usize, usize, f64),
-    ) -> Result<u64, TrainError> {
-        let n_train = self.len(SplitKind::Train);
-        let (batch, dim) = (x.dim(0)?, self.data.dim());
-        let dynamic = self.cfg.binarize == Binarize::Dynamic;
-        let mut plateau = Plateau::default();
-        let mut xe = x.clone();
-        let mut buf = Vec::new();
-        let mut steps = 0;
-        loop {
-            let (_, loss) = self.descend(Part::Encoder, &xe, draws, at)?;
-            steps += 1;
-            if !plateau.go_on(loss) {
-                return Ok(steps);
-            }
-            let idx: Vec<usize> = (0..batch)
-                .map(|_| draws.extra.random_range(0..n_train))
-                .collect();
-            split.gather(&idx, dynamic.then_some(&mut draws.extra), &mut buf);
-            xe = Tensor::from_slice(&buf, (batch, dim), &self.device)?;
-        }
-    }
-
-    /// I_q(x; z) over the first [`MI_IMAGES`] test images (`None` for the AE), one z per image
-    /// drawn from the stream of `epoch`.
-    pub fn mutual_information(&self, epoch: usize) -> Result<Option<f64>, TrainError> {
-        if self.cfg.model == ModelKind::Ae {
-            return Ok(None);
-        }
-        let cached = *self
-            .mi_cache
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("MI cache lock poisoned".into()))?;
-        if let Some((_, mi)) = cached.filter(|(e, _)| *e == epoch) {
-            return Ok(Some(mi));
-        }
-        let split = self.data.split(SplitKind::Test, self.cfg.binarize);
-        let n = self.len(SplitKind::Test).min(MI_IMAGES);
-        let (mut mu, mut logvar) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut buf = Vec::new();
-        let indices: Vec<usize> = (0..n).collect();
-        for idx in indices.chunks(EVAL_BATCH) {
-            split.gather(idx, None, &mut buf);
-            let x = Tensor::from_slice(&buf, (idx.len(), self.data.dim()), &self.device)?;
-            let post = self.model.encode(&x)?;
-            mu.extend(post.mu.to_vec2::<f32>()?);
-            if let Some(lv) = post.logvar {
-                logvar.extend(lv.to_vec2::<f32>()?);
-            }
-        }
-        let mut r = rng::stream(self.cfg.seed, rng::Stream::Mi, epoch);
-        let eps: Vec<Vec<f32>> = (0..n)
-            .map(|_| rng::normals(&mut r, self.cfg.latent_dim))
-            .collect();
-        let mi = crate::mi::mutual_information(&mu, &logvar, &eps);
-        if let Ok(mut c) = self.mi_cache.lock() {
-            *c = Some((epoch, mi));
-        }
-        Ok(Some(mi))
+    /// I_q(x; z) over the first [`eval::MI_IMAGES`] test images (`None` for the AE), one z per
+    /// image drawn from the stream of `epoch`.
+    pub fn mutual_information(&mut self, epoch: usize) -> Result<Option<f64>, TrainError> {
+        self.evaluator.mutual_information(subject!(self), epoch)
     }
 
     /// Scores a split without training, with one z sample per image (seeded by `epoch`).
-    pub fn evaluate(&self, kind: SplitKind, epoch: usize) -> Result<EpochMetrics, TrainError> {
-        let start = Instant::now();
-        let split = self.data.split(kind, self.cfg.binarize);
-        let n = self.len(kind);
-        let beta = self.cfg.objective.beta_at(epoch as f64);
-        let mut noise = rng::stream(self.cfg.seed, rng::Stream::Eval, epoch);
-        let mut sums = Sums::new(self.cfg.latent_dim);
-        let mass = self.cfg.mass();
-        let mut buf = Vec::new();
-        let indices: Vec<usize> = (0..n).collect();
-        for idx in indices.chunks(EVAL_BATCH) {
-            split.gather(idx, None, &mut buf);
-            let x = Tensor::from_slice(&buf, (idx.len(), self.data.dim()), &self.device)?;
-            let eps =
-                rng::normal_tensor(&mut noise, (idx.len(), self.cfg.latent_dim), &self.device)?;
-            let terms = batch_terms(&self.model, &x, &eps, beta, self.cfg.objective.free_bits)?;
-            let loss = f64::from(terms.loss.to_scalar::<f32>()?);
-            sums.add(&terms, loss)?;
-            // The same z's decoder output, scored as the mass of the quantized image; a model
-            // trained on the mass already has it as its recon.
-            let log_mass = if mass == self.cfg.likelihood {
-                terms.recon.neg()?
-            } else {
-                self.model.log_prob_as(mass, &terms.params.detach(), &x)?
-            };
-            sums.add_log_mass(f64::from(log_mass.sum_all()?.to_scalar::<f32>()?));
-        }
-        let mut m = sums.finish(
-            self.cfg.model,
-            epoch,
-            kind,
-            beta,
-            start.elapsed().as_secs_f64(),
-            self.data.dim(),
-        );
-        if kind == SplitKind::Test {
-            m.mi = self.mutual_information(epoch)?;
-        }
-        Ok(m)
+    pub fn evaluate(&mut self, kind: SplitKind, epoch: usize) -> Result<EpochMetrics, TrainError> {
+        self.evaluator.evaluate(subject!(self), kind, epoch)
     }
 
     /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0), also
     /// scored as the mass of the quantized images (bits/dim).
-    pub fn iwae(&self) -> Result<Option<iwae::IwaeEstimate>, TrainError> {
+    pub fn iwae(&self) -> Result<Option<IwaeEstimate>, TrainError> {
         self.iwae_with(Some(self.cfg.mass()), 0)
     }
 
@@ -444,173 +170,47 @@ impl<'d> Trainer<'d> {
         &self,
         mass: Option<Likelihood>,
         draw: usize,
-    ) -> Result<Option<iwae::IwaeEstimate>, TrainError> {
-        if self.cfg.model == ModelKind::Ae || self.cfg.iw_samples == 0 {
-            return Ok(None);
-        }
-        let split = self.data.split(SplitKind::Test, self.cfg.binarize);
-        let n = self.cfg.iw_test_n.min(split.len());
-        let mut r = rng::stream(self.cfg.seed, rng::Stream::Iwae, draw);
-        Ok(Some(iwae::estimate(
-            &self.model,
-            split,
-            iwae::Plan {
-                images: n,
-                samples: self.cfg.iw_samples,
-                mass,
-            },
-            &mut r,
-            &self.device,
-        )?))
+    ) -> Result<Option<IwaeEstimate>, TrainError> {
+        eval::iwae_bound(subject!(self), mass, draw)
     }
 
     /// The ELBO gap of `iw` split into amortization and approximation gaps by an explicit
     /// E-step on the first `gap_test_n` of its images (`None` for the AE or when skipped).
-    pub fn gap_split(&self, iw: &iwae::IwaeEstimate) -> Result<Option<GapSplit>, TrainError> {
+    pub fn gap_split(&self, iw: &IwaeEstimate) -> Result<Option<GapSplit>, TrainError> {
         self.gap_split_with(iw, 0)
     }
 
     /// As [`Trainer::gap_split`], on the estimator's random stream `draw`.
     pub fn gap_split_with(
         &self,
-        iw: &iwae::IwaeEstimate,
+        iw: &IwaeEstimate,
         draw: usize,
     ) -> Result<Option<GapSplit>, TrainError> {
-        let n = self.cfg.gap_test_n.min(iw.images);
-        if self.cfg.model == ModelKind::Ae || n == 0 {
-            return Ok(None);
-        }
-        let split = self.data.split(SplitKind::Test, self.cfg.binarize);
-        // The bound's own per-image values on the split's images: no second IWAE pass.
-        let base = iw.first(n);
-        let mut r = rng::stream(self.cfg.seed, rng::Stream::EStep, draw);
-        Ok(Some(estep::split_gap(
-            &self.frozen_model()?,
-            split,
-            &base,
-            self.cfg.estep_iters,
-            &mut r,
-            &self.device,
-        )?))
+        let frozen = || self.state.frozen_model(&self.device);
+        eval::gap_split(subject!(self), frozen, iw, draw)
     }
 
-    /// The model's weights by layer name.
-    fn weights(&self) -> Result<HashMap<String, Tensor>, TrainError> {
-        Ok(self
-            .varmap
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect())
-    }
-
-    /// The model on detached copies of its weights: the E-step's gradients then stop at z.
-    fn frozen_model(&self) -> Result<Model, TrainError> {
-        let tensors = self.weights()?.into_iter();
-        let detached = tensors.map(|(k, t)| (k, t.detach())).collect();
-        let vb = VarBuilder::from_tensors(detached, DType::F32, &self.device);
-        Ok(Model::with_kernels(
-            self.model.arch().clone(),
-            vb,
-            self.model.kernels(),
-        )?)
-    }
-
-    /// Writes a resumable checkpoint as safetensors: the weights under their layer names
-    /// (`enc.0.weight`, …), Adam's moments under `optim.m.*` / `optim.v.*`, its step count
-    /// and the number of finished epochs.
+    /// Writes a resumable checkpoint (see [`checkpoint`] for its tensors).
     pub fn save_checkpoint(&self, path: &Path, epochs_done: usize) -> Result<(), TrainError> {
-        let mut tensors = self.weights()?;
-        let mut steps = Vec::new();
-        for opt in &self.opts {
-            let state = opt.state()?;
-            for ((name, m), v) in opt.names().zip(state.m).zip(state.v) {
-                let n = m.len();
-                tensors.insert(
-                    format!("optim.m.{name}"),
-                    Tensor::from_vec(m, n, &Device::Cpu)?,
-                );
-                tensors.insert(
-                    format!("optim.v.{name}"),
-                    Tensor::from_vec(v, n, &Device::Cpu)?,
-                );
-            }
-            steps.push(state.step as i64);
-        }
-        let counters = [steps[0], epochs_done as i64];
-        tensors.insert(
-            "optim.step_epoch".into(),
-            Tensor::from_slice(&counters, 2, &Device::Cpu)?,
-        );
-        // Split optimizers: the decoder's step count, and the aggressive schedule's state.
-        if let Some(&dec) = steps.get(1) {
-            tensors.insert(
-                "optim.dec_step".into(),
-                Tensor::from_slice(&[dec], 1, &Device::Cpu)?,
-            );
-            let state = self.aggressive.to_vec();
-            tensors.insert(
-                "schedule.state".into(),
-                Tensor::from_vec(state, 3, &Device::Cpu)?,
-            );
-        }
-        Ok(candle_core::safetensors::save(&tensors, path)?)
+        checkpoint::save(&self.state, path, epochs_done)
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`]; returns its finished
     /// epochs. The next epoch then draws exactly what it would have drawn uninterrupted.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<usize, TrainError> {
-        let mut tensors = candle_core::safetensors::load(path, &self.device)?;
-        let mut take = |name: &str| {
-            tensors.remove(name).ok_or_else(|| {
-                candle_core::Error::Msg(format!("{}: no tensor {name}", path.display()))
-            })
-        };
-        {
-            let vars = self
-                .varmap
-                .data()
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?;
-            for (name, var) in vars.iter() {
-                var.set(&take(name)?)?;
-            }
-        }
-        let bad = |what: &str| candle_core::Error::Msg(format!("{}: bad {what}", path.display()));
-        let counters = take("optim.step_epoch")?.to_vec1::<i64>()?;
-        let (step, epochs) = match counters[..] {
-            [s, e] if s >= 0 && e >= 0 => (s as u64, e as usize),
-            _ => return Err(bad("optim.step_epoch").into()),
-        };
-        let mut steps = vec![step];
-        if self.opts.len() == 2 {
-            match take("optim.dec_step")?.to_vec1::<i64>()?[..] {
-                [s] if s >= 0 => steps.push(s as u64),
-                _ => return Err(bad("optim.dec_step").into()),
-            }
-            let state = take("schedule.state")?.to_vec1::<f64>()?;
-            self.aggressive =
-                AggressiveState::from_slice(&state).ok_or_else(|| bad("schedule.state"))?;
-        }
-        for (opt, step) in self.opts.iter_mut().zip(steps) {
-            let names: Vec<String> = opt.names().map(String::from).collect();
-            let mut m = Vec::with_capacity(names.len());
-            let mut v = Vec::with_capacity(names.len());
-            for name in &names {
-                m.push(take(&format!("optim.m.{name}"))?.to_vec1::<f32>()?);
-                v.push(take(&format!("optim.v.{name}"))?.to_vec1::<f32>()?);
-            }
-            opt.restore(AdamState { step, m, v })?;
-        }
-        Ok(epochs)
+        checkpoint::load(&mut self.state, path, &self.device)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::state::Part;
     use super::*;
+    use crate::eval::{estep, iwae};
+    use crate::model::{Body, ModelKind};
+    use crate::objective::Objective;
+    use candle_core::{DType, Tensor};
+    use candle_nn::VarBuilder;
     use vaelab_data::Split;
 
     /// 8x8 images of one bright row and one bright column, with grey noise: 2 latent factors.
@@ -727,7 +327,7 @@ mod tests {
     #[test]
     fn training_lowers_the_test_loss() {
         let data = toy_data();
-        let fresh = Trainer::new(cfg(ModelKind::Vae), &data, Device::Cpu).unwrap();
+        let mut fresh = Trainer::new(cfg(ModelKind::Vae), &data, Device::Cpu).unwrap();
         let before = fresh
             .evaluate(SplitKind::Test, 0)
             .unwrap()
@@ -760,7 +360,7 @@ mod tests {
         assert_eq!(gap.curve.len(), 100 + 1);
         // Per image: the optimum's ELBO against the encoder's, both from 200 samples.
         let split = data.split(SplitKind::Test, Binarize::None);
-        let frozen = t.frozen_model().unwrap();
+        let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
         let mut r = rng::stream(3, rng::Stream::EStep, 7);
         let best = estep::optimize(&frozen, split, 128, 100, &mut r, &Device::Cpu).unwrap();
         let plan = iwae::Plan {
@@ -826,6 +426,7 @@ mod tests {
         let data = toy_data();
         let t = trained(ModelKind::Vae, &data);
         let before = t
+            .state
             .varmap
             .all_vars()
             .iter()
@@ -834,6 +435,7 @@ mod tests {
         let iw = t.iwae_with(None, 0).unwrap().unwrap();
         t.gap_split(&iw).unwrap().unwrap();
         let after = t
+            .state
             .varmap
             .all_vars()
             .iter()
@@ -872,7 +474,7 @@ mod tests {
         let t = trained(ModelKind::Vae, &data);
         let split = data.split(SplitKind::Test, Binarize::None);
         let run = |threads: usize| {
-            crate::threads::in_pool(threads, || {
+            vaelab_kernels::threads::in_pool(threads, || {
                 let mut r = rng::stream(7, rng::Stream::Iwae, 1);
                 iwae::estimate(t.model(), split, plan(50, 300), &mut r, &Device::Cpu).unwrap()
             })
@@ -880,7 +482,7 @@ mod tests {
         };
         let (one, two) = (run(1), run(2));
         assert_eq!((one.log_px, one.elbo), (two.log_px, two.elbo));
-        let vb = VarBuilder::from_varmap(&t.varmap, DType::F32, &Device::Cpu);
+        let vb = VarBuilder::from_varmap(&t.state.varmap, DType::F32, &Device::Cpu);
         let reference =
             Model::with_kernels(t.model().arch().clone(), vb, Kernels::Reference).unwrap();
         let mut r = rng::stream(7, rng::Stream::Iwae, 1);
@@ -891,17 +493,17 @@ mod tests {
     #[test]
     fn iwae_k1_is_the_elbo_in_expectation_and_more_samples_tighten_it() {
         let data = toy_data();
-        let t = trained(ModelKind::Vae, &data);
+        let mut t = trained(ModelKind::Vae, &data);
         let split = data.split(SplitKind::Test, Binarize::None);
-        let mut r = rng::stream(99, rng::Stream::Iwae, 1);
-        let mut est = |k: usize| {
-            iwae::estimate(t.model(), split, plan(split.len(), k), &mut r, &Device::Cpu).unwrap()
-        };
         // The ELBO with the analytic KL, averaged over 20 independent single-sample passes.
         let elbo = -(1..=20)
             .map(|e| t.evaluate(SplitKind::Test, e).unwrap().neg_elbo.unwrap())
             .sum::<f64>()
             / 20.0;
+        let mut r = rng::stream(99, rng::Stream::Iwae, 1);
+        let mut est = |k: usize| {
+            iwae::estimate(t.model(), split, plan(split.len(), k), &mut r, &Device::Cpu).unwrap()
+        };
         let k1 = (0..20).map(|_| est(1).log_px).sum::<f64>() / 20.0;
         assert!(
             (k1 - elbo).abs() < 0.01 * elbo.abs(),
@@ -928,7 +530,7 @@ mod tests {
     #[test]
     fn bits_per_dim_of_the_mass_and_the_iwae_bound_below_it() {
         let data = toy_data();
-        let t = trained(ModelKind::Vae, &data);
+        let mut t = trained(ModelKind::Vae, &data);
         let m = t.evaluate(SplitKind::Test, 9).unwrap();
         let (recon, elbo) = (m.recon_bpd.unwrap(), m.elbo_bpd.unwrap());
         assert!(recon > 0.0 && elbo > recon && elbo < 8.0, "{recon} {elbo}");
@@ -980,7 +582,7 @@ mod tests {
     #[test]
     fn autoencoder_has_no_kl_and_no_iwae() {
         let data = toy_data();
-        let t = trained(ModelKind::Ae, &data);
+        let mut t = trained(ModelKind::Ae, &data);
         let m = t.evaluate(SplitKind::Test, 1).unwrap();
         assert_eq!(
             (m.kl, m.neg_elbo, m.kl_weighted, m.active_units),
@@ -1034,6 +636,7 @@ mod tests {
 
     fn weights_of(t: &Trainer<'_>, prefix: &str) -> Vec<(String, Vec<f32>)> {
         let mut w: Vec<_> = t
+            .state
             .weights()
             .unwrap()
             .into_iter()
@@ -1058,6 +661,13 @@ mod tests {
         };
         let mut t = Trainer::new(c, &data, Device::Cpu).unwrap();
         let split = data.split(SplitKind::Train, Binarize::None);
+        let ctx_cfg = t.cfg.clone();
+        let ctx = StepCtx {
+            cfg: &ctx_cfg,
+            device: &Device::Cpu,
+            split,
+            n_train: split.len(),
+        };
         let mut buf = Vec::new();
         split.gather(&(0..32).collect::<Vec<_>>(), None, &mut buf);
         let x = Tensor::from_slice(&buf, (32, 64), &Device::Cpu).unwrap();
@@ -1070,7 +680,8 @@ mod tests {
             (Part::Decoder, "dec.", "enc."),
         ] {
             let (before_moves, before_stays) = (weights_of(&t, moves), weights_of(&t, stays));
-            t.descend(part, &x, &mut draws, (1, 1, 1.0)).unwrap();
+            super::super::step::descend(&mut t.state, &ctx, part, &x, &mut draws, (1, 1, 1.0))
+                .unwrap();
             assert_eq!(
                 weights_of(&t, stays),
                 before_stays,

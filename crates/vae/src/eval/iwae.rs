@@ -1,10 +1,13 @@
 //! The importance-weighted bound (Burda et al., 2016) on log p(x):
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
-use crate::{rng, Kernels, Likelihood, Model};
+use crate::likelihood::Likelihood;
+use crate::model::Model;
+use crate::rng;
 use candle_core::{Device, Result, Tensor};
 use std::time::Instant;
 use vaelab_data::Split;
+use vaelab_kernels::Kernels;
 
 /// Decoder rows per forward pass (images × K) of the encoder and the sampling.
 const ROWS_PER_PASS: usize = 8192;

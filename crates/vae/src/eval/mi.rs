@@ -140,7 +140,7 @@ fn log_mean_q_body(zs: &[Vec<f32>], cols: Cols, dens: &mut [f32]) -> f64 {
         let mut total = [0f32; LANES];
         for c in row.chunks(LANES) {
             for (t, &v) in total.iter_mut().zip(c) {
-                *t += crate::fastmath::exp_neg(v - max);
+                *t += vaelab_kernels::fastmath::exp_neg(v - max);
             }
         }
         let total: f64 = total.iter().map(|&t| f64::from(t)).sum();

@@ -7,20 +7,22 @@
 //! the pool with single-threaded gemms, the bias starts the accumulator and the ReLU is applied
 //! in place; the backward computes dx only when x needs it.
 
-use crate::dense::{matmul_with, with_data};
+use crate::matmul::{matmul_with, with_data};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Kernel side, stride and padding of every layer of the conv body.
-pub(crate) const K: usize = 4;
-pub(crate) const S: usize = 2;
-pub(crate) const P: usize = 1;
+/// Kernel side of every layer of the conv body.
+pub const K: usize = 4;
+/// Stride.
+pub const S: usize = 2;
+/// Padding.
+pub const P: usize = 1;
 const KK: usize = K * K;
 
 /// act(conv(x, W) + b) for the conv body's 4×4 stride-2 layers: a convolution, x (B, Ci, H, W),
 /// W (Co, Ci, 4, 4) → (B, Co, H/2, W/2); or with `transposed` a transposed convolution,
-/// W (Ci, Co, 4, 4) → (B, Co, 2H, 2W); b (Co). Other devices take candle's ops.
+/// W (Ci, Co, 4, 4) → (B, Co, 2H, 2W); b (Co). CPU tensors only: [`crate::ops::conv`] picks.
 pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
     conv_with(x, w, b, relu, transposed, direct_available())
 }
@@ -35,9 +37,6 @@ fn conv_with(
     transposed: bool,
     direct: bool,
 ) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        return crate::kernels::conv(x, w, b, relu, transposed);
-    }
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
         &b.contiguous()?,

@@ -13,16 +13,11 @@
 //! its width (PixelCNN++'s fallback). Everything is f32 arithmetic and selects, so the pixel
 //! loops vectorize; the tests hold it to f64 references.
 
-use crate::fastmath::{
+use super::bounds::{LOG_SCALE_FLOOR, LOG_SIGMA_MAX};
+use std::f32::consts::{FRAC_1_SQRT_2, LN_2};
+use vaelab_kernels::fastmath::{
     exp_clamped, exp_neg, ln_1m_exp, ln_1p_unit, ln_pos, one_minus_exp_neg, sigmoid,
 };
-use crate::likelihood::LOG_SIGMA_MAX;
-use std::f32::consts::{FRAC_1_SQRT_2, LN_2};
-
-/// Lowest log-scale of a family trained on masses: σ = 1e-4, a twentieth of a bin's half-width,
-/// where a bin around the mean already holds all but 1e-80 of the mass. Unlike the density's
-/// clamp at σ = 0.01 this is a numerical guard, not a limit training runs into.
-pub const LOG_SCALE_FLOOR: f32 = -9.210_340_4;
 
 /// Below this |log(F(lo)/F(hi))| a bin counts as narrow and takes the midpoint rule (whose
 /// relative error is then under 1e-6, where the f32 difference would lose digits).

@@ -1,0 +1,21 @@
+//! The hot ops of vaelab on the CPU, knowing nothing of VAEs: fused dense and 4×4 stride-2 conv
+//! layers with hand-written backward passes (AVX-512 direct convolutions where the CPU has
+//! them), a fused Adam, fast transcendental functions, thread pools, and candle's stock ops as
+//! the reference each fused op is tested against. [`Kernels`] is the one switch between them.
+
+pub mod adam;
+mod choice;
+pub mod conv;
+mod dense;
+#[cfg(target_arch = "x86_64")]
+mod direct;
+pub mod fastmath;
+mod matmul;
+pub mod ops;
+pub mod reference;
+#[cfg(test)]
+mod testing;
+pub mod threads;
+
+pub use adam::{Adam, AdamState};
+pub use choice::Kernels;

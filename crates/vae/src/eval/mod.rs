@@ -1,0 +1,15 @@
+//! Estimators of a trained (or training) model: per-epoch metrics (`metrics`) and the
+//! evaluator that computes them (`evaluator`), the IWAE bound (`iwae`), the explicit E-step and
+//! gap split (`estep`), and the mutual information (`mi`). A new estimator is a file here.
+
+pub mod estep;
+mod evaluator;
+pub mod iwae;
+mod metrics;
+pub mod mi;
+
+pub use estep::GapSplit;
+pub use evaluator::{gap_split, iwae as iwae_bound, Evaluator, Subject, MI_IMAGES};
+pub use iwae::IwaeEstimate;
+pub(crate) use metrics::Sums;
+pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
