@@ -13,3 +13,6 @@ pub mod run;
 pub mod slurm;
 pub mod sweep_file;
 pub mod tables;
+
+#[cfg(test)]
+mod ids_test;
