@@ -3,7 +3,7 @@
 //! folders of earlier sweeps; the cells are the columns of runs.parquet).
 
 use crate::config::{load_run_file, ArchitectureName, RunKeys, ScheduleName};
-use crate::sweep_file::{canonical, load_sweep_file};
+use crate::sweep_file::load_sweep_file;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 use std::path::Path;
@@ -40,7 +40,13 @@ fn experiments() -> String {
         if text.lines().any(|l| l.trim() == "[sweep]") {
             let plan = load_sweep_file(&f).unwrap();
             let printed = format!("{}{}\n", plan.table(), plan.summary());
-            writeln!(out, "{name} plan={} runs={}", short(&printed), plan.runs.len()).unwrap();
+            writeln!(
+                out,
+                "{name} plan={} runs={}",
+                short(&printed),
+                plan.runs.len()
+            )
+            .unwrap();
             for (i, r) in plan.runs.iter().enumerate() {
                 assert_eq!(r.id, r.keys.run_id());
                 writeln!(
@@ -170,7 +176,7 @@ fn hand_built_text() -> String {
             out,
             "## keys {i}: id={} canonical={} {valid}\n{}--\n{}",
             k.run_id(),
-            canonical(k.clone()).run_id(),
+            k.clone().canonical().run_id(),
             k.to_toml(),
             cells(k)
         )

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dispatch;
 pub mod failure;
 pub mod inspect;
+pub mod keys;
 pub mod manifest;
 pub mod plan;
 pub mod report;
