@@ -618,3 +618,42 @@ fn cuda_without_the_feature_is_refused_clearly() {
     );
     assert!(!results.exists(), "{msg}");
 }
+
+/// `vaelab keys` prints every run key with its default and what it allows, and what it prints
+/// is what a run file accepts: a file of every printed default trains the default run's keys.
+#[test]
+fn keys_prints_every_key_with_its_default_and_allowed_values() {
+    let out = vaelab(&["keys"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let heads: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        .collect();
+    let names: Vec<&str> = heads.iter().map(|h| h.split(' ').next().unwrap()).collect();
+    assert_eq!(names, vaelab::config::RUN_KEYS, "{text}");
+    for needle in [
+        "latent_dim = 20\n",
+        "allowed: an integer from 1 to 1024\n",
+        "hidden = [400]\n",
+        "channels = [32, 64]\n",
+        "schedule = \"joint\"\n",
+        "allowed: \"joint\" | \"alternating\" | \"aggressive\"",
+        "image_size (unset by default)\n",
+        "allowed: \"fashion-mnist\", \"mnist\", \"idx\"",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert_eq!(
+        text.matches("\n    allowed: ").count(),
+        vaelab::config::RUN_KEYS.len()
+    );
+    // The printed defaults, as a run file, are the defaults.
+    let settings: String = heads
+        .iter()
+        .filter(|h| h.contains(" = "))
+        .map(|h| format!("{h}\n"))
+        .collect();
+    let file: vaelab::config::RunKeys = toml::from_str(&settings).unwrap();
+    assert_eq!(file, vaelab::config::RunKeys::default());
+}

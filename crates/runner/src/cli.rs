@@ -167,6 +167,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         by: Vec<String>,
     },
+    /// Every run key: its default, what it allows and what it does.
+    Keys,
 }
 
 /// Parses the command line and does what it says.
@@ -216,6 +218,10 @@ pub fn main() -> Result<(), Failure> {
         } => inspect::show(&results_dir, &run_id).map_err(Failure::Input),
         Command::Compare { sweep_dir, by } => {
             inspect::compare(&sweep_dir, &by).map_err(Failure::Input)
+        }
+        Command::Keys => {
+            print!("{}", crate::keys::reference());
+            Ok(())
         }
     }
 }

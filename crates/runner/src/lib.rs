@@ -6,6 +6,7 @@ pub mod config;
 pub mod dispatch;
 pub mod failure;
 pub mod inspect;
+pub mod keys;
 pub mod manifest;
 pub mod plan;
 pub mod report;
@@ -13,3 +14,6 @@ pub mod run;
 pub mod slurm;
 pub mod sweep_file;
 pub mod tables;
+
+#[cfg(test)]
+mod ids_test;

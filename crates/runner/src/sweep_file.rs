@@ -135,25 +135,6 @@ fn resolve(base: &Table, overrides: &Table) -> Result<RunKeys, String> {
     Ok(keys)
 }
 
-/// Keys that mean nothing for a run ([`RunKeys::uses`] decides: the AE's β and IWAE keys, σ
-/// outside `gaussian`/`laplace`, the other architecture's widths, …) are set to their
-/// defaults, so runs that would train the same model get the same id.
-pub fn canonical(keys: RunKeys) -> RunKeys {
-    let (Ok(mut table), Ok(defaults)) =
-        (Table::try_from(&keys), Table::try_from(RunKeys::default()))
-    else {
-        return keys;
-    };
-    for key in RUN_KEYS.iter().filter(|k| !keys.uses(k)) {
-        // A default left out of the resolved TOML is restored by leaving the key out.
-        match defaults.get(*key) {
-            Some(v) => table.insert(key.to_string(), v.clone()),
-            None => table.remove(*key),
-        };
-    }
-    table.try_into().unwrap_or(keys)
-}
-
 /// Whether every key of `pattern` has the same value in `keys` (1 and 1.0 are equal).
 fn matches(pattern: &Table, keys: &Table) -> bool {
     pattern.iter().all(|(k, v)| match (keys.get(k), v) {
@@ -328,10 +309,12 @@ fn expand(
             sweep.seeds.get_ref().clone()
         };
         for seed in seeds {
-            let keys = canonical(RunKeys {
+            // Keys the run does not read are reset, so runs that train the same model merge.
+            let keys = RunKeys {
                 seed,
                 ..keys.clone()
-            });
+            }
+            .canonical();
             let id = keys.run_id();
             if seen.insert(id.clone()) {
                 runs.push(PlannedRun { id, keys });
@@ -371,47 +354,4 @@ fn key_span(text: &str, key: &str, from: usize) -> Option<Range<usize>> {
         }
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{ArchitectureName, ScheduleName};
-    use vaelab_vae::ModelKind;
-
-    /// Every key `uses` calls meaningless is reset, whether it is written out or left out of
-    /// the resolved TOML at its default; the keys a run reads are kept.
-    #[test]
-    fn canonical_resets_exactly_the_unused_keys() {
-        let ae = |gap_test_n, beta| RunKeys {
-            model: ModelKind::Ae,
-            gap_test_n,
-            estep_iters: 7,
-            beta,
-            ..RunKeys::default()
-        };
-        assert_eq!(canonical(ae(500, 2.0)), canonical(ae(1000, 1.0)));
-        assert_eq!(
-            canonical(ae(500, 2.0)),
-            RunKeys {
-                model: ModelKind::Ae,
-                ..RunKeys::default()
-            }
-        );
-        let conv = RunKeys {
-            architecture: ArchitectureName::Conv,
-            hidden: vec![7],
-            channels: vec![8, 16],
-            schedule: ScheduleName::Alternating,
-            e_steps: 3,
-            gap_test_n: 500,
-            ..RunKeys::default()
-        };
-        let c = canonical(conv.clone());
-        assert_eq!(c.hidden, RunKeys::default().hidden);
-        assert_eq!(
-            (c.channels, c.e_steps, c.gap_test_n),
-            (conv.channels, 3, 500)
-        );
-    }
 }

@@ -1,0 +1,270 @@
+//! Every run key, once: its doc, type and default, then what it allows (`allowed`), which runs
+//! read it (`uses`, default: every run), its check (`check`, default: none) and whether the
+//! resolved TOML leaves it out at its default (`omitted_at_default`, default: false). The
+//! order is the order of the resolved TOML, of the table columns and of `vaelab keys`; the
+//! fields, order and `omitted_at_default` of existing keys fix the run ids.
+//!
+//! Cross-key checks sit with the key they name: `e_steps` knows it needs `alternating`,
+//! `discretized` which likelihoods it suits, the image keys that they need a `hub:` dataset.
+
+use super::{allowed_if, name_of, requires, run_keys, Check};
+use crate::config::is_safe_name;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use vaelab_data::{Binarize, DatasetName, DATASET_NAMES};
+use vaelab_vae::{LikelihoodKind, ModelKind};
+
+run_keys! {
+    /// The run's folder under the results directory (required in a run file; a sweep names
+    /// its runs by id).
+    name: Option<String> = None => {
+        allowed: "letters, digits, `.`, `_` and `-` only (1 to 100 characters, not `.` or `..`), so the run stays inside the results folder",
+        check: |k| allowed_if(k.name.as_deref().is_none_or(is_safe_name)),
+    },
+    /// Where the images come from (see Data sources).
+    dataset: DatasetName = DatasetName::FashionMnist => {
+        allowed: DATASET_NAMES,
+    },
+    /// A folder of IDX files; overrides every other source.
+    data_dir: Option<PathBuf> = None => {
+        allowed: "a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz); required for dataset = \"idx\"",
+        check: |k| requires(k.dataset != DatasetName::Idx || k.data_dir.is_some(), || {
+            "dataset = \"idx\" needs data_dir = \"<folder of IDX files>\"".into()
+        }),
+    },
+    /// The column of encoded images of a `hub:` dataset (default: the only such column).
+    image_column: Option<String> = None => {
+        allowed: "a column of the dataset's parquet files, only with dataset = \"hub:<owner>/<name>\"",
+        uses: hub,
+        check: |k| hub_only(k, k.image_column.is_some()),
+    },
+    /// The column of integer labels of a `hub:` dataset (default: `label`, else `labels`, else
+    /// every label is 0).
+    label_column: Option<String> = None => {
+        allowed: "a column of integers in 0..=255, only with dataset = \"hub:<owner>/<name>\"",
+        uses: hub,
+        check: |k| hub_only(k, k.label_column.is_some()),
+    },
+    /// Brings every image of a `hub:` dataset to N×N: shorter side resized with a triangle
+    /// filter, then a centre crop (default: the images' own size).
+    image_size: Option<usize> = None => {
+        allowed: "an integer from 4 to 1024 (the side every image is resized and centre-cropped to), or leave it out",
+        uses: hub,
+        check: |k| {
+            hub_only(k, k.image_size.is_some())?;
+            allowed_if(k.image_size.is_none_or(|s| (4..=1024).contains(&s)))
+        },
+    },
+    /// `vae`, or `ae`: deterministic z and no KL, the baseline.
+    model: ModelKind = ModelKind::Vae => {},
+    /// The observation model p(x|z).
+    likelihood: LikelihoodKind = LikelihoodKind::Bernoulli => {},
+    /// Trains `gaussian`, `gaussian-learned` or `laplace` on 8-bit bin masses, not densities.
+    discretized: bool = false => {
+        allowed: "true or false; true only with likelihood = \"gaussian\", \"gaussian-learned\" or \"laplace\"",
+        uses: |k| k.likelihood.can_discretize(),
+        check: |k| requires(!k.discretized || k.likelihood.can_discretize(), || format!(
+            "true only with likelihood = \"gaussian\", \"gaussian-learned\" or \"laplace\" (here \"{}\"; \"discretized-logistic\" always is)",
+            name_of(&k.likelihood)
+        )),
+        omitted_at_default: true,
+    },
+    /// The fixed σ of `gaussian`, the scale b of `laplace`.
+    sigma: f64 = 0.1 => {
+        allowed: "a number > 0 (the fixed σ of `gaussian`, the scale of `laplace`)",
+        uses: |k| k.likelihood.uses_sigma(),
+        check: |k| allowed_if(k.sigma.is_finite() && k.sigma > 0.0),
+    },
+    /// The size of the latent code z.
+    latent_dim: usize = 20 => {
+        allowed: "an integer from 1 to 1024",
+        check: |k| allowed_if((1..=1024).contains(&k.latent_dim)),
+    },
+    /// What lies between pixels and latents: fully connected layers (`hidden`) or DCGAN-style
+    /// 4×4 stride-2 convolutions (`channels`).
+    architecture: ArchitectureName = ArchitectureName::Mlp => {
+        omitted_at_default: true,
+    },
+    /// The MLP's hidden layer widths, encoder side; the decoder mirrors them.
+    hidden: Vec<usize> = vec![400] => {
+        allowed: "a list of at most 8 layer widths, each from 1 to 16384, e.g. [400] or [512, 256]",
+        uses: |k| k.architecture == ArchitectureName::Mlp,
+        check: |k| {
+            allowed_if(k.hidden.len() <= 8 && k.hidden.iter().all(|h| (1..=16384).contains(h)))
+        },
+    },
+    /// The conv net's channels, one 4×4 stride-2 layer each (the default is
+    /// `../shared/anchors/torch_vae.py --arch conv`: 1×28×28 → 32×14×14 → 64×7×7).
+    channels: Vec<usize> = vec![32, 64] => {
+        allowed: "1 to 5 channel counts from 1 to 1024, one stride-2 layer each (the image sides must be divisible by 2^layers)",
+        uses: |k| k.architecture == ArchitectureName::Conv,
+        check: |k| {
+            let layers = (1..=5).contains(&k.channels.len());
+            allowed_if(layers && k.channels.iter().all(|c| (1..=1024).contains(c)))
+        },
+        omitted_at_default: true,
+    },
+    /// The weight of the KL (β-VAE).
+    beta: f64 = 1.0 => {
+        allowed: "a number ≥ 0 (1 is the plain ELBO)",
+        uses: vae,
+        check: |k| allowed_if(k.beta.is_finite() && k.beta >= 0.0),
+    },
+    /// β ramps linearly from 0 over this many epochs (per step).
+    kl_warmup_epochs: usize = 0 => {
+        allowed: "an integer ≥ 0 (0: off)",
+        uses: vae,
+    },
+    /// Nats per latent dimension not penalized: Σ_d max(KL_d, λ), KL_d batch-averaged.
+    free_bits: f64 = 0.0 => {
+        allowed: "a number ≥ 0 of nats per latent dimension (0: off)",
+        uses: vae,
+        check: |k| allowed_if(k.free_bits.is_finite() && k.free_bits >= 0.0),
+    },
+    /// Passes over the training images.
+    epochs: usize = 10 => {
+        allowed: "an integer from 1 to 100000",
+        check: |k| allowed_if((1..=100_000).contains(&k.epochs)),
+    },
+    /// Images per Adam step.
+    batch_size: usize = 128 => {
+        allowed: "an integer from 1 to 1000000",
+        check: |k| allowed_if((1..=1_000_000).contains(&k.batch_size)),
+    },
+    /// Adam's learning rate (β₁ 0.9, β₂ 0.999, ε 1e-8, no weight decay).
+    lr: f64 = 1e-3 => {
+        allowed: "a number > 0",
+        check: |k| allowed_if(k.lr.is_finite() && k.lr > 0.0),
+    },
+    /// Seeds the initial weights, shuffles, ε and binarization.
+    seed: u64 = 0 => {
+        allowed: "an integer ≥ 0",
+    },
+    /// `none`, `static` (one fixed draw of both splits) or `dynamic` (a fresh draw per training
+    /// batch, tested on the fixed binary copy).
+    binarize: Binarize = Binarize::None => {
+        allowed: "\"none\" for a likelihood trained on 8-bit masses",
+        check: |k| {
+            let on_masses = k.discretized || k.likelihood == LikelihoodKind::DiscretizedLogistic;
+            requires(!on_masses || k.binarize == Binarize::None, || {
+                "\"none\" for a likelihood trained on 8-bit masses (discretized); binarized pixels have 2 levels: use bernoulli".into()
+            })
+        },
+    },
+    /// Trains on the first N training images (default: all).
+    train_subset: Option<usize> = None => {
+        allowed: "an integer ≥ 1 (the first N training images), or leave it out",
+        check: |k| allowed_if(k.train_subset.is_none_or(|n| n >= 1)),
+    },
+    /// Tests on the first N test images (default: all).
+    test_subset: Option<usize> = None => {
+        allowed: "an integer ≥ 1 (the first N test images), or leave it out",
+        check: |k| allowed_if(k.test_subset.is_none_or(|n| n >= 1)),
+    },
+    /// K of the IWAE bound.
+    iw_samples: usize = 1000 => {
+        allowed: "an integer from 1 to 100000 (K of the IWAE bound; set iw_test_n = 0 to skip it)",
+        uses: vae,
+        check: |k| allowed_if((1..=100_000).contains(&k.iw_samples)),
+    },
+    /// Test images for the IWAE bound (0 skips it).
+    iw_test_n: usize = 1000 => {
+        allowed: "an integer ≥ 0 (0 skips the IWAE bound)",
+        uses: vae,
+    },
+    /// Test images whose ELBO gap an explicit E-step splits (at most iw_test_n of them; 0
+    /// skips it).
+    gap_test_n: usize = 1000 => {
+        allowed: "an integer from 0 to 100000 (test images whose ELBO gap an E-step splits, at most iw_test_n of them are used; 0 skips it)",
+        uses: vae,
+        check: |k| allowed_if(k.gap_test_n <= 100_000),
+        omitted_at_default: true,
+    },
+    /// Adam steps of that per-image E-step (where the curve flattens, see "The EM view").
+    estep_iters: usize = 200 => {
+        allowed: "an integer from 1 to 100000 (Adam steps of the per-image E-step)",
+        uses: vae,
+        check: |k| allowed_if((1..=100_000).contains(&k.estep_iters)),
+        omitted_at_default: true,
+    },
+    /// How encoder and decoder updates interleave (see "The EM view").
+    schedule: ScheduleName = ScheduleName::Joint => {
+        allowed: "\"joint\" only for model = \"ae\"",
+        check: |k| requires(k.schedule == ScheduleName::Joint || k.model == ModelKind::Vae, || {
+            "\"joint\" for model = \"ae\" (the EM schedules split the ELBO's encoder and decoder updates; an AE has no ELBO)".into()
+        }),
+        omitted_at_default: true,
+    },
+    /// Encoder-only updates per batch of `alternating`.
+    e_steps: usize = 1 => {
+        allowed: "an integer from 1 to 1000 (updates per batch of schedule = \"alternating\")",
+        uses: alternating,
+        check: |k| steps(k, k.e_steps),
+        omitted_at_default: true,
+    },
+    /// Decoder-only updates per batch of `alternating`.
+    m_steps: usize = 1 => {
+        allowed: "an integer from 1 to 1000 (updates per batch of schedule = \"alternating\")",
+        uses: alternating,
+        check: |k| steps(k, k.m_steps),
+        omitted_at_default: true,
+    },
+}
+
+/// The `architecture` key: what lies between pixels and latents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchitectureName {
+    /// Fully connected layers (`hidden`).
+    #[default]
+    Mlp,
+    /// DCGAN-style 4×4 stride-2 convolutions (`channels`).
+    Conv,
+}
+
+/// The `schedule` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    /// One update of every weight per batch.
+    #[default]
+    Joint,
+    /// `e_steps` encoder-only then `m_steps` decoder-only updates per batch.
+    Alternating,
+    /// He et al.'s lagging-inference-network schedule.
+    Aggressive,
+}
+
+/// Keys of the ELBO and the IWAE bound: an AE has neither.
+fn vae(k: &RunKeys) -> bool {
+    k.model == ModelKind::Vae
+}
+
+fn hub(k: &RunKeys) -> bool {
+    matches!(k.dataset, DatasetName::Hub(_))
+}
+
+fn alternating(k: &RunKeys) -> bool {
+    k.schedule == ScheduleName::Alternating
+}
+
+/// An image key set without a `hub:` dataset.
+fn hub_only(k: &RunKeys, set: bool) -> Check {
+    requires(hub(k) || !set, || {
+        format!(
+            "only with dataset = \"hub:<owner>/<name>\" (here \"{}\"); leave it out",
+            k.dataset
+        )
+    })
+}
+
+/// `e_steps` and `m_steps`: a count, and only for `alternating`.
+fn steps(k: &RunKeys, n: usize) -> Check {
+    allowed_if((1..=1000).contains(&n))?;
+    requires(n == 1 || alternating(k), || {
+        format!(
+            "only with schedule = \"alternating\" (here \"{}\"); leave it out",
+            name_of(&k.schedule)
+        )
+    })
+}
