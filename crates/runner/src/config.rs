@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::keys::{validate, ArchitectureName, RunKeys, ScheduleName, RUN_KEYS};
+pub use crate::keys::{validate, RunKeys, RUN_KEYS};
 
 /// A config file that cannot be used, with what is wrong and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ mod tests {
         let mlp = RunKeys::default();
         assert!(!mlp.to_toml().contains("architecture") && !mlp.to_toml().contains("channels"));
         let conv = RunKeys {
-            architecture: ArchitectureName::Conv,
+            architecture: vaelab_vae::BodyKind::Conv,
             ..RunKeys::default()
         };
         assert!(conv.to_toml().contains("architecture = \"conv\""));

@@ -2,13 +2,13 @@
 //! keys, pinned: a refactor of the run keys must not change any of them (ids name the run
 //! folders of earlier sweeps; the cells are the columns of runs.parquet).
 
-use crate::config::{load_run_file, ArchitectureName, RunKeys, ScheduleName};
+use crate::config::{load_run_file, RunKeys};
 use crate::sweep_file::load_sweep_file;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 use std::path::Path;
 use vaelab_data::{Binarize, DatasetName};
-use vaelab_vae::{LikelihoodKind, ModelKind};
+use vaelab_vae::{BodyKind, LikelihoodKind, ModelKind, ScheduleKind};
 
 fn short(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..6]
@@ -145,13 +145,13 @@ fn hand_built() -> Vec<RunKeys> {
             image_size: Some(32),
             gap_test_n: 7,
             estep_iters: 7,
-            schedule: ScheduleName::Alternating,
+            schedule: ScheduleKind::Alternating,
             e_steps: 2,
             m_steps: 3,
             train_subset: Some(1),
             test_subset: Some(1),
             discretized: true,
-            architecture: ArchitectureName::Conv,
+            architecture: BodyKind::Conv,
             channels: vec![16],
             ..d()
         },
@@ -173,7 +173,7 @@ fn hand_built() -> Vec<RunKeys> {
             image_column: Some("img".into()),
             label_column: Some("label".into()),
             image_size: Some(32),
-            architecture: ArchitectureName::Conv,
+            architecture: BodyKind::Conv,
             channels: vec![32, 64, 128],
             likelihood: LikelihoodKind::DiscretizedLogistic,
             ..d()
@@ -192,7 +192,7 @@ fn hand_built() -> Vec<RunKeys> {
             batch_size: 64,
             epochs: 50,
             seed: 7,
-            schedule: ScheduleName::Aggressive,
+            schedule: ScheduleKind::Aggressive,
             latent_dim: 64,
             kl_warmup_epochs: 5,
             free_bits: 0.25,
@@ -214,7 +214,7 @@ fn hand_built() -> Vec<RunKeys> {
             model: ModelKind::Ae,
             likelihood: LikelihoodKind::GaussianLearned,
             discretized: true,
-            schedule: ScheduleName::Alternating,
+            schedule: ScheduleKind::Alternating,
             m_steps: 4,
             iw_test_n: 0,
             gap_test_n: 0,

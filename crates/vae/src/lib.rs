@@ -19,8 +19,8 @@ pub use likelihood::{
     LOG_SIGMA_MIN,
 };
 pub use model::{
-    Architecture, Body, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
+    Architecture, Body, BodyKind, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
 };
 pub use objective::Objective;
-pub use train::{Schedule, TrainConfig, TrainError, Trainer};
+pub use train::{Schedule, ScheduleKind, TrainConfig, TrainError, Trainer};
 pub use vaelab_kernels::{threads, Kernels};

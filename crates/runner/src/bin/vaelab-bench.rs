@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use vaelab::config::{ArchitectureName, RunKeys};
+use vaelab::config::RunKeys;
 use vaelab::dispatch::{run_plan, Dispatch};
 use vaelab::plan::{Plan, PlannedRun};
 use vaelab_data::{DataSource, Dataset, DatasetName, SplitKind};
+use vaelab_vae::BodyKind;
 use vaelab_vae::{Kernels, Trainer};
 
 #[global_allocator]
@@ -242,9 +243,9 @@ fn main() -> anyhow::Result<()> {
         gap_test_n: args.gap_test_n,
         estep_iters: args.estep_iters,
         architecture: if args.conv {
-            ArchitectureName::Conv
+            BodyKind::Conv
         } else {
-            ArchitectureName::Mlp
+            BodyKind::Mlp
         },
         ..RunKeys::default()
     };

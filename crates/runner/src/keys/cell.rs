@@ -105,6 +105,6 @@ named!(
     vaelab_data::Binarize,
     vaelab_vae::ModelKind,
     vaelab_vae::LikelihoodKind,
-    super::ArchitectureName,
-    super::ScheduleName
+    vaelab_vae::BodyKind,
+    vaelab_vae::ScheduleKind
 );

@@ -9,10 +9,9 @@
 
 use super::{allowed_if, name_of, requires, run_keys, Check};
 use crate::config::is_safe_name;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use vaelab_data::{Binarize, DatasetName, DATASET_NAMES};
-use vaelab_vae::{LikelihoodKind, ModelKind};
+use vaelab_vae::{BodyKind, LikelihoodKind, ModelKind, ScheduleKind};
 
 run_keys! {
     /// The run's folder under the results directory (required in a run file; a sweep names
@@ -82,13 +81,13 @@ run_keys! {
     },
     /// What lies between pixels and latents: fully connected layers (`hidden`) or DCGAN-style
     /// 4×4 stride-2 convolutions (`channels`).
-    architecture: ArchitectureName = ArchitectureName::Mlp => {
+    architecture: BodyKind = BodyKind::Mlp => {
         omitted_at_default: true,
     },
     /// The MLP's hidden layer widths, encoder side; the decoder mirrors them.
     hidden: Vec<usize> = vec![400] => {
         allowed: "a list of at most 8 layer widths, each from 1 to 16384, e.g. [400] or [512, 256]",
-        uses: |k| k.architecture == ArchitectureName::Mlp,
+        uses: |k| k.architecture == BodyKind::Mlp,
         check: |k| {
             allowed_if(k.hidden.len() <= 8 && k.hidden.iter().all(|h| (1..=16384).contains(h)))
         },
@@ -97,7 +96,7 @@ run_keys! {
     /// `../shared/anchors/torch_vae.py --arch conv`: 1×28×28 → 32×14×14 → 64×7×7).
     channels: Vec<usize> = vec![32, 64] => {
         allowed: "1 to 5 channel counts from 1 to 1024, one stride-2 layer each (the image sides must be divisible by 2^layers)",
-        uses: |k| k.architecture == ArchitectureName::Conv,
+        uses: |k| k.architecture == BodyKind::Conv,
         check: |k| {
             let layers = (1..=5).contains(&k.channels.len());
             allowed_if(layers && k.channels.iter().all(|c| (1..=1024).contains(c)))
@@ -188,9 +187,9 @@ run_keys! {
         omitted_at_default: true,
     },
     /// How encoder and decoder updates interleave (see "The EM view").
-    schedule: ScheduleName = ScheduleName::Joint => {
+    schedule: ScheduleKind = ScheduleKind::Joint => {
         allowed: "\"joint\" only for model = \"ae\"",
-        check: |k| requires(k.schedule == ScheduleName::Joint || k.model == ModelKind::Vae, || {
+        check: |k| requires(k.schedule == ScheduleKind::Joint || k.model == ModelKind::Vae, || {
             "\"joint\" for model = \"ae\" (the EM schedules split the ELBO's encoder and decoder updates; an AE has no ELBO)".into()
         }),
         omitted_at_default: true,
@@ -211,30 +210,6 @@ run_keys! {
     },
 }
 
-/// The `architecture` key: what lies between pixels and latents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchitectureName {
-    /// Fully connected layers (`hidden`).
-    #[default]
-    Mlp,
-    /// DCGAN-style 4×4 stride-2 convolutions (`channels`).
-    Conv,
-}
-
-/// The `schedule` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleName {
-    /// One update of every weight per batch.
-    #[default]
-    Joint,
-    /// `e_steps` encoder-only then `m_steps` decoder-only updates per batch.
-    Alternating,
-    /// He et al.'s lagging-inference-network schedule.
-    Aggressive,
-}
-
 /// Keys of the ELBO and the IWAE bound: an AE has neither.
 fn vae(k: &RunKeys) -> bool {
     k.model == ModelKind::Vae
@@ -245,7 +220,7 @@ fn hub(k: &RunKeys) -> bool {
 }
 
 fn alternating(k: &RunKeys) -> bool {
-    k.schedule == ScheduleName::Alternating
+    k.schedule == ScheduleKind::Alternating
 }
 
 /// An image key set without a `hub:` dataset.

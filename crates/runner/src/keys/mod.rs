@@ -20,7 +20,7 @@ mod train;
 mod tests;
 
 pub use cell::ToCell;
-pub use defs::{ArchitectureName, RunKeys, ScheduleName, KEYS, RUN_KEYS};
+pub use defs::{RunKeys, KEYS, RUN_KEYS};
 pub use names::{name_of, names};
 
 use sha2::{Digest, Sha256};

@@ -1,6 +1,6 @@
 use super::*;
 use vaelab_data::{Binarize, DatasetName};
-use vaelab_vae::{LikelihoodKind, ModelKind};
+use vaelab_vae::{BodyKind, LikelihoodKind, ModelKind, ScheduleKind};
 
 /// Every key set off its default, so every key is written out.
 fn all_set() -> RunKeys {
@@ -15,12 +15,12 @@ fn all_set() -> RunKeys {
         discretized: true,
         gap_test_n: 7,
         estep_iters: 7,
-        schedule: ScheduleName::Alternating,
+        schedule: ScheduleKind::Alternating,
         e_steps: 2,
         m_steps: 3,
         train_subset: Some(1),
         test_subset: Some(1),
-        architecture: ArchitectureName::Conv,
+        architecture: BodyKind::Conv,
         channels: vec![16],
         ..RunKeys::default()
     }
@@ -113,9 +113,9 @@ fn every_key_says_what_it_is_and_what_it_allows() {
 #[test]
 fn enum_names_come_from_serde() {
     assert_eq!(names::<ModelKind>(), ["vae", "ae"]);
-    assert_eq!(names::<ArchitectureName>(), ["mlp", "conv"]);
+    assert_eq!(names::<BodyKind>(), ["mlp", "conv"]);
     assert_eq!(
-        names::<ScheduleName>(),
+        names::<ScheduleKind>(),
         ["joint", "alternating", "aggressive"]
     );
     assert_eq!(names::<Binarize>(), ["none", "static", "dynamic"]);
@@ -175,10 +175,10 @@ fn canonical_resets_exactly_the_unused_keys() {
         }
     );
     let conv = RunKeys {
-        architecture: ArchitectureName::Conv,
+        architecture: BodyKind::Conv,
         hidden: vec![7],
         channels: vec![8, 16],
-        schedule: ScheduleName::Alternating,
+        schedule: ScheduleKind::Alternating,
         e_steps: 3,
         gap_test_n: 500,
         ..RunKeys::default()

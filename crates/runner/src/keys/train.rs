@@ -1,6 +1,6 @@
 //! What the trainer and the data loader read from the keys.
 
-use super::{ArchitectureName, RunKeys, ScheduleName};
+use super::RunKeys;
 use vaelab_data::{DataSource, HubColumns};
 use vaelab_vae::{Body, Likelihood, Objective, Schedule, TrainConfig};
 
@@ -11,14 +11,7 @@ impl RunKeys {
             model: self.model,
             likelihood: Likelihood::new(self.likelihood, self.sigma as f32, self.discretized),
             latent_dim: self.latent_dim,
-            body: match self.architecture {
-                ArchitectureName::Mlp => Body::Mlp {
-                    hidden: self.hidden.clone(),
-                },
-                ArchitectureName::Conv => Body::Conv {
-                    channels: self.channels.clone(),
-                },
-            },
+            body: Body::new(self.architecture, &self.hidden, &self.channels),
             objective: Objective {
                 beta: self.beta,
                 kl_warmup_epochs: self.kl_warmup_epochs,
@@ -35,14 +28,7 @@ impl RunKeys {
             iw_test_n: self.iw_test_n,
             gap_test_n: self.gap_test_n,
             estep_iters: self.estep_iters,
-            schedule: match self.schedule {
-                ScheduleName::Joint => Schedule::Joint,
-                ScheduleName::Alternating => Schedule::Alternating {
-                    e_steps: self.e_steps,
-                    m_steps: self.m_steps,
-                },
-                ScheduleName::Aggressive => Schedule::Aggressive,
-            },
+            schedule: Schedule::new(self.schedule, self.e_steps, self.m_steps),
         }
     }
 

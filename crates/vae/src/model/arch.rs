@@ -39,6 +39,31 @@ pub enum Body {
     Conv { channels: Vec<usize> },
 }
 
+/// The `architecture` key: which [`Body`], as named in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyKind {
+    /// Fully connected layers (`hidden`).
+    #[default]
+    Mlp,
+    /// DCGAN-style 4×4 stride-2 convolutions (`channels`).
+    Conv,
+}
+
+impl Body {
+    /// The body of `kind`, reading the widths it uses.
+    pub fn new(kind: BodyKind, hidden: &[usize], channels: &[usize]) -> Self {
+        match kind {
+            BodyKind::Mlp => Body::Mlp {
+                hidden: hidden.to_vec(),
+            },
+            BodyKind::Conv => Body::Conv {
+                channels: channels.to_vec(),
+            },
+        }
+    }
+}
+
 /// Everything that fixes the shapes of a model's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {

@@ -7,6 +7,6 @@ mod autoencoder;
 pub mod init;
 mod layers;
 
-pub use arch::{Architecture, Body, LayerKind, LayerSpec, ModelKind};
+pub use arch::{Architecture, Body, BodyKind, LayerKind, LayerSpec, ModelKind};
 pub use autoencoder::{Model, Posterior};
 pub use vaelab_data::ImageShape;

@@ -14,5 +14,5 @@ mod trainer;
 pub(crate) use batches::batch;
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::Trainer;

@@ -23,7 +23,29 @@ pub enum Schedule {
     Aggressive,
 }
 
+/// The `schedule` key: which [`Schedule`], as named in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// One update of every weight per batch.
+    #[default]
+    Joint,
+    /// `e_steps` encoder-only then `m_steps` decoder-only updates per batch.
+    Alternating,
+    /// He et al.'s lagging-inference-network schedule.
+    Aggressive,
+}
+
 impl Schedule {
+    /// The schedule of `kind`; only `alternating` reads the step counts.
+    pub fn new(kind: ScheduleKind, e_steps: usize, m_steps: usize) -> Self {
+        match kind {
+            ScheduleKind::Joint => Schedule::Joint,
+            ScheduleKind::Alternating => Schedule::Alternating { e_steps, m_steps },
+            ScheduleKind::Aggressive => Schedule::Aggressive,
+        }
+    }
+
     /// True when encoder and decoder keep separate Adam states.
     pub fn splits_optimizers(&self) -> bool {
         !matches!(self, Schedule::Joint)
