@@ -143,6 +143,10 @@ compare-torch:
     cargo build --quiet -p vaelab --bins
     python3 scripts/compare_torch.py --epochs 3 --iw --sweep 4
 
+# No import circles between a crate's files, no cycle between the crates (tests/architecture.rs).
+circles:
+    cargo test --quiet -p vaelab --test architecture
+
 fmt:
     cargo fmt --all
 

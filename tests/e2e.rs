@@ -657,3 +657,60 @@ fn keys_prints_every_key_with_its_default_and_allowed_values() {
     let file: vaelab::config::RunKeys = toml::from_str(&settings).unwrap();
     assert_eq!(file, vaelab::config::RunKeys::default());
 }
+
+/// What a closed pipe on stdout leaves: the exit code and stderr. `early` closes the pipe before
+/// vaelab writes anything (its first write fails: deterministic); otherwise one line is read
+/// first, as `| head -1` does.
+fn with_stdout_closed(args: &[&str], early: bool) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaelab"));
+    cmd.args(args).stderr(Stdio::piped());
+    let child = if early {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        cmd.stdout(writer).spawn().unwrap()
+    } else {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "vaelab {args:?} printed nothing");
+        child
+    };
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+/// `vaelab plan FILE | head -1` (and `show`, printing with `println!`): a reader that stops
+/// early ends the command quietly with exit 0, as `rg … | head` does: no panic, no backtrace,
+/// no error line.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_0() {
+    let sweep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/latent_dims.toml");
+    let plan = ["plan", sweep.to_str().unwrap()];
+    // A run folder for `show` (a manifest is all it needs to find the run).
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("manifest.json"),
+        r#"{"id": "abc123", "status": "done", "seed": 0, "started_at": "2024-01-01T00:00:00Z",
+            "ended_at": null, "duration_seconds": null, "epochs": 1, "epochs_done": 1,
+            "last_good_epoch": 1, "vaelab_version": "0", "git_commit": null, "host": "h",
+            "error": null}"#,
+    )
+    .unwrap();
+    std::fs::write(run.join("config.toml"), "name = \"r\"\n").unwrap();
+    let show = ["show", "abc", "--results-dir", tmp.path().to_str().unwrap()];
+    for (args, early) in [(&plan[..], false), (&plan[..], true), (&show[..], true)] {
+        let (code, err) = with_stdout_closed(args, early);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("error"),
+            "vaelab {args:?} (pipe closed {}): {err}",
+            if early { "at once" } else { "after a line" }
+        );
+        assert_eq!(code, Some(0), "vaelab {args:?}: {err}");
+    }
+}

@@ -2,7 +2,7 @@
 //! image dataset (MNIST and Fashion-MNIST included), read from the local cache first and
 //! downloaded only when allowed.
 
-use crate::{DataError, Dataset, HubColumns, ImageShape, Split};
+use crate::{DataError, Dataset, ImageShape, Split};
 use hf_hub::repository::RepoTreeEntry;
 use hf_hub::{HFClientBuilder, HFClientSync, HFError};
 use image::imageops::FilterType;
@@ -73,6 +73,18 @@ impl std::str::FromStr for HubRepo {
             config: parts.get(2).map(|c| c.to_string()),
         })
     }
+}
+
+/// Keys that say how to read a Hub dataset's parquet files; all optional.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct HubColumns {
+    /// The column of encoded images; by default the one column of {bytes, path} structs.
+    pub image_column: Option<String>,
+    /// The column of integer labels; by default `label`, else `labels`, else none.
+    pub label_column: Option<String>,
+    /// Resize every image to this square side (shorter side to the side with a triangle
+    /// filter, then a centre crop); without it every image must have the same size.
+    pub image_size: Option<usize>,
 }
 
 /// True when `HF_HUB_OFFLINE` asks for no network.

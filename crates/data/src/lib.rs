@@ -15,9 +15,7 @@ mod source;
 pub use binarize::Binarize;
 pub use dataset::{Dataset, Split, SplitKind};
 pub use error::DataError;
-pub use hub::{load_from_hub, HubRepo};
+pub use hub::{load_from_hub, HubColumns, HubRepo};
 pub use idx::{load_idx_folder, read_idx, IdxArray};
 pub use shape::ImageShape;
-pub use source::{
-    load, DataSource, DatasetName, HubColumns, DATASET_NAMES, DEBIAN_FASHION_MNIST_DIR,
-};
+pub use source::{load, DataSource, DatasetName, DATASET_NAMES, DEBIAN_FASHION_MNIST_DIR};

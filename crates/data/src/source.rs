@@ -1,6 +1,7 @@
 //! Where a dataset comes from: a configured folder, the Debian package, or the hf-hub cache.
 
-use crate::{hub, idx::load_idx_folder, DataError, Dataset, HubRepo};
+use crate::hub::{self, HubColumns, HubRepo};
+use crate::{idx::load_idx_folder, DataError, Dataset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -64,18 +65,6 @@ impl From<DatasetName> for String {
     fn from(d: DatasetName) -> String {
         d.to_string()
     }
-}
-
-/// Keys that say how to read a Hub dataset's parquet files; all optional.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct HubColumns {
-    /// The column of encoded images; by default the one column of {bytes, path} structs.
-    pub image_column: Option<String>,
-    /// The column of integer labels; by default `label`, else `labels`, else none.
-    pub label_column: Option<String>,
-    /// Resize every image to this square side (shorter side to the side with a triangle
-    /// filter, then a centre crop); without it every image must have the same size.
-    pub image_size: Option<usize>,
 }
 
 /// A dataset request: its name, an optional folder that overrides every other source, and how

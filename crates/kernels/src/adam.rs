@@ -266,9 +266,14 @@ mod tests {
         let dev = Device::Cpu;
         let w = Var::from_slice(&[0.5f32, -0.25], 2, &dev).unwrap();
         let mut adam = Adam::new(vec![("w".into(), w.clone())], 1e-3);
-        let mut grads = |g: [f32; 2]| {
+        let grads = |g: [f32; 2]| {
             let t = Tensor::from_slice(&g, 2, &dev).unwrap();
-            (w.as_tensor() * t).unwrap().sum_all().unwrap().backward().unwrap()
+            (w.as_tensor() * t)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
         };
         adam.step(&grads([1.0, 1e-3])).unwrap();
         // A plain f32 Adam on the same gradients, to see where subnormals would appear.
@@ -286,7 +291,10 @@ mod tests {
                 assert!(!x.is_subnormal(), "subnormal moment {x:e}");
             }
         }
-        assert!(plain_subnormal, "the test no longer reaches the subnormal range");
+        assert!(
+            plain_subnormal,
+            "the test no longer reaches the subnormal range"
+        );
         let state = adam.state().unwrap();
         assert_eq!(state.m[0], vec![0.0, 0.0]);
     }

@@ -2,7 +2,7 @@
 //! linked relatively (`figures/…`), styles and the table-sorting script are inline, and every
 //! string that came from a TOML file or a table is HTML-escaped.
 
-use crate::figures::{Figure, Inputs, Outcome};
+use crate::figure::{Figure, Inputs, Outcome};
 use crate::sweep::Sweep;
 use crate::ReportError;
 use std::fmt::Write;

@@ -1,10 +1,14 @@
 //! Command-line parsing and the commands' top level.
 
+use crate::conclude::conclude;
 use crate::config::{load_run_file, RunSpec};
+use crate::data::load_data;
 use crate::dispatch::{run_plan, Dispatch};
 use crate::failure::Failure;
 use crate::inspect;
-use crate::run::{execute, Outcome, Provenance, RunJob};
+use crate::manifest::Provenance;
+use crate::output::{self, note};
+use crate::run::{execute, Outcome, RunJob};
 use crate::sweep_file::load_sweep_file;
 use anyhow::{anyhow, Context};
 use candle_core::Device;
@@ -185,9 +189,8 @@ pub fn main() -> Result<(), Failure> {
         }
         Command::Plan { file } => {
             let plan = load_sweep_file(&file).map_err(|e| Failure::Input(e.into()))?;
-            print!("{}", plan.table());
-            println!("{}", plan.summary());
-            Ok(())
+            output::print(format_args!("{}{}\n", plan.table(), plan.summary()))
+                .map_err(Failure::Run)
         }
         Command::Sweep {
             file,
@@ -265,42 +268,14 @@ fn check_fits(keys: &crate::config::RunKeys, data: &Dataset, file: &Path) -> Res
     })
 }
 
-/// Loads each distinct data source once; errors say which key of which file to change.
-pub(crate) fn load_data<'a>(
-    sources: impl Iterator<Item = (DataSource, &'a Path)>,
-) -> anyhow::Result<HashMap<DataSource, Dataset>> {
-    let mut data = HashMap::new();
-    for (src, file) in sources {
-        if data.contains_key(&src) {
-            continue;
-        }
-        let key = if src.data_dir.is_some() {
-            "data_dir"
-        } else {
-            "dataset"
-        };
-        let d =
-            vaelab_data::load(&src).with_context(|| format!("{}: key `{key}`", file.display()))?;
-        eprintln!(
-            "{}: {} images of {} from {}",
-            d.name(),
-            d.split(vaelab_data::SplitKind::Train, vaelab_data::Binarize::None)
-                .len(),
-            d.shape(),
-            d.origin()
-        );
-        data.insert(src, d);
-    }
-    Ok(data)
-}
-
 /// Ctrl-C sets the returned flag after printing `what` happens next.
 fn cancel_on_ctrl_c(what: &'static str) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
+    output::stop_when_stderr_closes(flag.clone());
     let f = flag.clone();
     // If a handler is already set (tests calling twice), Ctrl-C keeps its default meaning.
     let _ = ctrlc::set_handler(move || {
-        eprintln!("\ninterrupted: {what} (Ctrl-C again is ignored)");
+        note!("\ninterrupted: {what} (Ctrl-C again is ignored)");
         f.store(true, Ordering::SeqCst);
     });
     flag
@@ -341,7 +316,7 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
     let epochs = spec.keys.epochs;
     let name = spec.name.clone();
     let on_epoch = move |train: &vaelab_vae::EpochMetrics, test: &vaelab_vae::EpochMetrics| {
-        eprintln!(
+        note!(
             "{name} epoch {}/{epochs}: train loss {:.2}, test -ELBO {}, recon {:.2}  ({:.1} s, {:.0} img/s)",
             train.epoch,
             train.loss,
@@ -355,11 +330,11 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
     let where_ = job.dir.path().display();
     match outcome {
         Outcome::Done => {
-            eprintln!("{}: done -> {where_}", spec.name);
+            note!("{}: done -> {where_}", spec.name);
             Ok(())
         }
         Outcome::Skipped => {
-            eprintln!("{}: already done in {where_} (--force retrains)", spec.name);
+            note!("{}: already done in {where_} (--force retrains)", spec.name);
             Ok(())
         }
         Outcome::Interrupted => Err(Failure::Interrupted(anyhow!(
@@ -384,7 +359,7 @@ fn prepare_sweep(
     results_dir: &Path,
 ) -> Result<(crate::plan::Plan, HashMap<DataSource, Dataset>, PathBuf), Failure> {
     let plan = load_sweep_file(file).map_err(|e| Failure::Input(e.into()))?;
-    eprintln!("{}", plan.summary());
+    note!("{}", plan.summary());
     let data = load_data(plan.runs.iter().map(|r| (r.keys.data_source(), file)))
         .map_err(Failure::Input)?;
     for run in &plan.runs {
@@ -414,7 +389,7 @@ fn sweep(
     how.device = device;
     // Each run sizes its kernels from its own pool; element-wise ops stay on the run's thread.
     vaelab_vae::threads::configure(Some(how.threads));
-    eprintln!(
+    note!(
         "{} runs at a time, {} thread(s) each -> {}",
         how.jobs,
         how.threads,
@@ -463,53 +438,4 @@ fn slurm_sweep(
     }
     let cancel = cancel_on_ctrl_c("detaching: the tasks keep running on the cluster");
     crate::slurm::sweep::sweep(&plan, &sweep_dir, &how, &cancel)
-}
-
-/// The end of a sweep on either backend: a line of counts, the report, and the exit code
-/// (failed or diverged runs listed). `outcomes` pairs plan indices with how those runs ended.
-pub(crate) fn conclude(
-    plan: &crate::plan::Plan,
-    sweep_dir: &Path,
-    outcomes: &[(usize, Outcome)],
-    already_done: usize,
-    interrupted: bool,
-) -> Result<(), Failure> {
-    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|(_, o)| f(o)).count();
-    let (done, skipped) = (
-        count(|o| *o == Outcome::Done),
-        count(|o| *o == Outcome::Skipped) + already_done,
-    );
-    let bad: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(i, o)| match o {
-            Outcome::Failed(e) => Some(format!("  {} failed: {e}", plan.runs[*i].id)),
-            Outcome::Diverged(e) => Some(format!("  {} diverged: {e}", plan.runs[*i].id)),
-            _ => None,
-        })
-        .collect();
-    eprintln!(
-        "{}: {done} trained, {skipped} already done, {} failed or diverged, {} interrupted -> {}",
-        plan.name,
-        bad.len(),
-        count(|o| *o == Outcome::Interrupted),
-        sweep_dir.join("runs.parquet").display()
-    );
-    if interrupted {
-        return Err(Failure::Interrupted(anyhow!(
-            "sweep {} interrupted; run it again to resume",
-            plan.name
-        )));
-    }
-    eprintln!("drawing the report of {}", plan.name);
-    let report = crate::report::draw(sweep_dir);
-    if !bad.is_empty() {
-        return Err(Failure::Run(anyhow!(
-            "{} run(s) did not finish:\n{}",
-            bad.len(),
-            bad.join("\n")
-        )));
-    }
-    report
-        .map(|_| ())
-        .map_err(|e| Failure::Run(e.context("every run finished, but the report failed")))
 }

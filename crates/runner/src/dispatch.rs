@@ -2,8 +2,10 @@
 //! `threads` threads, sharing the loaded datasets read-only. A run that fails or diverges is
 //! recorded and the others go on; the sweep tables are rewritten as each run ends.
 
+use crate::manifest::Provenance;
+use crate::output::note;
 use crate::plan::Plan;
-use crate::run::{execute, Outcome, Provenance, RunJob};
+use crate::run::{execute, Outcome, RunJob};
 use crate::tables::write_sweep_tables;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -77,7 +79,7 @@ impl Reporter {
     fn line(&self, worker: usize, text: String) {
         match &self.bars {
             Some((_, _, w)) => w[worker].set_message(text),
-            None => eprintln!("{text}"),
+            None => note!("{text}"),
         }
     }
 
@@ -95,7 +97,7 @@ impl Reporter {
             Some((multi, _, _)) => {
                 let _ = multi.println(text);
             }
-            None => eprintln!("{text}"),
+            None => note!("{text}"),
         }
     }
 

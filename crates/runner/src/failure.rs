@@ -19,6 +19,16 @@ impl Failure {
         }
     }
 
+    /// Says why on stderr and returns the exit code; a closed stdout (the reader, say `head`,
+    /// had what it wanted) is a quiet exit 0.
+    pub fn report(&self) -> u8 {
+        if crate::output::is_closed(self.error()) {
+            return 0;
+        }
+        crate::output::note!("error: {:#}", self.error());
+        self.code()
+    }
+
     /// The error with its context chain.
     pub fn error(&self) -> &anyhow::Error {
         match self {

@@ -2,12 +2,15 @@
 //! inspection. `main.rs` only maps [`failure::Failure`] to exit codes.
 
 pub mod cli;
+pub mod conclude;
 pub mod config;
+pub mod data;
 pub mod dispatch;
 pub mod failure;
 pub mod inspect;
 pub mod keys;
 pub mod manifest;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -1,7 +1,8 @@
 //! `vaelab`: train VAEs and autoencoders from TOML files and keep every number in Parquet.
 //!
-//! Exit codes: 0 every run done, 1 a run failed or diverged, 2 bad input (config, data or
-//! results folder, found before any training starts), 130 interrupted by Ctrl-C.
+//! Exit codes: 0 every run done (or stdout closed by its reader, as with `| head`), 1 a run
+//! failed or diverged, 2 bad input (config, data or results folder, found before any training
+//! starts), 130 interrupted by Ctrl-C or by the reader of stderr going away.
 
 use mimalloc::MiMalloc;
 use std::process::ExitCode;
@@ -11,11 +12,9 @@ use std::process::ExitCode;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
+    vaelab::output::install();
     match vaelab::cli::main() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {:#}", failure.error());
-            ExitCode::from(failure.code())
-        }
+        Err(failure) => ExitCode::from(failure.report()),
     }
 }

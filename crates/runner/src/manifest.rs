@@ -81,13 +81,28 @@ impl SlurmTask {
     }
 }
 
+/// Facts about this invocation recorded in every manifest.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub git_commit: Option<String>,
+    pub host: String,
+    pub slurm: Option<SlurmTask>,
+}
+
+impl Provenance {
+    /// Reads the git commit and host name once.
+    pub fn detect() -> Self {
+        Self {
+            git_commit: git_commit(),
+            host: host(),
+            slurm: SlurmTask::from_env(),
+        }
+    }
+}
+
 impl Manifest {
     /// The manifest of a run starting now.
-    pub fn new(
-        id: &str,
-        keys: &crate::config::RunKeys,
-        provenance: &crate::run::Provenance,
-    ) -> Self {
+    pub fn new(id: &str, keys: &crate::config::RunKeys, provenance: &Provenance) -> Self {
         Manifest {
             id: id.to_string(),
             status: Status::Running,

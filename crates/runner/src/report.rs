@@ -1,5 +1,6 @@
 //! `vaelab report`: the sweep's figures and report.html, from its folder alone.
 
+use crate::output::note;
 use crate::sweep_file::load_sweep_file;
 use crate::tables::run_dir;
 use anyhow::Context;
@@ -42,7 +43,7 @@ pub fn draw(sweep_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let figures = vaelab_report::render(&inputs)?;
     for f in &figures {
         match &f.outcome {
-            Outcome::Drawn(files) => eprintln!(
+            Outcome::Drawn(files) => note!(
                 "  {}: {}",
                 f.name,
                 files
@@ -52,9 +53,9 @@ pub fn draw(sweep_dir: &Path) -> anyhow::Result<Vec<Figure>> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Outcome::Skipped(why) => eprintln!("  {}: skipped ({why})", f.name),
+            Outcome::Skipped(why) => note!("  {}: skipped ({why})", f.name),
         }
     }
-    eprintln!("report: {}", sweep_dir.join("report.html").display());
+    note!("report: {}", sweep_dir.join("report.html").display());
     Ok(figures)
 }

@@ -2,7 +2,7 @@
 //! summary. Finished runs are skipped; interrupted ones resume from their last checkpoint.
 
 use crate::config::RunKeys;
-use crate::manifest::{self, Manifest, Status};
+use crate::manifest::{self, Manifest, Provenance, Status};
 use anyhow::Context;
 use candle_core::Device;
 use std::path::Path;
@@ -11,25 +11,6 @@ use std::time::Instant;
 use vaelab_data::{Dataset, SplitKind};
 use vaelab_track::{self as track, Cell, MetricsRow, RunDir};
 use vaelab_vae::{EpochMetrics, GapSplit, IwaeEstimate, TrainError, Trainer};
-
-/// Facts about this invocation recorded in every manifest.
-#[derive(Debug, Clone)]
-pub struct Provenance {
-    pub git_commit: Option<String>,
-    pub host: String,
-    pub slurm: Option<manifest::SlurmTask>,
-}
-
-impl Provenance {
-    /// Reads the git commit and host name once.
-    pub fn detect() -> Self {
-        Self {
-            git_commit: manifest::git_commit(),
-            host: manifest::host(),
-            slurm: manifest::SlurmTask::from_env(),
-        }
-    }
-}
 
 /// Everything one run needs.
 pub struct RunJob<'a> {

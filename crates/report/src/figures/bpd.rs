@@ -2,8 +2,9 @@
 //! of the quantized test images, mean ± std over seeds, against the uniform model's log2(levels).
 //! One panel per data representation (8-bit, binarized): their bits/dim never share an axis.
 
-use super::{stat, Drawn, Stat};
+use super::stats::{stat, Stat};
 use crate::canvas::{self, category, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

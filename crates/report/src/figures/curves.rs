@@ -2,8 +2,8 @@
 //! share it): the learning curves (train and test −ELBO), and the EM view's mutual information
 //! and active units.
 
-use super::Drawn;
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -1,8 +1,8 @@
 //! The explicit E-step's convergence: per VAE run, the mean ELBO of the per-image optimized q
 //! against Adam steps, as the gain over the encoder's q (step 0).
 
-use super::Drawn;
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

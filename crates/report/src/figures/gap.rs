@@ -1,8 +1,8 @@
 //! The ELBO gap per run: log p(x) (IWAE, K samples) above the ELBO on the same test images;
 //! the gap between them is KL(q(z|x) ‖ p(z|x)), how far the encoder is from the true posterior.
 
-use super::Drawn;
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

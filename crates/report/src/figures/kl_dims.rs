@@ -1,8 +1,8 @@
 //! KL per latent dimension, sorted from largest to smallest: which units carry information
 //! (active) and which collapsed to the prior.
 
-use super::Drawn;
 use crate::canvas::{self, category, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -1,8 +1,9 @@
 //! Test −ELBO, recon, KL and −log p(x) (IWAE) against one swept key: one line per setting of
 //! the other varying keys, mean over seeds with ±1 std error bars.
 
-use super::{stat, Drawn, Stat};
+use super::stats::{stat, Stat};
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::{Sweep, Value};
 use plotters::coord::Shift;
 use plotters::prelude::*;

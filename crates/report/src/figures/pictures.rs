@@ -2,7 +2,7 @@
 //! the decoded manifold of 2-d latents, and the test set's posterior means coloured by label.
 
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
-use crate::figures::{Drawn, Inputs, ModelRef};
+use crate::figure::{Drawn, Inputs, ModelRef};
 use crate::images::Restored;
 use crate::sweep::{Run, Sweep};
 use crate::ReportError;

@@ -1,8 +1,8 @@
 //! The rate–distortion plane: KL (rate) against recon (distortion), one point per run, with
 //! lines of constant −ELBO = recon + KL. AE runs sit at rate 0, drawn as crosses.
 
-use super::Drawn;
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
+use crate::figure::Drawn;
 use crate::sweep::Sweep;
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -2,9 +2,8 @@
 //! so the manifests (the record of what each run did) and the tables say what happened.
 
 use super::{last_line, latest_tasks, Submission};
-use crate::manifest::{Manifest, SlurmTask, Status};
+use crate::manifest::{Manifest, Provenance, SlurmTask, Status};
 use crate::plan::Plan;
-use crate::run::Provenance;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! `vaelab status DIR`: each run's state from its manifest, next to its Slurm task's.
 
 use super::{latest_tasks, submissions};
+use crate::output::print;
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -65,16 +66,16 @@ pub fn status(sweep_dir: &Path) -> anyhow::Result<()> {
                 .collect(),
         );
     }
-    print!("{}", crate::inspect::text_table(&rows));
     let totals: Vec<String> = totals.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
-        "{}: {} runs: {}",
+    print(format_args!(
+        "{}{}: {} runs: {}\n",
+        crate::inspect::text_table(&rows),
         plan.name,
         plan.runs.len(),
         totals.join(", ")
-    );
+    ))?;
     if let Some(note) = note {
-        println!("{note}");
+        print(format_args!("{note}\n"))?;
     }
     Ok(())
 }

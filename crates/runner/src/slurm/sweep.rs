@@ -5,6 +5,7 @@ use super::watch::{arrays, wait, Waited, Watched};
 use super::{jobs, latest_tasks, manifest_of, slurm_dir, submissions};
 use crate::failure::Failure;
 use crate::manifest::Status;
+use crate::output::note;
 use crate::plan::Plan;
 use crate::run::Outcome;
 use crate::tables::write_sweep_tables;
@@ -89,14 +90,14 @@ pub fn sweep(
     let done = plan.runs.len() - todo.len() - watched.len();
     if !watched.is_empty() {
         let arrays: Vec<String> = arrays(&watched).iter().map(u64::to_string).collect();
-        eprintln!(
+        note!(
             "{} run(s) still queued or running in array(s) {}: watching them, not submitting them again",
             watched.len(),
             arrays.join(", ")
         );
     }
     if todo.is_empty() && watched.is_empty() {
-        eprintln!("every run of {} is done: nothing submitted", plan.name);
+        note!("every run of {} is done: nothing submitted", plan.name);
         return collect_and_conclude(plan, &sweep_dir, &cluster, &[], done);
     }
     let program = this_binary().map_err(input)?;
@@ -140,7 +141,7 @@ pub fn sweep(
                 });
             }
         }
-        eprintln!(
+        note!(
             "submitted array {} ({} task(s), {} thread(s) each on {device_name}) -> logs in {}",
             sub.job,
             sub.runs.len(),
@@ -153,7 +154,7 @@ pub fn sweep(
         let report =
             submit_report_job(&cluster, plan, &sweep_dir, &how.settings, &arrays, &program)
                 .map_err(Failure::Run)?;
-        eprintln!(
+        note!(
             "report job {report} collects the tables and draws the report when they end\n{}",
             follow_hint(&sweep_dir, &arrays, Some(report))
         );
@@ -238,7 +239,7 @@ fn collect_and_conclude(
             (w.run, outcome)
         })
         .collect();
-    crate::cli::conclude(plan, sweep_dir, &outcomes, already_done, false)
+    crate::conclude::conclude(plan, sweep_dir, &outcomes, already_done, false)
 }
 
 /// Brings a sweep folder's records up to date: runs whose Slurm task ended unfinished are

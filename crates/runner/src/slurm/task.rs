@@ -4,8 +4,9 @@
 
 use super::{Submission, SWEEP_COPY};
 use crate::failure::Failure;
-use crate::manifest::Manifest;
-use crate::run::{execute, Outcome, Provenance, RunJob};
+use crate::manifest::{Manifest, Provenance};
+use crate::output::note;
+use crate::run::{execute, Outcome, RunJob};
 use crate::sweep_file::load_sweep_file;
 use anyhow::anyhow;
 use candle_core::Device;
@@ -70,7 +71,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
         .parent()
         .and_then(Path::parent)
         .ok_or_else(|| input(anyhow!("{}: not inside a sweep folder", dir.display())))?;
-    let data = crate::cli::load_data(std::iter::once((run.keys.data_source(), file.as_path())))
+    let data = crate::data::load_data(std::iter::once((run.keys.data_source(), file.as_path())))
         .map_err(input)?;
     let dataset = data
         .values()
@@ -80,7 +81,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
     let provenance = Provenance::detect();
     let restarts = provenance.slurm.as_ref().map_or(0, |s| s.restart_count);
     let task = TaskId { job, index };
-    eprintln!(
+    note!(
         "vaelab task {task}: run {id} on {} (restart {restarts})",
         provenance.host
     );
@@ -103,18 +104,21 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
     };
     let epochs = run.keys.epochs;
     let on_epoch = |train: &vaelab_vae::EpochMetrics, test: &vaelab_vae::EpochMetrics| {
-        eprintln!(
+        note!(
             "{label}: epoch {}/{epochs}, train loss {:.2}, test loss {:.2} ({:.1} s)",
-            train.epoch, train.loss, test.loss, train.seconds
+            train.epoch,
+            train.loss,
+            test.loss,
+            train.seconds
         );
     };
     match execute(&job, &on_epoch) {
         Outcome::Done => {
-            eprintln!("{label}: done");
+            note!("{label}: done");
             Ok(())
         }
         Outcome::Skipped => {
-            eprintln!("{label}: already done");
+            note!("{label}: already done");
             Ok(())
         }
         Outcome::Interrupted => {
@@ -127,7 +131,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
                     )));
                 }
                 Cluster::requeue(task).map_err(|e| Failure::Run(e.into()))?;
-                eprintln!("{label}: time limit near: epoch {epochs_after} kept, task requeued");
+                note!("{label}: time limit near: epoch {epochs_after} kept, task requeued");
             }
             Err(Failure::Interrupted(anyhow!(
                 "{label}: stopped by a signal after epoch {epochs_after}; it resumes there"
