@@ -223,8 +223,7 @@ pub fn main() -> Result<(), Failure> {
             inspect::compare(&sweep_dir, &by).map_err(Failure::Input)
         }
         Command::Keys => {
-            print!("{}", crate::keys::reference());
-            Ok(())
+            output::print(format_args!("{}", crate::keys::reference())).map_err(Failure::Input)
         }
     }
 }

@@ -53,8 +53,8 @@ pub fn text_table(rows: &[Vec<String>]) -> String {
 }
 
 /// Prints rows of text as aligned columns.
-fn print_table(rows: &[Vec<String>]) {
-    print!("{}", text_table(rows));
+fn print_table(rows: &[Vec<String>]) -> anyhow::Result<()> {
+    crate::output::print(format_args!("{}", text_table(rows)))
 }
 
 /// Config columns that take more than one value in `df` (nulls, keys that mean nothing for a
@@ -86,7 +86,7 @@ pub fn ls(dir: &Path) -> anyhow::Result<()> {
         );
         let mut rows = vec![cols.clone()];
         rows.extend((0..df.height()).map(|i| cols.iter().map(|c| cell(&df, c, i)).collect()));
-        print_table(&rows);
+        print_table(&rows)?;
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -130,7 +130,7 @@ pub fn ls(dir: &Path) -> anyhow::Result<()> {
             ]);
         }
     }
-    print_table(&rows);
+    print_table(&rows)?;
     Ok(())
 }
 
@@ -174,9 +174,9 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
                 .join(", ")
         ),
     };
-    println!("{}\n", dir.display());
-    println!("{}", std::fs::read_to_string(dir.join(track::MANIFEST))?);
-    println!("{}", std::fs::read_to_string(dir.join(track::CONFIG))?);
+    let manifest = std::fs::read_to_string(dir.join(track::MANIFEST))?;
+    let config = std::fs::read_to_string(dir.join(track::CONFIG))?;
+    crate::output::print(format_args!("{}\n\n{manifest}\n{config}\n", dir.display()))?;
     if let Ok(m) = track::read_frame(&dir.join(track::METRICS)) {
         let cols = [
             "epoch",
@@ -197,7 +197,7 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
             (m.height().saturating_sub(4)..m.height())
                 .map(|i| cols.iter().map(|c| cell(&m, c, i)).collect()),
         );
-        print_table(&rows);
+        print_table(&rows)?;
     }
     Ok(())
 }
@@ -274,6 +274,6 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
         }
         rows.push(r);
     }
-    print_table(&rows);
+    print_table(&rows)?;
     Ok(())
 }

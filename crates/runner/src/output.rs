@@ -79,9 +79,9 @@ macro_rules! note {
 }
 pub(crate) use note;
 
-/// Makes std's `print!`/`println!` on a closed stdout (their panic "failed printing to stdout:
-/// Broken pipe") a quiet exit 0 as well, for code that does not print through [`print`]; every
-/// other panic is reported as before.
+/// A guard for a `print!`/`println!` added outside [`print`]: their panic on a closed stdout
+/// ("failed printing to stdout: Broken pipe") becomes a quiet exit 0 too; every other panic is
+/// reported as before. Every command prints through [`print`] today.
 pub fn install() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
