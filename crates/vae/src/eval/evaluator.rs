@@ -128,7 +128,7 @@ impl Evaluator {
 /// The IWAE estimate of test log p(x) (`None` for the AE or when `iw_samples` is 0), the
 /// samples also scored with `mass` when given; `draw` picks the estimator's random stream (0 in
 /// runs; others measure its Monte-Carlo spread).
-pub fn iwae(
+pub fn iwae_bound(
     s: Subject<'_>,
     mass: Option<Likelihood>,
     draw: usize,

@@ -9,7 +9,7 @@ mod metrics;
 pub mod mi;
 
 pub use estep::GapSplit;
-pub use evaluator::{gap_split, iwae as iwae_bound, Evaluator, Subject, MI_IMAGES};
+pub use evaluator::{gap_split, iwae_bound, Evaluator, Subject, MI_IMAGES};
 pub use iwae::IwaeEstimate;
 pub(crate) use metrics::Sums;
 pub use metrics::{EpochMetrics, ACTIVE_UNIT_THRESHOLD};
