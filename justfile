@@ -99,20 +99,36 @@ test: test-deps
         cargo test --workspace --no-fail-fast
     fi
 
-# Epoch seconds, images/s and GFLOP/s of the classic 784-400-20 VAE on Fashion-MNIST with 1 and
-# 2 threads, the IWAE bound (alone and with the 8-bit mass), a 4-run sweep under both dispatch
-# strategies, and ns/pixel of every likelihood kernel (1 thread).
-bench EPOCHS="3": data
+# Whole runs of the classic 784-400-20 VAE on Fashion-MNIST as the shipped sweeps run them
+# (20 epochs, per-epoch tests, the final IWAE bound and gap split), 1 and 2 threads: every
+# epoch's seconds, images/s and GFLOP/s, then the run's parts; the IWAE bound alone and with the
+# 8-bit mass, a 4-run sweep under both dispatch strategies, and ns/pixel of every likelihood
+# kernel (1 thread). Every report starts with the CPU's model and AVX-512 flags.
+bench EPOCHS="20": data
     cargo build --quiet -p vaelab --bins
     RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --pixel-kernels
-    RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}}
-    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --iw-samples 1000 --sweep-runs 4
+    RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --whole-run
+    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --epochs {{EPOCHS}} --whole-run --iw-samples 1000 --sweep-runs 4
 
-# Epoch seconds and GFLOP/s of the anchor's conv VAE (torch_vae.py --arch conv), 1 and 2 threads.
-bench-conv EPOCHS="3": data build
+# A sweep file end to end with `vaelab sweep` (build excluded), its runs' seconds broken into
+# training, per-epoch tests, IWAE and E-step, e.g. `just bench-sweep experiments/latent_dims.toml`.
+bench-sweep FILE="experiments/latent_dims.toml": data
     cargo build --quiet -p vaelab --bins
-    RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/debug/vaelab-bench" --conv --epochs {{EPOCHS}}
-    RAYON_NUM_THREADS=2 "$CARGO_TARGET_DIR/debug/vaelab-bench" --conv --epochs {{EPOCHS}}
+    "$CARGO_TARGET_DIR/debug/vaelab-bench" --sweep-file {{FILE}}
+
+# Epoch seconds and GFLOP/s of the anchor's conv VAE (torch_vae.py --arch conv), 1 and 2 threads,
+# then on 2 threads with each narrower conv kernel this CPU also runs (VAELAB_CONV_SIMD: avx2 as
+# on an AVX2-only server, none for im2col + gemm).
+bench-conv EPOCHS="3": data build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --quiet -p vaelab --bins
+    bench="$CARGO_TARGET_DIR/debug/vaelab-bench"
+    RAYON_NUM_THREADS=1 "$bench" --conv --epochs {{EPOCHS}}
+    RAYON_NUM_THREADS=2 "$bench" --conv --epochs {{EPOCHS}}
+    for width in avx2 none; do
+        VAELAB_CONV_SIMD=$width RAYON_NUM_THREADS=2 "$bench" --conv --epochs {{EPOCHS}} || echo "(skipped: $width)"
+    done
 
 # Wall time of one sweep under --backend local and --backend slurm, alternating, SITTINGS times
 # (the cluster sbatch reaches, else the project's one-node Slurm, started here).

@@ -8,6 +8,7 @@
 //! in place; the backward computes dx only when x needs it.
 
 use crate::matmul::{matmul_with, with_data};
+use crate::simd::Simd;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -24,18 +25,19 @@ const KK: usize = K * K;
 /// W (Co, Ci, 4, 4) → (B, Co, H/2, W/2); or with `transposed` a transposed convolution,
 /// W (Ci, Co, 4, 4) → (B, Co, 2H, 2W); b (Co). CPU tensors only: [`crate::ops::conv`] picks.
 pub fn conv(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, transposed: bool) -> Result<Tensor> {
-    conv_with(x, w, b, relu, transposed, direct_available())
+    let direct = crate::simd::conv_simd().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    conv_with(x, w, b, relu, transposed, direct)
 }
 
-/// As [`conv`]; `direct` lets the AVX-512 kernels of [`crate::direct`] take the products they
-/// suit (tests turn it off to check the im2col + gemm path on the same machine).
+/// As [`conv`]; `direct` lets the kernels of [`crate::direct`] at that width take the products
+/// they suit (`None`: im2col + gemm; tests run every path this CPU has).
 fn conv_with(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     relu: bool,
     transposed: bool,
-    direct: bool,
+    direct: Option<Simd>,
 ) -> Result<Tensor> {
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
@@ -46,18 +48,6 @@ fn conv_with(
             direct,
         },
     )
-}
-
-/// True when the AVX-512 direct kernels can run here.
-fn direct_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::direct::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// A direct kernel's tile is 32 output channels wide: below 16 most of it would be padding, so
@@ -173,7 +163,8 @@ fn mm(
 struct Conv {
     relu: bool,
     transposed: bool,
-    direct: bool,
+    /// The direct kernels' width, `None` for im2col + gemm.
+    direct: Option<Simd>,
 }
 
 /// Shapes of one call: batch, the big-map grid, the small map's channels.
@@ -279,7 +270,7 @@ impl CustomOp3 for Conv {
             )
         };
         #[cfg(target_arch = "x86_64")]
-        if self.direct {
+        if let Some(simd) = self.direct {
             use crate::direct::Epilogue;
             let epi = Epilogue {
                 bias: Some(b),
@@ -287,11 +278,11 @@ impl CustomOp3 for Conv {
             };
             let (big, small) = d.maps();
             if self.transposed && wide(g.c) {
-                let y = crate::direct::up(x, small, g.c, w, epi);
+                let y = crate::direct::up(simd, x, small, g.c, w, epi);
                 return Ok((CpuStorage::F32(y), Shape::from(out_shape)));
             }
             if !self.transposed && wide(d.small_c) {
-                let y = crate::direct::down(x, big, d.small_c, w, epi);
+                let y = crate::direct::down(simd, x, big, d.small_c, w, epi);
                 return Ok((CpuStorage::F32(y), Shape::from(out_shape)));
             }
         }
@@ -374,8 +365,10 @@ impl CustomOp3 for Conv {
         }
         let want_dx = x.track_op();
         #[cfg(target_arch = "x86_64")]
-        if self.direct && (!want_dx || wide(if self.transposed { d.small_c } else { g.c })) {
-            return self.direct_bwd(&d, x, w, gz, db, want_dx);
+        if let Some(simd) = self.direct {
+            if !want_dx || wide(if self.transposed { d.small_c } else { g.c }) {
+                return self.direct_bwd(simd, &d, x, w, gz, db, want_dx);
+            }
         }
         let in_len = x.elem_count() / d.batch.max(1);
         let w_len = w.elem_count();
@@ -461,8 +454,10 @@ impl CustomOp3 for Conv {
 impl Conv {
     /// The backward on the direct kernels: dW from [`crate::direct::wgrad`], dx as the adjoint
     /// product (a transposed convolution for the conv, a convolution for the transposed one).
+    #[allow(clippy::too_many_arguments)]
     fn direct_bwd(
         &self,
+        simd: Simd,
         d: &Dims,
         x: &Tensor,
         w: &Tensor,
@@ -481,15 +476,18 @@ impl Conv {
             with_data(w, |ws| {
                 // Frozen weights (the E-step's decoder) need no gradient.
                 let wgrad = |small_maps: &[f32], big_maps: &[f32]| {
-                    want_w.then(|| wgrad(small_maps, small.c, big_maps, big))
+                    want_w.then(|| wgrad(simd, small_maps, small.c, big_maps, big))
                 };
                 Ok(if self.transposed {
                     // x is the small map, gz the big one.
                     let dw = wgrad(xs, &gz);
-                    (dw, want_dx.then(|| down(&gz, big, small.c, ws, plain)))
+                    (
+                        dw,
+                        want_dx.then(|| down(simd, &gz, big, small.c, ws, plain)),
+                    )
                 } else {
                     let dw = wgrad(&gz, xs);
-                    (dw, want_dx.then(|| up(&gz, small, big.c, ws, plain)))
+                    (dw, want_dx.then(|| up(simd, &gz, small, big.c, ws, plain)))
                 })
             })
         })?;
@@ -516,19 +514,66 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// Both fused ops against candle's own ops: values and the gradient of x, W and b, with
-    /// and without the ReLU, with odd channel counts: few (im2col + gemm) and many (the AVX-512
-    /// direct kernels, where the CPU has them, with tiles cut at 32 channels), and the direct
-    /// kernels turned off.
+    /// and without the ReLU, with odd channel counts: few (im2col + gemm) and many (the direct
+    /// kernels at every width this CPU runs, with tiles cut at 32 channels and at 16), and the
+    /// direct kernels turned off.
     #[test]
     fn match_candle_ops_forward_and_backward() {
-        for (ci, co) in [(2, 5), (17, 33)] {
-            for direct in [false, direct_available()] {
+        let widths: Vec<Option<Simd>> = std::iter::once(None)
+            .chain(Simd::available().into_iter().map(Some))
+            .collect();
+        for (ci, co) in [(2, 5), (17, 33), (40, 20)] {
+            for &direct in &widths {
                 match_candle(3, ci, co, direct);
             }
         }
     }
 
-    fn match_candle(batch: usize, ci: usize, co: usize, direct: bool) {
+    /// Both widths add the same products in the same order: their values and gradients agree
+    /// to the bit, on maps with a ragged last tile of positions (7 wide: 6 + 1 at 8 lanes).
+    #[test]
+    fn the_direct_kernels_give_the_same_bits_at_16_and_8_lanes() {
+        if Simd::available().len() < 2 {
+            eprintln!("skipped: this CPU runs one width only");
+            return;
+        }
+        let dev = Device::Cpu;
+        for transposed in [false, true] {
+            let (ci, co, side) = (19, 37, if transposed { 7 } else { 14 });
+            let wshape = if transposed {
+                (ci, co, 4, 4)
+            } else {
+                (co, ci, 4, 4)
+            };
+            let x = Var::from_vec(values(2 * ci * side * side, 1.0), (2, ci, side, side), &dev)
+                .unwrap();
+            let n = wshape.0 * wshape.1 * 16;
+            let w = Var::from_vec(values(n, 0.1), wshape, &dev).unwrap();
+            let b = Var::from_vec(values(co, 2.0), co, &dev).unwrap();
+            let run = |simd| {
+                let y = conv_with(&x, &w, &b, true, transposed, Some(simd)).unwrap();
+                let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
+                let grads = [&x, &w, &b].map(|v| {
+                    g.get(v)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                });
+                (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), grads)
+            };
+            let (y16, g16) = run(Simd::Avx512);
+            let (y8, g8) = run(Simd::Avx2);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y16), bits(&y8), "values, transposed={transposed}");
+            for (name, (a, b)) in ["dx", "dW", "db"].iter().zip(g16.iter().zip(&g8)) {
+                assert_eq!(bits(a), bits(b), "{name}, transposed={transposed}");
+            }
+        }
+    }
+
+    fn match_candle(batch: usize, ci: usize, co: usize, direct: Option<Simd>) {
         let dev = Device::Cpu;
         for transposed in [false, true] {
             for relu in [true, false] {
@@ -555,7 +600,8 @@ mod tests {
                 .broadcast_add(&b.reshape((1, co, 1, 1)).unwrap())
                 .unwrap();
                 let plain = if relu { plain.relu().unwrap() } else { plain };
-                let what = format!("{ci}→{co} direct={direct} transposed={transposed} relu={relu}");
+                let what =
+                    format!("{ci}→{co} direct={direct:?} transposed={transposed} relu={relu}");
                 let vars = [(&x, "dx"), (&w, "dW"), (&b, "db")];
                 assert_same_op(&fused, &plain, &vars, &what);
             }

@@ -1,10 +1,13 @@
-//! AVX-512 direct convolutions for the conv body's 4×4 stride-2 layers: no im2col, no col2im,
-//! no gemm packing of the images.
+//! Direct convolutions for the conv body's 4×4 stride-2 layers, at 16 lanes (AVX-512) or at 8
+//! (AVX2 + FMA): no im2col, no col2im, no gemm packing of the images.
 //!
-//! Why: the gemm crate runs AVX2 on stable Rust, and PyTorch's oneDNN runs AVX-512; on this CPU
-//! that is half the peak (BENCHMARKS.md). Each product here is one register-tiled kernel: a tile
-//! of up to 8 output positions × 32 channels (two zmm per position) accumulated over
-//! (channel, tap), every input pixel broadcast straight from a zero-padded copy of its map.
+//! Why: im2col + gemm spends its time copying the images into columns and packing them, and on
+//! AVX2-only CPUs (Zen 1–3, older Xeons) it lost to PyTorch (issue 25). Each product here is one
+//! register-tiled kernel: a tile of up to 8 output positions × 32 channels (two zmm per
+//! position) accumulated over (channel, tap), every input pixel broadcast straight from a
+//! zero-padded copy of its map. At 8 lanes the same tile is run as two halves of 16 channels,
+//! up to 6 positions each (12 ymm accumulators of the 16 registers). Both widths add the same
+//! products in the same order, so they give the same bits.
 //!
 //! With `s` the small map's channels and `b` the big map's, a weight is always `W[s][b][ky][kx]`:
 //! - [`down`]: the convolution big → small (the conv's forward, the transposed conv's dx);
@@ -13,21 +16,33 @@
 //! - [`wgrad`]: dW[s][b·16 + ky·4 + kx] = Σ small[s][p] · big[b][2oy − 1 + ky][2ox − 1 + kx],
 //!   tiles of 8 (b, ky, kx) rows × 32 s columns accumulated over positions.
 
+use crate::simd::Simd;
 use rayon::prelude::*;
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m256, __m512, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-/// Columns of a tile: two zmm.
+/// Columns of a tile: two zmm, or two halves of two ymm.
 const NT: usize = 32;
 /// Most output positions in a tile (2 × 8 accumulators, room for the loads).
 const MR: usize = 8;
+/// Most output positions of a half tile at 8 lanes (2 × 6 accumulators of 16 registers).
+const MR8: usize = 6;
 /// (b, ky, kx) rows of a weight-gradient tile.
 const WR: usize = 8;
+/// Rows of a weight-gradient quarter tile at 8 lanes (4 rows × 16 columns: 8 accumulators).
+const WR8: usize = 4;
 
-/// True when this CPU runs AVX-512F.
-pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+impl Simd {
+    /// Output positions of one tile call.
+    fn rows(self) -> usize {
+        match self {
+            Simd::Avx512 => MR,
+            Simd::Avx2 => MR8,
+        }
+    }
 }
 
 /// A map's geometry: channels and sides, and its padded copy's sides (one zero pixel around).
@@ -97,7 +112,13 @@ impl Panel {
     /// Runs every tile of a row of `len` output positions whose input bases are `base`,
     /// `base + step`, …, and stores each value, after `out`'s epilogue, at `out.at +
     /// column · out.col_stride + position · out.pos_stride`.
-    fn run(&self, input: &[f32], (base, step, len): (usize, usize, usize), out: &mut Out) {
+    fn run(
+        &self,
+        simd: Simd,
+        input: &[f32],
+        (base, step, len): (usize, usize, usize),
+        out: &mut Out,
+    ) {
         let last = base + (len - 1) * step + self.reach;
         assert!(last < input.len(), "direct conv: tile reads past its map");
         let far = out.at + (self.n - 1) * out.col_stride + (len - 1) * out.pos_stride;
@@ -109,14 +130,25 @@ impl Panel {
         let k = self.koff.len();
         let mut p = 0;
         while p < len {
-            let mr = MR.min(len - p);
+            let mr = simd.rows().min(len - p);
             let a = input[base + p * step..].as_ptr();
             for t in 0..self.tiles() {
                 let w = self.w[t * k * NT..(t + 1) * k * NT].as_ptr();
-                // SAFETY: AVX-512F was detected ([`available`] gates every caller); the first
-                // assert bounds every input read, and the panel holds k × 32 weights per tile.
-                unsafe { dispatch(mr, a, step, &self.koff, w, &mut tile) };
-                for j in 0..NT.min(self.n - t * NT) {
+                let cols = NT.min(self.n - t * NT);
+                // SAFETY: `simd` runs on this CPU ([`Simd`] is only made by detection); the
+                // first assert bounds every input read, and the panel holds k × 32 weights per
+                // tile.
+                unsafe {
+                    match simd {
+                        Simd::Avx512 => dispatch(mr, a, step, &self.koff, w, &mut tile),
+                        Simd::Avx2 => {
+                            for half in 0..cols.div_ceil(16) {
+                                dispatch8(mr, a, step, &self.koff, w, half, &mut tile);
+                            }
+                        }
+                    }
+                };
+                for j in 0..cols {
                     let col = t * NT + j;
                     let bias = out.epi.bias.map_or(0.0, |b| b[col]);
                     let at = out.at + col * out.col_stride + p * out.pos_stride;
@@ -195,6 +227,59 @@ unsafe fn tile<const R: usize>(
     }
 }
 
+/// Picks the 8-lane kernel for `mr` ≤ 6 positions and columns 16·half .. 16·half + 16.
+///
+/// # Safety
+/// AVX2 and FMA must be available; otherwise as [`dispatch`].
+unsafe fn dispatch8(
+    mr: usize,
+    a: *const f32,
+    step: usize,
+    koff: &[usize],
+    w: *const f32,
+    half: usize,
+    out: &mut [[f32; NT]; MR],
+) {
+    let w = w.add(16 * half);
+    match mr {
+        1 => tile8::<1>(a, step, koff, w, half, out),
+        2 => tile8::<2>(a, step, koff, w, half, out),
+        3 => tile8::<3>(a, step, koff, w, half, out),
+        4 => tile8::<4>(a, step, koff, w, half, out),
+        5 => tile8::<5>(a, step, koff, w, half, out),
+        _ => tile8::<6>(a, step, koff, w, half, out),
+    }
+}
+
+/// out[i][16·half..][..16] = Σ_k a[i·step + koff[k]] · w[k·32..][..16] for i < R (`w` already
+/// offset to the half).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile8<const R: usize>(
+    a: *const f32,
+    step: usize,
+    koff: &[usize],
+    w: *const f32,
+    half: usize,
+    out: &mut [[f32; NT]; MR],
+) {
+    let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
+    for (k, &off) in koff.iter().enumerate() {
+        let b0 = _mm256_loadu_ps(w.add(k * NT));
+        let b1 = _mm256_loadu_ps(w.add(k * NT + 8));
+        let src = a.add(off);
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let x = _mm256_set1_ps(*src.add(i * step));
+            acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
+            acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
+        }
+    }
+    for (row, acc) in out.iter_mut().zip(&acc) {
+        let at = row.as_mut_ptr().add(16 * half);
+        _mm256_storeu_ps(at, acc[0]);
+        _mm256_storeu_ps(at.add(8), acc[1]);
+    }
+}
+
 /// What happens to a value before it is stored: the bias of its channel, then the ReLU.
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
@@ -204,7 +289,14 @@ pub(crate) struct Epilogue<'a> {
 
 /// The convolution big → small for a batch: `big` is (batch, big.c, big.h, big.w), the result
 /// (batch, s, big.h/2, big.w/2); W is [s][big.c][4][4].
-pub(crate) fn down(big_maps: &[f32], big: Map, s: usize, w: &[f32], epi: Epilogue) -> Vec<f32> {
+pub(crate) fn down(
+    simd: Simd,
+    big_maps: &[f32],
+    big: Map,
+    s: usize,
+    w: &[f32],
+    epi: Epilogue,
+) -> Vec<f32> {
     let (oh, ow) = (big.h / 2, big.w / 2);
     let koff = (0..big.c * 16)
         .map(|k| big.at(k / 16, (k / 4) % 4, k % 4))
@@ -224,7 +316,7 @@ pub(crate) fn down(big_maps: &[f32], big: Map, s: usize, w: &[f32], epi: Epilogu
                     pos_stride: 1,
                     epi,
                 };
-                panel.run(padded, (big.at(0, 2 * oy, 0), 2, ow), &mut out);
+                panel.run(simd, padded, (big.at(0, 2 * oy, 0), 2, ow), &mut out);
             }
         });
     y
@@ -236,7 +328,14 @@ const PHASE_TAPS: [[(usize, usize); 2]; 2] = [[(1, 1), (3, 0)], [(0, 2), (2, 1)]
 
 /// The transposed convolution small → big for a batch: `small_maps` is (batch, small.c,
 /// small.h, small.w), the result (batch, b, 2·small.h, 2·small.w); W is [small.c][b][4][4].
-pub(crate) fn up(small_maps: &[f32], small: Map, b: usize, w: &[f32], epi: Epilogue) -> Vec<f32> {
+pub(crate) fn up(
+    simd: Simd,
+    small_maps: &[f32],
+    small: Map,
+    b: usize,
+    w: &[f32],
+    epi: Epilogue,
+) -> Vec<f32> {
     let (bh, bw) = (2 * small.h, 2 * small.w);
     // Output pixel (2y + ry, 2x + rx) sums W[s][·][ky][kx]·x[s][y + dy][x + dx] over the phase's
     // 2×2 taps; in padded coordinates the input row is y + (dy + 1).
@@ -272,7 +371,7 @@ pub(crate) fn up(small_maps: &[f32], small: Map, b: usize, w: &[f32], epi: Epilo
                         pos_stride: 2,
                         epi,
                     };
-                    panel.run(padded, (small.at(0, row, 0), 1, small.w), &mut out);
+                    panel.run(simd, padded, (small.at(0, row, 0), 1, small.w), &mut out);
                 }
             }
         });
@@ -281,7 +380,13 @@ pub(crate) fn up(small_maps: &[f32], small: Map, b: usize, w: &[f32], epi: Epilo
 
 /// dW[s][b·16 + ky·4 + kx] = Σ_images Σ_p small[s][p] · big[b][2oy − 1 + ky][2ox − 1 + kx]
 /// for `small` (batch, s, big.h/2, big.w/2) and `big` (batch, big.c, big.h, big.w).
-pub(crate) fn wgrad(small_maps: &[f32], s: usize, big_maps: &[f32], big: Map) -> Vec<f32> {
+pub(crate) fn wgrad(
+    simd: Simd,
+    small_maps: &[f32],
+    s: usize,
+    big_maps: &[f32],
+    big: Map,
+) -> Vec<f32> {
     let (oh, ow) = (big.h / 2, big.w / 2);
     let positions = oh * ow;
     let s_pad = s.div_ceil(NT) * NT;
@@ -314,17 +419,18 @@ pub(crate) fn wgrad(small_maps: &[f32], s: usize, big_maps: &[f32], big: Map) ->
                 for (rt, offs) in rows.iter().enumerate() {
                     for ct in 0..col_tiles {
                         let out = &mut tiles[rt * col_tiles + ct];
-                        // SAFETY: AVX-512F was detected; the assert bounds every big-map read
+                        let (big, small) = (padded.as_ptr(), small_t[ct * NT..].as_ptr());
+                        // SAFETY: `simd` runs on this CPU; the assert bounds every big-map read
                         // and small_t holds positions × s_pad values.
                         unsafe {
-                            wtile(
-                                padded.as_ptr(),
-                                offs,
-                                &bases,
-                                small_t[ct * NT..].as_ptr(),
-                                s_pad,
-                                out,
-                            )
+                            match simd {
+                                Simd::Avx512 => wtile(big, offs, &bases, small, s_pad, out),
+                                Simd::Avx2 => {
+                                    for quarter in 0..4 {
+                                        wtile8(big, offs, &bases, small, s_pad, quarter, out)
+                                    }
+                                }
+                            }
                         };
                     }
                 }
@@ -380,6 +486,39 @@ unsafe fn wtile(
             let at = row.as_mut_ptr().add(16 * half);
             let sum = std::arch::x86_64::_mm512_add_ps(_mm512_loadu_ps(at), *v);
             _mm512_storeu_ps(at, sum);
+        }
+    }
+}
+
+/// As [`wtile`] at 8 lanes for one quarter of the tile: rows 4·(q / 2) .. + 4, columns
+/// 16·(q mod 2) .. + 16.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn wtile8(
+    big: *const f32,
+    offs: &[usize; WR],
+    bases: &[usize],
+    small_t: *const f32,
+    ld: usize,
+    quarter: usize,
+    out: &mut [[f32; NT]; WR],
+) {
+    let (r0, c0) = (WR8 * (quarter / 2), 16 * (quarter % 2));
+    let mut acc: [[__m256; 2]; WR8] = [[_mm256_setzero_ps(); 2]; WR8];
+    let rows: [*const f32; WR8] = std::array::from_fn(|i| big.add(offs[r0 + i]));
+    let small_t = small_t.add(c0);
+    for (p, &base) in bases.iter().enumerate() {
+        let b0 = _mm256_loadu_ps(small_t.add(p * ld));
+        let b1 = _mm256_loadu_ps(small_t.add(p * ld + 8));
+        for (acc, row) in acc.iter_mut().zip(&rows) {
+            let x = _mm256_set1_ps(*row.add(base));
+            acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
+            acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
+        }
+    }
+    for (row, acc) in out[r0..r0 + WR8].iter_mut().zip(&acc) {
+        for (half, v) in acc.iter().enumerate() {
+            let at = row.as_mut_ptr().add(c0 + 8 * half);
+            _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), *v));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The hot ops of vaelab on the CPU, knowing nothing of VAEs: fused dense and 4×4 stride-2 conv
-//! layers with hand-written backward passes (AVX-512 direct convolutions where the CPU has
-//! them), a fused Adam, fast transcendental functions, thread pools, and candle's stock ops as
+//! layers with hand-written backward passes (direct convolutions at 16 or 8 lanes where the CPU
+//! has them), a fused Adam, fast transcendental functions, thread pools, and candle's stock ops as
 //! the reference each fused op is tested against. [`Kernels`] is the one switch between them.
 
 pub mod adam;
@@ -13,9 +13,11 @@ pub mod fastmath;
 mod matmul;
 pub mod ops;
 pub mod reference;
+pub mod simd;
 #[cfg(test)]
 mod testing;
 pub mod threads;
 
 pub use adam::{Adam, AdamState};
 pub use choice::Kernels;
+pub use simd::{conv_simd, cpu_line, Simd};

@@ -45,6 +45,10 @@ pub struct Manifest {
     pub vaelab_version: String,
     pub git_commit: Option<String>,
     pub host: String,
+    /// The CPU that trained (or last resumed) the run and the conv kernels' width: its seconds
+    /// hold on that CPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     pub error: Option<String>,
     /// The Slurm task that trained (or last resumed) the run, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +90,7 @@ impl SlurmTask {
 pub struct Provenance {
     pub git_commit: Option<String>,
     pub host: String,
+    pub cpu: String,
     pub slurm: Option<SlurmTask>,
 }
 
@@ -95,6 +100,7 @@ impl Provenance {
         Self {
             git_commit: git_commit(),
             host: host(),
+            cpu: vaelab_vae::cpu_line(),
             slurm: SlurmTask::from_env(),
         }
     }
@@ -116,6 +122,7 @@ impl Manifest {
             vaelab_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: provenance.git_commit.clone(),
             host: provenance.host.clone(),
+            cpu: Some(provenance.cpu.clone()),
             error: None,
             slurm: provenance.slurm.clone(),
         }

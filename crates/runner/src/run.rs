@@ -231,16 +231,31 @@ fn train(
     if n >= 2 {
         progress.last = Some((rows[n - 2].clone(), rows[n - 1].clone()));
     }
+    // The final evaluation stops at Ctrl-C too; every epoch stands and a resume redoes it.
     if cfg.iw_test_n > 0 {
-        progress.iw = trainer.iwae().context("IWAE bound")?;
+        let Some(iw) = unless_stopped(trainer.iwae(), "IWAE bound")? else {
+            return Ok(false);
+        };
+        progress.iw = iw;
     }
     if let Some(iw) = &progress.iw {
-        progress.gap = trainer.gap_split(iw).context("E-step gap split")?;
+        let Some(gap) = unless_stopped(trainer.gap_split(iw), "E-step gap split")? else {
+            return Ok(false);
+        };
+        progress.gap = gap;
     }
     if let Some(gap) = &progress.gap {
         track::write_estep_curve(&dir.file(track::ESTEP), &gap.curve)?;
     }
     Ok(true)
+}
+
+/// A final estimate, or `None` when the stop flag ended it.
+fn unless_stopped<T>(r: Result<T, TrainError>, what: &'static str) -> anyhow::Result<Option<T>> {
+    match r {
+        Err(TrainError::StoppedEvaluating(_)) => Ok(None),
+        r => r.map(Some).context(what),
+    }
 }
 
 /// Removes temp files a crashed writer left in a run folder. Only called with the run's lock

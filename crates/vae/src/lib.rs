@@ -23,4 +23,4 @@ pub use model::{
 };
 pub use objective::Objective;
 pub use train::{Schedule, ScheduleKind, TrainConfig, TrainError, Trainer};
-pub use vaelab_kernels::{threads, Kernels};
+pub use vaelab_kernels::{conv_simd, cpu_line, threads, Kernels, Simd};

@@ -1,13 +1,16 @@
 //! `vaelab-bench`: epoch time of the classic VAE (784-400-20, Bernoulli, batch 128, Adam 1e-3)
-//! on Fashion-MNIST, or with `--conv` of the anchor's conv VAE, as images/s and GFLOP/s.
-//! Threads come from RAYON_NUM_THREADS.
+//! on Fashion-MNIST, or with `--conv` of the anchor's conv VAE, as images/s and GFLOP/s; with
+//! `--whole-run` the run as the shipped sweeps configure it, final evaluation included; with
+//! `--sweep-file` a whole sweep through the real binary, broken into its parts. Every report
+//! starts with the CPU line (model, family/model, AVX-512 flags). Threads come from
+//! RAYON_NUM_THREADS.
 
 use anyhow::Context;
 use candle_core::Device;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use vaelab::config::RunKeys;
@@ -59,6 +62,16 @@ struct Args {
     /// gradient), every family as a density and as an 8-bit mass, on the current pool.
     #[arg(long)]
     pixel_kernels: bool,
+    /// Time the whole run as experiments/latent_dims.toml configures one (its IWAE bound,
+    /// K = 1000 on 1000 test images, and the E-step gap split after the epochs): prints the
+    /// seconds of training, per-epoch tests, IWAE and E-step, and their sum.
+    #[arg(long)]
+    whole_run: bool,
+    /// Only time this sweep file end to end with the real `vaelab sweep` (build excluded, into a
+    /// temporary folder), then break the runs' seconds into training, per-epoch tests, IWAE
+    /// and E-step from their Parquet tables.
+    #[arg(long)]
+    sweep_file: Option<PathBuf>,
 }
 
 /// The gap split on `draws` independent estimator streams: each draw's numbers, their mean and
@@ -221,10 +234,64 @@ fn sweep(
     Ok((wall, data))
 }
 
+/// Runs `vaelab sweep FILE` (the binary beside this one) into a temporary folder, timed, then
+/// sums each run's seconds by part from its metrics and summary tables.
+fn sweep_end_to_end(file: &Path) -> anyhow::Result<()> {
+    let bin = std::env::current_exe()?.with_file_name("vaelab");
+    let tmp = tempfile::tempdir()?;
+    let start = Instant::now();
+    let status = std::process::Command::new(&bin)
+        .arg("sweep")
+        .arg(file)
+        .arg("--results-dir")
+        .arg(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let wall = start.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "vaelab sweep {} failed", file.display());
+    let (mut runs, mut parts) = (0, [0f64; 5]);
+    for sweep in std::fs::read_dir(tmp.path())?.flatten() {
+        let Ok(dirs) = std::fs::read_dir(sweep.path().join("runs")) else {
+            continue;
+        };
+        for run in dirs.flatten().map(|d| d.path()) {
+            runs += 1;
+            for row in vaelab_track::read_metrics(&run.join(vaelab_track::METRICS))? {
+                parts[usize::from(row.split == "test")] += row.seconds;
+            }
+            let summary = vaelab_track::read_frame(&run.join(vaelab_track::SUMMARY))?;
+            for (i, col) in ["iw_seconds", "estep_seconds", "wall_seconds"]
+                .iter()
+                .enumerate()
+            {
+                let v = summary.column(col)?.f64()?.get(0).unwrap_or(0.0);
+                parts[2 + i] += v;
+            }
+        }
+    }
+    println!(
+        "SWEEP_E2E file={} runs={runs} wall_seconds={wall:.1} | summed over runs: train={:.1} tests={:.1} iwae={:.1} estep={:.1} run_walls={:.1}",
+        file.display(),
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3],
+        parts[4]
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // A figure holds only on the CPU it was measured on: every report names it.
+    println!("{}", vaelab_vae::cpu_line());
+    vaelab_vae::conv_simd()?;
     if args.pixel_kernels {
         return pixel_kernels();
+    }
+    if let Some(file) = &args.sweep_file {
+        return sweep_end_to_end(file);
     }
     vaelab_vae::threads::configure(None);
     let data = vaelab_data::load(&DataSource {
@@ -238,7 +305,12 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         latent_dim: args.latent,
         epochs: args.epochs,
-        iw_samples: args.iw_samples.max(1),
+        // A whole run keeps the run keys' defaults (K = 1000 on 1000 images, 200 E-steps).
+        iw_samples: if args.whole_run {
+            RunKeys::default().iw_samples
+        } else {
+            args.iw_samples.max(1)
+        },
         iw_test_n: args.gap_test_n,
         gap_test_n: args.gap_test_n,
         estep_iters: args.estep_iters,
@@ -263,17 +335,40 @@ fn main() -> anyhow::Result<()> {
     println!("kernels={kernels:?}");
     let mut trainer = Trainer::with_kernels(cfg.clone(), &data, Device::Cpu, kernels)?;
     let mut secs = Vec::new();
+    let mut test_secs = 0.0;
+    let whole = Instant::now();
     for epoch in 1..=cfg.epochs {
         let m = trainer.train_epoch(epoch)?;
         let test = trainer.evaluate(SplitKind::Test, epoch)?;
         println!(
-            "threads={threads} epoch={epoch} seconds={:.3} images_per_s={:.0} gflop_per_s={:.1} test_neg_elbo={:.2}",
+            "threads={threads} epoch={epoch} seconds={:.3} images_per_s={:.0} gflop_per_s={:.1} test_seconds={:.3} test_neg_elbo={:.2}",
             m.seconds,
             m.samples_per_sec,
             gflop_per_epoch / m.seconds,
+            test.seconds,
             test.neg_elbo.unwrap_or(f64::NAN)
         );
         secs.push(m.seconds);
+        test_secs += test.seconds;
+    }
+    if args.whole_run {
+        // The final evaluation exactly as a run does it: the bound with the mass, then the split.
+        let iw = trainer.iwae()?;
+        let gap = match &iw {
+            Some(iw) => trainer.gap_split(iw)?,
+            None => None,
+        };
+        println!(
+            "WHOLE_RUN threads={threads} epochs={} seconds={:.1} train={:.1} tests={test_secs:.1} iwae={:.1} estep={:.1} log_px={:.2} amortization={:.3} approximation={:.3}",
+            cfg.epochs,
+            whole.elapsed().as_secs_f64(),
+            secs.iter().sum::<f64>(),
+            iw.as_ref().map_or(0.0, |i| i.seconds),
+            gap.as_ref().map_or(0.0, |g| g.seconds),
+            iw.as_ref().map_or(f64::NAN, |i| i.log_px),
+            gap.as_ref().map_or(f64::NAN, |g| g.amortization_gap),
+            gap.as_ref().map_or(f64::NAN, |g| g.approximation_gap),
+        );
     }
     let steady = if secs.len() > 1 {
         &mut secs[1..]

@@ -11,7 +11,9 @@ use super::iwae::{self, IwaeEstimate};
 use crate::model::Model;
 use crate::objective::kl_per_dim;
 use crate::rng;
+use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor, Var};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::Split;
 use vaelab_kernels::Adam;
@@ -36,7 +38,7 @@ pub struct EStep {
 }
 
 /// Optimizes (μ, log σ²) of each of the first `images` images of `split` for `iters` Adam steps,
-/// starting from the encoder's output; `r` draws the ε.
+/// starting from the encoder's output; `r` draws the ε. A raised `stop` ends it between steps.
 pub fn optimize(
     model: &Model,
     split: &Split,
@@ -44,7 +46,8 @@ pub fn optimize(
     iters: usize,
     r: &mut rng::Rng64,
     device: &Device,
-) -> Result<EStep> {
+    stop: Option<&AtomicBool>,
+) -> std::result::Result<EStep, TrainError> {
     let (d, l) = (split.dim(), model.arch().latent_dim);
     let mut out = EStep {
         mu: Vec::with_capacity(images),
@@ -59,7 +62,8 @@ pub fn optimize(
         let x = Tensor::from_slice(&buf, (n, d), device)?;
         let post = model.encode(&x)?;
         let Some(logvar) = post.logvar else {
-            candle_core::bail!("the E-step needs a stochastic encoder");
+            let why = "the E-step needs a stochastic encoder";
+            return Err(candle_core::Error::Msg(why.into()).into());
         };
         let mu = Var::from_tensor(&post.mu.detach().contiguous()?)?;
         let lv = Var::from_tensor(&logvar.detach().contiguous()?)?;
@@ -69,6 +73,9 @@ pub fn optimize(
         );
         let xs = Tensor::cat(&[&x; SAMPLES_PER_STEP], 0)?;
         for t in 0..=iters {
+            if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Err(TrainError::StoppedEvaluating("the E-step"));
+            }
             let eps = rng::normal_tensor(r, (SAMPLES_PER_STEP * n, l), device)?;
             let elbo = elbo_sum(model, &xs, mu.as_tensor(), lv.as_tensor(), &eps)?;
             out.curve[t] += f64::from(elbo.to_scalar::<f32>()?);
@@ -117,7 +124,8 @@ pub struct GapSplit {
 }
 
 /// Splits `base`'s gap (an IWAE estimate on the first `base.images` images of `split`) with an
-/// E-step of `iters` steps; `r` draws the E-step's ε, then the ELBO* samples.
+/// E-step of `iters` steps; `r` draws the E-step's ε, then the ELBO* samples. A raised `stop`
+/// ends it between steps or passes.
 pub fn split_gap(
     model: &Model,
     split: &Split,
@@ -125,10 +133,11 @@ pub fn split_gap(
     iters: usize,
     r: &mut rng::Rng64,
     device: &Device,
-) -> Result<GapSplit> {
+    stop: Option<&AtomicBool>,
+) -> std::result::Result<GapSplit, TrainError> {
     let start = Instant::now();
     let n = base.images;
-    let best = optimize(model, split, n, iters, r, device)?;
+    let best = optimize(model, split, n, iters, r, device, stop)?;
     let plan = iwae::Plan {
         images: n,
         samples: base.samples,
@@ -141,6 +150,7 @@ pub fn split_gap(
         Some((&best.mu, &best.logvar)),
         r,
         device,
+        stop,
     )?;
     Ok(GapSplit {
         images: n,

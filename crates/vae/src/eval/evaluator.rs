@@ -11,6 +11,7 @@ use crate::objective::batch_terms;
 use crate::rng;
 use crate::train::{batch, TrainConfig, TrainError};
 use candle_core::Device;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use vaelab_data::{Dataset, SplitKind};
 
@@ -21,13 +22,15 @@ const EVAL_BATCH: usize = 1000;
 /// a 7.60 ceiling at latent 10).
 pub const MI_IMAGES: usize = 10_000;
 
-/// What is scored: a model, the run it belongs to, its data and device.
+/// What is scored: a model, the run it belongs to, its data and device, and the signal flag
+/// the final evaluation stops at.
 #[derive(Clone, Copy)]
 pub struct Subject<'a> {
     pub model: &'a Model,
     pub cfg: &'a TrainConfig,
     pub data: &'a Dataset,
     pub device: &'a Device,
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// Evaluates a run's model; owns the MI estimate of the current epoch, which the aggressive
@@ -139,17 +142,13 @@ pub fn iwae_bound(
     let split = s.data.split(SplitKind::Test, s.cfg.binarize);
     let n = s.cfg.iw_test_n.min(split.len());
     let mut r = rng::stream(s.cfg.seed, rng::Stream::Iwae, draw);
-    Ok(Some(iwae::estimate(
-        s.model,
-        split,
-        iwae::Plan {
-            images: n,
-            samples: s.cfg.iw_samples,
-            mass,
-        },
-        &mut r,
-        s.device,
-    )?))
+    let plan = iwae::Plan {
+        images: n,
+        samples: s.cfg.iw_samples,
+        mass,
+    };
+    let iw = iwae::estimate_with(s.model, split, plan, None, &mut r, s.device, s.stop)?;
+    Ok(Some(iw))
 }
 
 /// The ELBO gap of `iw` split into amortization and approximation gaps by an explicit E-step
@@ -176,5 +175,6 @@ pub fn gap_split(
         s.cfg.estep_iters,
         &mut r,
         s.device,
+        s.stop,
     )?))
 }

@@ -4,7 +4,9 @@
 use crate::likelihood::Likelihood;
 use crate::model::Model;
 use crate::rng;
+use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::Split;
 use vaelab_kernels::Kernels;
@@ -192,15 +194,16 @@ pub fn estimate(
     plan: Plan,
     r: &mut rng::Rng64,
     device: &Device,
-) -> Result<IwaeEstimate> {
-    estimate_with(model, split, plan, None, r, device)
+) -> std::result::Result<IwaeEstimate, TrainError> {
+    estimate_with(model, split, plan, None, r, device, None)
 }
 
 /// Per-image posterior parameters (μ rows, log σ² rows) given instead of the encoder's.
 pub type Given<'a> = (&'a [Vec<f32>], &'a [Vec<f32>]);
 
 /// As [`estimate`], with the proposal q(z|x) given per image instead of encoded (the E-step's
-/// optimum): then `elbo` is that q's ELBO and `log_px` the bound with it as proposal.
+/// optimum): then `elbo` is that q's ELBO and `log_px` the bound with it as proposal. A raised
+/// `stop` ends it between passes (a pass is ~8,000 decoder rows: milliseconds).
 pub fn estimate_with(
     model: &Model,
     split: &Split,
@@ -208,7 +211,8 @@ pub fn estimate_with(
     given: Option<Given>,
     r: &mut rng::Rng64,
     device: &Device,
-) -> Result<IwaeEstimate> {
+    stop: Option<&AtomicBool>,
+) -> std::result::Result<IwaeEstimate, TrainError> {
     let start = Instant::now();
     let (n, k) = (plan.images, plan.samples);
     // A model trained on the mass is scored once: its density already is the mass.
@@ -233,6 +237,9 @@ pub fn estimate_with(
         None
     };
     for idx in indices.chunks(per_pass) {
+        if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+            return Err(TrainError::StoppedEvaluating("the IWAE bound"));
+        }
         split.gather(idx, None, &mut buf);
         let x = Tensor::from_slice(&buf, (idx.len(), d), device)?;
         let (mu, logvar) = match given {
@@ -244,7 +251,10 @@ pub fn estimate_with(
                 let post = model.encode(&x)?;
                 match post.logvar {
                     Some(lv) => (post.mu.to_vec2::<f32>()?, lv.to_vec2::<f32>()?),
-                    None => candle_core::bail!("the IWAE bound needs a stochastic encoder"),
+                    None => {
+                        let why = "the IWAE bound needs a stochastic encoder";
+                        return Err(candle_core::Error::Msg(why.into()).into());
+                    }
                 }
             }
         };

@@ -10,4 +10,8 @@ pub enum TrainError {
     /// The stop flag was raised mid-epoch; the epoch is dropped, the last checkpoint stands.
     #[error("stopped during epoch {epoch}")]
     Stopped { epoch: usize },
+    /// The stop flag was raised during the final evaluation (the IWAE bound or the E-step):
+    /// its partial sums are dropped; every epoch stands, and a resume evaluates again.
+    #[error("stopped during the final evaluation ({0})")]
+    StoppedEvaluating(&'static str),
 }

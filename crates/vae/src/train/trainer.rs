@@ -38,6 +38,7 @@ macro_rules! subject {
             cfg: &$t.cfg,
             data: $t.data,
             device: &$t.device,
+            stop: $t.stop,
         }
     };
 }
@@ -362,7 +363,7 @@ mod tests {
         let split = data.split(SplitKind::Test, Binarize::None);
         let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
         let mut r = rng::stream(3, rng::Stream::EStep, 7);
-        let best = estep::optimize(&frozen, split, 128, 100, &mut r, &Device::Cpu).unwrap();
+        let best = estep::optimize(&frozen, split, 128, 100, &mut r, &Device::Cpu, None).unwrap();
         let plan = iwae::Plan {
             images: 128,
             samples: 200,
@@ -376,6 +377,7 @@ mod tests {
             Some((&best.mu, &best.logvar)),
             &mut same.clone(),
             &Device::Cpu,
+            None,
         )
         .unwrap();
         let enc = iwae::estimate(&frozen, split, plan, &mut same, &Device::Cpu).unwrap();
@@ -418,6 +420,32 @@ mod tests {
         );
         let sum = gap.amortization_gap + gap.approximation_gap;
         assert!((sum - prefix.gap).abs() < 1e-9);
+    }
+
+    /// A raised stop flag ends the final evaluation with its own error, not a number: the IWAE
+    /// bound and the gap split each refuse to finish, and lowered again both give the estimates
+    /// they give without a flag.
+    #[test]
+    fn the_final_evaluation_stops_at_the_flag() {
+        let data = toy_data();
+        let mut t = trained(ModelKind::Vae, &data);
+        let free = t.iwae_with(None, 0).unwrap().unwrap();
+        let gap_free = t.gap_split(&free).unwrap().unwrap();
+        let flag = AtomicBool::new(true);
+        t.stop_when(&flag);
+        assert!(matches!(
+            t.iwae_with(None, 0),
+            Err(TrainError::StoppedEvaluating("the IWAE bound"))
+        ));
+        assert!(matches!(
+            t.gap_split(&free),
+            Err(TrainError::StoppedEvaluating("the E-step"))
+        ));
+        flag.store(false, Ordering::SeqCst);
+        let iw = t.iwae_with(None, 0).unwrap().unwrap();
+        assert_eq!((iw.log_px, iw.elbo), (free.log_px, free.elbo));
+        let gap = t.gap_split(&iw).unwrap().unwrap();
+        assert_eq!(gap.elbo_star, gap_free.elbo_star);
     }
 
     /// The E-step moves only the per-image (μ, log σ²): the model's weights are bit-identical.

@@ -1,0 +1,176 @@
+//! Which vector width the direct conv kernels run at, chosen at run time, and the CPU line
+//! printed beside every figure (a speed holds only on the CPU it was measured on).
+
+use std::sync::OnceLock;
+
+/// The environment variable that caps the direct conv kernels' width: `avx512`, `avx2`, or
+/// `none` (im2col + gemm). Unset: the widest this CPU runs. For benchmarks and tests of one
+/// path on a CPU that has several.
+pub const CONV_SIMD_VAR: &str = "VAELAB_CONV_SIMD";
+
+/// A vector width the direct conv kernels are written for. Only made by detection, so holding
+/// one means this CPU runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// 16 f32 lanes (AVX-512F).
+    Avx512,
+    /// 8 f32 lanes (AVX2 with FMA).
+    Avx2,
+}
+
+/// A value of [`CONV_SIMD_VAR`] this CPU cannot honour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimdError {
+    #[error("{CONV_SIMD_VAR}={0:?} is not a width: allowed are avx512, avx2 and none")]
+    Unknown(String),
+    #[error("{CONV_SIMD_VAR}={0} but this CPU lacks it (it runs: {1})")]
+    Unsupported(&'static str, String),
+}
+
+impl Simd {
+    /// Every width this CPU runs, widest first.
+    pub fn available() -> Vec<Simd> {
+        [Simd::Avx512, Simd::Avx2]
+            .into_iter()
+            .filter(|s| s.runs_here())
+            .collect()
+    }
+
+    /// The name [`CONV_SIMD_VAR`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Avx512 => "avx512",
+            Simd::Avx2 => "avx2",
+        }
+    }
+
+    fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Simd::Avx512 => std::is_x86_feature_detected!("avx512f"),
+                Simd::Avx2 => {
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
+/// The width `value` of [`CONV_SIMD_VAR`] asks for (`None`: im2col + gemm), or the widest
+/// available when unset.
+fn choose(value: Option<&str>) -> Result<Option<Simd>, SimdError> {
+    let widest = Simd::available().first().copied();
+    let Some(v) = value else {
+        return Ok(widest);
+    };
+    let want = match v.trim().to_ascii_lowercase().as_str() {
+        "none" => return Ok(None),
+        "avx512" => Simd::Avx512,
+        "avx2" => Simd::Avx2,
+        _ => return Err(SimdError::Unknown(v.to_string())),
+    };
+    if want.runs_here() {
+        Ok(Some(want))
+    } else {
+        let have: Vec<&str> = Simd::available().iter().map(|s| s.name()).collect();
+        let have = if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.join(", ")
+        };
+        Err(SimdError::Unsupported(want.name(), have))
+    }
+}
+
+/// The direct conv kernels' width for this process (read once); the runner checks it before
+/// any run starts, so a bad value is bad input, not a failed run.
+pub fn conv_simd() -> Result<Option<Simd>, SimdError> {
+    static CHOICE: OnceLock<Result<Option<Simd>, SimdError>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| choose(std::env::var(CONV_SIMD_VAR).ok().as_deref()))
+        .clone()
+}
+
+/// This CPU as a benchmark row states it: model name, family/model, AVX-512 flags and AVX2,
+/// and the conv kernels' width.
+pub fn cpu_line() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let conv = match conv_simd() {
+        Ok(Some(s)) => s.name().to_string(),
+        Ok(None) => "im2col+gemm".to_string(),
+        Err(e) => e.to_string(),
+    };
+    format!("{}; direct conv kernels: {conv}", describe(&info))
+}
+
+/// "model name, family F model M, flags" from the first processor of a /proc/cpuinfo text.
+fn describe(cpuinfo: &str) -> String {
+    let first = cpuinfo.split("\n\n").next().unwrap_or("");
+    let field = |key: &str| {
+        first.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let avx512: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| f.starts_with("avx512"))
+        .collect();
+    let avx2 = flags.split_whitespace().any(|f| f == "avx2");
+    let vector = match (avx512.is_empty(), avx2) {
+        (false, _) => avx512.join(" "),
+        (true, true) => "avx2, no avx512".to_string(),
+        (true, false) => "no avx2, no avx512".to_string(),
+    };
+    format!(
+        "CPU {} (family {} model {}), {}",
+        field("model name").unwrap_or_else(|| "unknown".into()),
+        field("cpu family").unwrap_or_else(|| "?".into()),
+        field("model").unwrap_or_else(|| "?".into()),
+        vector
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_width_the_cpu_lacks_or_a_misspelling_is_refused_by_name() {
+        assert_eq!(choose(Some("none")), Ok(None));
+        assert_eq!(choose(None), Ok(Simd::available().first().copied()));
+        let err = choose(Some("avx-512")).unwrap_err().to_string();
+        assert!(err.contains("VAELAB_CONV_SIMD") && err.contains("avx512, avx2 and none"));
+        for s in [Simd::Avx512, Simd::Avx2] {
+            let got = choose(Some(s.name()));
+            if Simd::available().contains(&s) {
+                assert_eq!(got, Ok(Some(s)));
+            } else {
+                assert!(matches!(got, Err(SimdError::Unsupported(..))));
+            }
+        }
+    }
+
+    #[test]
+    fn the_cpu_line_names_family_model_and_avx512_flags() {
+        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n\
+                    model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx avx2 fma avx512f avx512bw\n\n\
+                    processor\t: 1\nmodel name\t: other\n";
+        assert_eq!(
+            describe(zen4),
+            "CPU AMD EPYC 9R14 (family 25 model 17), avx512f avx512bw"
+        );
+        let zen1 =
+            "cpu family\t: 23\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7551\nflags\t: avx avx2 fma\n";
+        assert_eq!(
+            describe(zen1),
+            "CPU AMD EPYC 7551 (family 23 model 1), avx2, no avx512"
+        );
+    }
+}
