@@ -1,6 +1,7 @@
 //! The `vaelab` command as a library: run and sweep files, planning, dispatch, tables and
 //! inspection. `main.rs` only maps [`failure::Failure`] to exit codes.
 
+pub mod alloc;
 pub mod cli;
 pub mod conclude;
 pub mod config;

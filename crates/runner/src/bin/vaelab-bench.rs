@@ -8,7 +8,6 @@
 use anyhow::Context;
 use candle_core::Device;
 use clap::Parser;
-use mimalloc::MiMalloc;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -21,7 +20,7 @@ use vaelab_vae::BodyKind;
 use vaelab_vae::{Kernels, Trainer};
 
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: vaelab::alloc::Allocator = vaelab::alloc::Allocator {};
 
 /// Times training epochs of the classic VAE.
 #[derive(Parser)]
@@ -283,6 +282,7 @@ fn sweep_end_to_end(file: &Path) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    vaelab::alloc::keep_freed_memory();
     let args = Args::parse();
     // A figure holds only on the CPU it was measured on: every report names it.
     println!("{}", vaelab_vae::cpu_line());
