@@ -92,7 +92,11 @@ fn choose(value: Option<&str>) -> Result<Option<Simd>, SimdError> {
 pub fn conv_simd() -> Result<Option<Simd>, SimdError> {
     static CHOICE: OnceLock<Result<Option<Simd>, SimdError>> = OnceLock::new();
     CHOICE
-        .get_or_init(|| choose(std::env::var(CONV_SIMD_VAR).ok().as_deref()))
+        .get_or_init(|| {
+            // Set but empty (`VAELAB_CONV_SIMD= cmd`) reads as unset.
+            let value = std::env::var(CONV_SIMD_VAR).ok();
+            choose(value.as_deref().filter(|v| !v.trim().is_empty()))
+        })
         .clone()
 }
 
