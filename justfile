@@ -127,7 +127,7 @@ bench-conv EPOCHS="3": data build
     RAYON_NUM_THREADS=1 "$bench" --conv --epochs {{EPOCHS}}
     RAYON_NUM_THREADS=2 "$bench" --conv --epochs {{EPOCHS}}
     for width in avx2 none; do
-        VAELAB_CONV_SIMD=$width RAYON_NUM_THREADS=2 "$bench" --conv --epochs {{EPOCHS}} || echo "(skipped: $width)"
+        VAELAB_CONV_SIMD=$width RAYON_NUM_THREADS=2 "$bench" --conv --epochs {{EPOCHS}} || echo "(VAELAB_CONV_SIMD=$width: not run here, see the line above)"
     done
 
 # Wall time of one sweep under --backend local and --backend slurm, alternating, SITTINGS times

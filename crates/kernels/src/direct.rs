@@ -135,9 +135,9 @@ impl Panel {
             for t in 0..self.tiles() {
                 let w = self.w[t * k * NT..(t + 1) * k * NT].as_ptr();
                 let cols = NT.min(self.n - t * NT);
-                // SAFETY: `simd` runs on this CPU ([`Simd`] is only made by detection); the
-                // first assert bounds every input read, and the panel holds k × 32 weights per
-                // tile.
+                // SAFETY: `simd` runs on this CPU (conv.rs passes only a width of
+                // `Simd::available`, via `conv_simd`); the first assert bounds every input read,
+                // and the panel holds k × 32 weights per tile.
                 unsafe {
                     match simd {
                         Simd::Avx512 => dispatch(mr, a, step, &self.koff, w, &mut tile),
@@ -420,8 +420,8 @@ pub(crate) fn wgrad(
                     for ct in 0..col_tiles {
                         let out = &mut tiles[rt * col_tiles + ct];
                         let (big, small) = (padded.as_ptr(), small_t[ct * NT..].as_ptr());
-                        // SAFETY: `simd` runs on this CPU; the assert bounds every big-map read
-                        // and small_t holds positions × s_pad values.
+                        // SAFETY: `simd` runs on this CPU (as in `Panel::run`); the assert bounds
+                        // every big-map read and small_t holds positions × s_pad values.
                         unsafe {
                             match simd {
                                 Simd::Avx512 => wtile(big, offs, &bases, small, s_pad, out),

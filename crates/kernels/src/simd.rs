@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 /// path on a CPU that has several.
 pub const CONV_SIMD_VAR: &str = "VAELAB_CONV_SIMD";
 
-/// A vector width the direct conv kernels are written for. Only made by detection, so holding
-/// one means this CPU runs it.
+/// A vector width the direct conv kernels are written for. The kernels take only widths from
+/// [`Simd::available`] (directly or through [`conv_simd`]), so the one they get runs here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Simd {
     /// 16 f32 lanes (AVX-512F).

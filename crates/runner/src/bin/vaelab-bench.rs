@@ -62,8 +62,9 @@ struct Args {
     #[arg(long)]
     pixel_kernels: bool,
     /// Time the whole run as experiments/latent_dims.toml configures one (its IWAE bound,
-    /// K = 1000 on 1000 test images, and the E-step gap split after the epochs): prints the
-    /// seconds of training, per-epoch tests, IWAE and E-step, and their sum.
+    /// K = 1000 unless --iw-samples says otherwise, on 1000 test images, and the E-step gap
+    /// split after the epochs): prints the seconds of training, per-epoch tests, IWAE and
+    /// E-step, and their sum.
     #[arg(long)]
     whole_run: bool,
     /// Only time this sweep file end to end with the real `vaelab sweep` (build excluded, into a
@@ -305,11 +306,10 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         latent_dim: args.latent,
         epochs: args.epochs,
-        // A whole run keeps the run keys' defaults (K = 1000 on 1000 images, 200 E-steps).
-        iw_samples: if args.whole_run {
-            RunKeys::default().iw_samples
-        } else {
-            args.iw_samples.max(1)
+        // A whole run without --iw-samples keeps the run keys' default K (1000).
+        iw_samples: match (args.iw_samples, args.whole_run) {
+            (0, true) => RunKeys::default().iw_samples,
+            (k, _) => k.max(1),
         },
         iw_test_n: args.gap_test_n,
         gap_test_n: args.gap_test_n,

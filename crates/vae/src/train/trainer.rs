@@ -453,23 +453,18 @@ mod tests {
     fn estep_leaves_the_model_untouched() {
         let data = toy_data();
         let t = trained(ModelKind::Vae, &data);
-        let before = t
-            .state
-            .varmap
-            .all_vars()
-            .iter()
-            .map(|v| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .collect::<Vec<_>>();
+        let weights = |t: &Trainer<'_>| {
+            t.state
+                .varmap
+                .all_vars()
+                .iter()
+                .map(|v| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let before = weights(&t);
         let iw = t.iwae_with(None, 0).unwrap().unwrap();
         t.gap_split(&iw).unwrap().unwrap();
-        let after = t
-            .state
-            .varmap
-            .all_vars()
-            .iter()
-            .map(|v| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .collect::<Vec<_>>();
-        assert_eq!(before, after);
+        assert_eq!(before, weights(&t));
         let ae = trained(ModelKind::Ae, &data);
         assert!(ae.gap_split(&iw).unwrap().is_none());
     }
