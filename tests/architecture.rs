@@ -166,6 +166,134 @@ fn kernels_crate_does_not_depend_on_the_model_crate() {
     );
 }
 
+/// Calls that write or replace a file, as token sequences of shipped code.
+const FILE_WRITES: &[&[&str]] = &[
+    &["fs", "::", "write"],
+    &["fs", "::", "copy"],
+    &["fs", "::", "rename"],
+    &["File", "::", "create"],
+    &["OpenOptions"],
+    &["BitMapBackend", "::", "new"],
+    &["persist"],
+];
+
+/// The files allowed to make such calls, each with how many and why. Every other write goes
+/// through `vaelab_track::write_atomic*` (fill a temp file, fsync, rename, fsync the folder),
+/// where the fault injector reaches it.
+const ALLOWED_WRITES: &[(&str, &str, usize, &str)] = &[
+    (
+        "crates/track/src/atomic.rs",
+        "fs::write",
+        1,
+        "the atomic path itself",
+    ),
+    (
+        "crates/track/src/atomic.rs",
+        "persist",
+        1,
+        "the atomic path itself",
+    ),
+    (
+        "crates/track/src/table.rs",
+        "File::create",
+        1,
+        "fills write_atomic_with's temp file",
+    ),
+    (
+        "crates/report/src/canvas.rs",
+        "BitMapBackend::new",
+        1,
+        "draws into write_atomic_with's temp file",
+    ),
+    (
+        "crates/track/src/lock.rs",
+        "OpenOptions",
+        2,
+        "the run's lock file, which holds no result (its import and its open)",
+    ),
+    (
+        "crates/runner/src/slurm/submit.rs",
+        "fs::rename",
+        1,
+        "a staged Slurm folder (of atomic writes) renamed whole to its job id",
+    ),
+];
+
+/// Whether `file` is a module only tests compile: declared under `#[cfg(test)]` or
+/// `#[cfg(any(test, …))]` (a test-fixtures feature) in its crate.
+fn test_only(sources: &BTreeMap<String, String>, file: &str) -> bool {
+    let stem = file
+        .rsplit('/')
+        .next()
+        .unwrap_or(file)
+        .trim_end_matches(".rs");
+    sources.values().any(|text| {
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        lines.windows(2).any(|w| {
+            w[0].starts_with("#[cfg(")
+                && (w[0].contains("(test") || w[0].contains(" test"))
+                && w[1]
+                    .trim_start_matches("pub ")
+                    .starts_with(&format!("mod {stem};"))
+        })
+    })
+}
+
+#[test]
+fn every_file_write_goes_through_the_atomic_path() {
+    let mut found: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (_, dir) in crate_dirs() {
+        let src = dir.join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let prefix = format!("crates/{}/src/", dir.file_name().unwrap().to_string_lossy());
+        let sources = read_sources(&src);
+        for (file, text) in &sources {
+            if test_only(&sources, file) {
+                continue;
+            }
+            let toks: Vec<String> = scan::tokens(text)
+                .into_iter()
+                .map(|t| match t {
+                    scan::Tok::Ident(w) => w,
+                    scan::Tok::Sep => "::".into(),
+                    scan::Tok::Punct(c) => c.to_string(),
+                    scan::Tok::Lit => "\"\"".into(),
+                })
+                .collect();
+            for call in FILE_WRITES {
+                let n = toks.windows(call.len()).filter(|w| w == call).count();
+                if n > 0 {
+                    found.insert((format!("{prefix}{file}"), call.concat()), n);
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for ((file, call), n) in &found {
+        match ALLOWED_WRITES.iter().find(|a| a.0 == file && a.1 == call) {
+            Some(a) if a.2 == *n => {}
+            Some(a) => problems.push(format!(
+                "{file}: {n} × {call}, {} allowed ({}); write through vaelab_track::write_atomic*",
+                a.2, a.3
+            )),
+            None => problems.push(format!(
+                "{file}: {n} × {call} outside the atomic path; write through \
+                 vaelab_track::write_atomic, write_atomic_with or copy_atomic"
+            )),
+        }
+    }
+    for (file, call, _, why) in ALLOWED_WRITES {
+        if !found.contains_key(&(file.to_string(), call.to_string())) {
+            problems.push(format!(
+                "ALLOWED_WRITES names {call} in {file} ({why}), gone: remove it"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// The `vaelab-*` dependencies of a Cargo.toml, read line by line.
 mod cargo {
     use std::collections::BTreeSet;

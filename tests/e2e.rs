@@ -822,3 +822,532 @@ fn a_bad_conv_kernel_width_exits_2_before_training() {
     let out = vaelab(&args, &[("VAELAB_CONV_SIMD", "none")]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Trains the PyTorch example's VAE (latent 20, Bernoulli, Adam 1e-3, batch 128) on all of
+/// Fashion-MNIST for `epochs` on 2 threads; its test −ELBO per epoch and the manifest's CPU
+/// line (which names the conv kernels' width).
+fn headline_run(name: &str, architecture: &str, epochs: usize) -> (Vec<f64>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "data_dir = \"{}\"\narchitecture = \"{architecture}\"\nlatent_dim = 20\nepochs = {epochs}\niw_test_n = 0\n",
+        fashion_dir()
+    );
+    let file = run_file(tmp.path(), name, &body);
+    let results = tmp.path().join("results");
+    let out = vaelab(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ],
+        &[("RAYON_NUM_THREADS", "2")],
+    );
+    assert!(out.status.success(), "vaelab failed: {}", stderr(&out));
+    let m = read(&results.join(name).join("metrics.parquet"));
+    let test = m
+        .lazy()
+        .filter(col("split").eq(lit("test")))
+        .sort(["epoch"], Default::default())
+        .collect()
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join(name).join("manifest.json")).unwrap())
+            .unwrap();
+    (
+        f64s(&test, "neg_elbo")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect(),
+        manifest["cpu"].as_str().unwrap_or("?").to_string(),
+    )
+}
+
+/// The headline number: the classic model after 3 epochs lands where PyTorch's does
+/// (`../shared/anchors/README.md`: test −ELBO 250.0 after epoch 3, 262.5 after epoch 1).
+#[test]
+fn the_classic_model_lands_within_1_nat_of_pytorch_after_3_epochs() {
+    let (neg_elbo, cpu) = headline_run("classic", "mlp", 3);
+    eprintln!("classic model on {cpu}: test −ELBO {neg_elbo:?} (PyTorch: 262.5, ~253, 250.0)");
+    assert!((neg_elbo[2] - 250.0).abs() <= 1.0, "{neg_elbo:?}");
+    assert!((neg_elbo[0] - 262.5).abs() <= 1.5, "{neg_elbo:?}");
+}
+
+/// The conv model after 2 epochs (the anchor's `--arch conv`: 257.2 / 250.7 after 1 / 2).
+#[test]
+fn the_conv_model_lands_within_1_5_nats_of_pytorch_after_2_epochs() {
+    let (neg_elbo, cpu) = headline_run("conv", "conv", 2);
+    eprintln!("conv model on {cpu}: test −ELBO {neg_elbo:?} (PyTorch: 257.2, 250.7)");
+    assert!((neg_elbo[1] - 250.7).abs() <= 1.5, "{neg_elbo:?}");
+}
+
+/// A 3-epoch run killed by the fault injector at its 9th write (epoch 3's metrics), so epochs
+/// 1–2 are on disk: config, manifest, then metrics, checkpoint and manifest per epoch.
+fn crashed_after_two_epochs(dir: &Path, name: &str, seed: u64) -> (PathBuf, PathBuf) {
+    let body = format!(
+        "data_dir = \"{}\"\nhidden = [32]\nlatent_dim = 4\nepochs = 3\ntrain_subset = 500\ntest_subset = 100\niw_samples = 5\niw_test_n = 10\nseed = {seed}\n",
+        fashion_dir()
+    );
+    let file = run_file(dir, name, &body);
+    let results = dir.join("results");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ];
+    let out = vaelab(&args, &[("VAELAB_FAULT_ABORT_AT", "9")]);
+    assert!(
+        stderr(&out).contains("injected crash") && stderr(&out).contains("metrics.parquet"),
+        "{}",
+        stderr(&out)
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join(name).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["epochs_done"], 2, "{m}");
+    assert_eq!(m["checksums"].as_array().map(|c| c.len()), Some(2), "{m}");
+    (file, results.join(name))
+}
+
+/// SHA-256 of a file, by coreutils (an independent route to the manifest's hashes).
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_resume_refuses_a_corrupt_truncated_or_swapped_file_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rerun = |file: &Path| {
+        let results = tmp.path().join("results");
+        vaelab(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--results-dir",
+                results.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let (flipped, flipped_dir) = crashed_after_two_epochs(tmp.path(), "flipped", 0);
+    let (truncated, truncated_dir) = crashed_after_two_epochs(tmp.path(), "truncated", 1);
+    let (swapped, swapped_dir) = crashed_after_two_epochs(tmp.path(), "swapped", 2);
+
+    // The manifest's newest record is the files on disk, as sha256sum reads them.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(flipped_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["checksums"][0]["epoch"], 2);
+    let ckpt = flipped_dir.join("checkpoint.safetensors");
+    assert_eq!(m["checksums"][0]["checkpoint"], sha256sum(&ckpt));
+    assert_eq!(
+        m["checksums"][0]["metrics"],
+        sha256sum(&flipped_dir.join("metrics.parquet"))
+    );
+
+    // Low mantissa bits of the last 8 floats: a change no loader notices.
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let n = bytes.len();
+    for i in (n - 32..n).step_by(4) {
+        bytes[i] ^= 1;
+    }
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let metrics = truncated_dir.join("metrics.parquet");
+    let len = std::fs::metadata(&metrics).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&metrics)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    std::fs::copy(
+        flipped_dir.join("metrics.parquet"),
+        swapped_dir.join("metrics.parquet"),
+    )
+    .unwrap();
+
+    for (file, dir, bad) in [
+        (&flipped, &flipped_dir, "checkpoint.safetensors"),
+        (&truncated, &truncated_dir, "metrics.parquet"),
+        (&swapped, &swapped_dir, "metrics.parquet"),
+    ] {
+        // Refused twice: the refusal keeps the records it checked against.
+        for _ in 0..2 {
+            let out = rerun(file);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains(&dir.join(bad).display().to_string())
+                    && err.contains("does not match the SHA-256")
+                    && err.contains("--force"),
+                "{err}"
+            );
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+            assert_eq!(m["status"], "failed", "{m}");
+        }
+    }
+    // --force trains the run from the start and records fresh hashes.
+    let results = tmp.path().join("results");
+    let out = vaelab(
+        &[
+            "run",
+            flipped.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+            "--force",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(flipped_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "done");
+    assert_eq!(m["checksums"][0]["epoch"], 3);
+    assert_eq!(m["checksums"][0]["checkpoint"], sha256sum(&ckpt));
+    assert_eq!(
+        m["sha256"]["summary.parquet"],
+        sha256sum(&flipped_dir.join("summary.parquet"))
+    );
+}
+
+/// y = W x + b for a candle-layout weight (out, in), in f64.
+fn affine(w: &[Vec<f64>], b: &[f64], x: &[f64]) -> Vec<f64> {
+    w.iter()
+        .zip(b)
+        .map(|(row, bi)| bi + row.iter().zip(x).map(|(a, c)| a * c).sum::<f64>())
+        .collect()
+}
+
+fn relu(v: Vec<f64>) -> Vec<f64> {
+    v.into_iter().map(|x| x.max(0.0)).collect()
+}
+
+/// The test −ELBO, recon and KL of a trained run, recomputed here in f64 from its checkpoint
+/// and the IDX test images (not through vaelab's model, ops or metrics): the KL in closed
+/// form, the recon by 64 fresh ε per image. The logged recon is one ε per image, so it may
+/// differ from this by its Monte-Carlo error (4 standard errors allowed).
+#[test]
+fn the_test_elbo_matches_a_recomputation_from_the_checkpoint_in_f64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = train(tmp.path(), "vae", &small(""));
+    let ckpt = candle_core::safetensors::load(
+        run.join("checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let matrix = |name: &str| -> Vec<Vec<f64>> {
+        let t = ckpt
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", ckpt.keys().collect::<Vec<_>>()));
+        t.to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
+    };
+    let vector = |name: &str| -> Vec<f64> {
+        ckpt[name]
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (e0, e0b, eh, ehb) = (
+        matrix("enc.0.weight"),
+        vector("enc.0.bias"),
+        matrix("enc.head.weight"),
+        vector("enc.head.bias"),
+    );
+    let (d0, d0b, dh, dhb) = (
+        matrix("dec.0.weight"),
+        vector("dec.0.bias"),
+        matrix("dec.head.weight"),
+        vector("dec.head.bias"),
+    );
+    let latent = 5;
+    let images =
+        vaelab_data::read_idx(&Path::new(FASHION).join("t10k-images-idx3-ubyte.gz"), 3).unwrap();
+    let n = 300;
+    let mut state = 7u64;
+    let mut normal = || {
+        let mut u = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (a, b) = (u().max(1e-300), u());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    };
+    let samples = 64;
+    let (mut kl, mut recon, mut recon_sq) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let x: Vec<f64> = images.data[i * 784..(i + 1) * 784]
+            .iter()
+            .map(|&p| f64::from(f32::from(p) / 255.0))
+            .collect();
+        let out = affine(&eh, &ehb, &relu(affine(&e0, &e0b, &x)));
+        let (mu, logvar) = out.split_at(latent);
+        kl += 0.5
+            * mu.iter()
+                .zip(logvar)
+                .map(|(m, lv)| m * m + lv.exp() - 1.0 - lv)
+                .sum::<f64>();
+        for _ in 0..samples {
+            let z: Vec<f64> = mu
+                .iter()
+                .zip(logvar)
+                .map(|(m, lv)| m + (0.5 * lv).exp() * normal())
+                .collect();
+            let logits = affine(&dh, &dhb, &relu(affine(&d0, &d0b, &z)));
+            // −log p(x|z) of the Bernoulli on [0, 1] pixels: softplus(l) − x·l per pixel.
+            let r: f64 = logits
+                .iter()
+                .zip(&x)
+                .map(|(l, xi)| l.max(0.0) + (-l.abs()).exp().ln_1p() - xi * l)
+                .sum();
+            recon += r;
+            recon_sq += r * r;
+        }
+    }
+    let draws = (n * samples) as f64;
+    let (kl, recon) = (kl / n as f64, recon / draws);
+    // The logged recon averages n single draws: its standard error.
+    let se = ((recon_sq / draws - recon * recon) / n as f64).sqrt();
+    let m = read(&run.join("metrics.parquet"));
+    let last_test = 3; // rows: train 1, test 1, train 2, test 2
+    let (logged_kl, logged_recon, logged_neg_elbo) = (
+        f64s(&m, "kl")[last_test].unwrap(),
+        f64s(&m, "recon")[last_test].unwrap(),
+        f64s(&m, "neg_elbo")[last_test].unwrap(),
+    );
+    eprintln!(
+        "f64 from the checkpoint: KL {kl:.5}, recon {recon:.3} ± {se:.3}; logged: KL {logged_kl:.5}, recon {logged_recon:.3}, −ELBO {logged_neg_elbo:.3}"
+    );
+    assert!(
+        (logged_kl - kl).abs() < 1e-4 * kl,
+        "KL {logged_kl} vs {kl} in f64"
+    );
+    assert!(
+        (logged_recon - recon).abs() < 4.0 * se,
+        "recon {logged_recon} vs {recon} ± {se}"
+    );
+    assert!(
+        (logged_neg_elbo - (recon + kl)).abs() < 4.0 * se,
+        "−ELBO {logged_neg_elbo} vs {} ± {se}",
+        recon + kl
+    );
+}
+
+/// The test split's last (epoch 2) row of a small run with `extra` keys, and its summary's
+/// `data_levels` and `nll_bpd`.
+fn last_test_row(dir: &Path, name: &str, extra: &str) -> (f64, f64, f64, i64, f64) {
+    let run = train(dir, name, &small(extra));
+    let m = read(&run.join("metrics.parquet"));
+    let get = |c: &str| f64s(&m, c)[3].unwrap();
+    let s = read(&run.join("summary.parquet"));
+    let levels = s
+        .column("data_levels")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    (
+        get("recon"),
+        get("kl"),
+        get("kl_weight"),
+        levels,
+        f64s(&s, "nll_bpd")[0].unwrap(),
+    )
+}
+
+/// Free bits, KL warm-up and static binarization change training the way they should: free
+/// bits let the KL grow (its gradient is off below λ per dimension), a warm-up's small early β
+/// leaves more KL than β = 1 from the start and logs the ramp, and a statically binarized run
+/// trains on other inputs than the grey one and is scored on 2 levels, under a fair coin's
+/// 1 bit/dim. (Its recon stays near the grey run's: the Bernoulli's expected loss over a draw
+/// b ~ Bernoulli(x) is the grey loss itself.)
+#[test]
+fn free_bits_warm_up_and_static_binarization_train_as_they_should() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain_recon, plain_kl, plain_beta, plain_levels, plain_bpd) =
+        last_test_row(tmp.path(), "plain", "");
+    let (_, free_kl, ..) = last_test_row(tmp.path(), "free", "free_bits = 2.0\n");
+    let (_, warm_kl, warm_beta, ..) = last_test_row(tmp.path(), "warm", "kl_warmup_epochs = 10\n");
+    let (static_recon, _, _, static_levels, static_bpd) =
+        last_test_row(tmp.path(), "static", "binarize = \"static\"\n");
+    eprintln!(
+        "KL plain {plain_kl:.2}, free bits 2 {free_kl:.2}, warm-up {warm_kl:.2} (β {warm_beta}); grey: recon {plain_recon:.2}, {plain_bpd:.3} bits/dim of {plain_levels} levels; static binary: recon {static_recon:.2}, {static_bpd:.3} bits/dim of {static_levels} levels"
+    );
+    assert_eq!(plain_beta, 1.0);
+    assert!(
+        free_kl > plain_kl + 1.0,
+        "free bits: KL {free_kl} vs {plain_kl}"
+    );
+    assert!(
+        warm_beta > 0.0 && warm_beta < 0.3,
+        "β after 2 of 10 warm-up epochs: {warm_beta}"
+    );
+    assert!(warm_kl > plain_kl, "warm-up: KL {warm_kl} vs {plain_kl}");
+    assert_ne!(static_recon, plain_recon, "binarization changed nothing");
+    assert_eq!((plain_levels, static_levels), (256, 2));
+    assert!(
+        static_bpd > 0.0 && static_bpd < 1.0,
+        "{static_bpd} bits/dim on binary pixels"
+    );
+    assert!(plain_bpd > 1.0, "{plain_bpd} bits/dim on 8-bit pixels");
+}
+
+/// A finished run is skipped untouched; `--force` retrains it, on `--threads 2`, to the same
+/// numbers.
+#[test]
+fn a_finished_run_is_skipped_and_force_retrains_it_to_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = train(tmp.path(), "again", &small(""));
+    let file = tmp.path().join("again.toml");
+    let results = tmp.path().join("results");
+    let manifest = std::fs::read(run.join("manifest.json")).unwrap();
+    let metrics = read(&run.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ];
+    let skip = vaelab(&args, &[]);
+    assert!(
+        skip.status.success() && stderr(&skip).contains("already done in"),
+        "{}",
+        stderr(&skip)
+    );
+    assert_eq!(
+        std::fs::read(run.join("manifest.json")).unwrap(),
+        manifest,
+        "a done run is not touched"
+    );
+    let mut forced = args.to_vec();
+    forced.extend(["--force", "--threads", "2"]);
+    let out = vaelab(&forced, &[]);
+    assert!(
+        out.status.success() && stderr(&out).contains("done ->"),
+        "{}",
+        stderr(&out)
+    );
+    let again = read(&run.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
+    assert!(again.equals_missing(&metrics), "{again}\n{metrics}");
+}
+
+/// Each conv path this CPU can run trains a small conv VAE: the direct kernels at 16 and at 8
+/// lanes give the same numbers bit for bit, and im2col + gemm (`none`, another summation
+/// order) the same up to rounding. The test says which paths ran.
+#[test]
+fn every_conv_path_this_cpu_runs_trains_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "data_dir = \"{}\"\narchitecture = \"conv\"\nlatent_dim = 4\nepochs = 1\ntrain_subset = 256\ntest_subset = 128\niw_test_n = 0\n",
+        fashion_dir()
+    );
+    let mut ran = Vec::new();
+    for width in ["avx512", "avx2", "none"] {
+        let file = run_file(&tmp.path().join(width), "conv", &body);
+        let results = tmp.path().join(width).join("results");
+        let out = vaelab(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--results-dir",
+                results.to_str().unwrap(),
+            ],
+            &[("VAELAB_CONV_SIMD", width)],
+        );
+        if out.status.code() == Some(2) && stderr(&out).contains("this CPU lacks it") {
+            eprintln!(
+                "conv path {width}: not on this CPU ({})",
+                stderr(&out).trim()
+            );
+            continue;
+        }
+        assert!(out.status.success(), "{width}: {}", stderr(&out));
+        let m = read(&results.join("conv/metrics.parquet"));
+        let manifest = std::fs::read_to_string(results.join("conv/manifest.json")).unwrap();
+        let cpu = manifest
+            .lines()
+            .find(|l| l.contains("\"cpu\""))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        eprintln!("conv path {width}: ran; {cpu}");
+        ran.push((width, f64s(&m, "loss"), f64s(&m, "neg_elbo")));
+    }
+    assert!(
+        ran.iter().any(|r| r.0 == "none"),
+        "im2col runs on every CPU"
+    );
+    let direct: Vec<_> = ran.iter().filter(|r| r.0 != "none").collect();
+    for pair in direct.windows(2) {
+        assert_eq!(pair[0].1, pair[1].1, "{} vs {}: loss", pair[0].0, pair[1].0);
+        assert_eq!(
+            pair[0].2, pair[1].2,
+            "{} vs {}: −ELBO",
+            pair[0].0, pair[1].0
+        );
+    }
+    let none = ran.iter().find(|r| r.0 == "none").unwrap();
+    for d in &direct {
+        for (a, b) in d.2.iter().zip(&none.2) {
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!((a - b).abs() < 1e-3 * b.abs(), "{}: {a} vs none: {b}", d.0);
+        }
+    }
+}
+
+/// The manifest names the commit the binary was built from, not the folder it runs in: run
+/// from a folder outside any git checkout, it still holds the build's commit, and
+/// `vaelab --version` prints it.
+#[test]
+fn the_manifest_names_the_builds_commit_wherever_vaelab_runs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(&repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(head) = head else {
+        eprintln!("not built from a git checkout: nothing to compare");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(
+        tmp.path(),
+        "where",
+        &small("epochs = 1\n").replace("epochs = 2\n", ""),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vaelab"))
+        .args(["run", file.to_str().unwrap(), "--results-dir", "results"])
+        .current_dir(tmp.path())
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("results/where/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["git_commit"], head.as_str(), "{m}");
+    assert!(m["git_dirty"].is_boolean(), "{m}");
+    let version = Command::new(env!("CARGO_BIN_EXE_vaelab"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(version.contains(&head), "{version}");
+}

@@ -128,87 +128,363 @@ fn check_finished(sweep_dir: &Path) -> Curves {
     curves
 }
 
-#[test]
-fn crashes_at_many_points_lose_nothing_and_resume_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = sweep_file(tmp.path(), "crash", 1);
+/// Columns that time a run: the only ones a resumed sweep may change.
+const TIMING: &[&str] = &[
+    "seconds",
+    "samples_per_sec",
+    "wall_seconds",
+    "iw_seconds",
+    "estep_seconds",
+];
 
-    // The reference: the same sweep, never interrupted.
-    let reference_dir = tmp.path().join("reference");
-    let out = output(&sweep_args(&file, &reference_dir), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let reference = check_finished(&reference_dir.join("crash"));
+/// A finished sweep's two tables, every column but timing, sorted: what a resumed sweep must
+/// reproduce bit for bit (IWAE, gap split, MI and bits/dim included).
+fn tables_without_timing(
+    sweep_dir: &Path,
+) -> (polars::prelude::DataFrame, polars::prelude::DataFrame) {
+    let runs = read(&sweep_dir.join("runs.parquet"))
+        .drop_many(TIMING.iter().copied())
+        .sort(["run_id"], Default::default())
+        .unwrap();
+    let metrics = read(&sweep_dir.join("metrics.parquet"))
+        .drop_many(TIMING.iter().copied())
+        .sort(["run_id", "epoch", "split"], Default::default())
+        .unwrap();
+    (runs, metrics)
+}
 
-    // A: abort at the Nth atomic write of each new process, N = 1, 2, 3, …: after the temp file
-    // is filled, before its rename, which lands in checkpoints, metrics, manifests, the sweep
-    // tables and the report alike. Each process gets one write further than the last.
-    let aborted = tmp.path().join("aborted");
-    let mut kill_points = 0;
-    let mut finished = false;
-    for n in 1..=300 {
-        let at = n.to_string();
-        let out = output(
-            &sweep_args(&file, &aborted),
-            &[("VAELAB_FAULT_ABORT_AT", &at)],
+/// Asserts a resumed sweep's tables equal the uninterrupted sweep's in every metric column.
+fn assert_same_tables(
+    sweep_dir: &Path,
+    reference: &(polars::prelude::DataFrame, polars::prelude::DataFrame),
+    what: &str,
+) {
+    let got = tables_without_timing(sweep_dir);
+    for (name, a, b) in [
+        ("runs.parquet", &got.0, &reference.0),
+        ("metrics.parquet", &got.1, &reference.1),
+    ] {
+        assert_eq!(
+            a.get_column_names(),
+            b.get_column_names(),
+            "{what}: {name} columns"
         );
-        if out.status.success() {
-            finished = true;
-            break;
-        }
         assert!(
-            stderr(&out).contains("injected crash"),
-            "write {n}: failed for another reason: {}",
-            stderr(&out)
+            a.equals_missing(b),
+            "{what}: {name} differs from the uninterrupted sweep:\n{a}\n{b}"
         );
-        kill_points += 1;
     }
-    assert!(
-        finished,
-        "the sweep never finished between injected crashes"
-    );
-    let aborts = kill_points;
-    let after_aborts = check_finished(&aborted.join("crash"));
-    assert_eq!(after_aborts, reference, "metrics after injected crashes");
+}
 
-    // B: SIGKILL at pseudo-random times (deterministic, so a failure reproduces), then finish.
-    let results = tmp.path().join("results");
-    for delay_ms in [150u64, 420, 700, 260, 900, 530, 1100, 350] {
+/// Where one crash struck, from the crashed process's own message and the folder it left.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct KillPoint {
+    /// The kind of file being written (a run's metrics and the sweep's are told apart).
+    kind: String,
+    /// The struck file, relative to the sweep folder.
+    file: String,
+    /// The number of the struck write in its process (0 for a signal).
+    write: usize,
+    /// Epochs the struck run had on disk (its manifest), for run files.
+    epoch: Option<usize>,
+    /// How the process died and in which attempt of the sweep.
+    how: String,
+}
+
+/// The kinds every crash test must strike at least three times.
+const KINDS: &[&str] = &[
+    "sweep.toml",
+    "config.toml",
+    "manifest.json",
+    "metrics.parquet",
+    "checkpoint.safetensors",
+    "estep.parquet",
+    "summary.parquet",
+    "runs.parquet",
+    "metrics.parquet (sweep)",
+    "figure",
+    "report.html",
+];
+
+/// The file kind and the run's epochs on disk, for a path a crash named.
+fn kind_of(sweep_dir: &Path, path: &Path) -> (String, String, Option<usize>) {
+    let rel = path
+        .strip_prefix(sweep_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let in_run = path
+        .parent()
+        .and_then(|p| p.parent())
+        .is_some_and(|p| p.ends_with("runs"));
+    let kind = match name.as_str() {
+        _ if name.ends_with(".png") || name.ends_with(".svg") => "figure".to_string(),
+        "metrics.parquet" if !in_run => "metrics.parquet (sweep)".to_string(),
+        _ => name,
+    };
+    let epoch = in_run.then(|| {
+        let m = path.parent().unwrap().join("manifest.json");
+        std::fs::read(m)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["epochs_done"].as_u64())
+            .unwrap_or(0) as usize
+    });
+    (kind, rel, epoch)
+}
+
+/// Whether a sweep folder still has work to do: a run not done, or a table or the report
+/// missing.
+fn unfinished(sweep_dir: &Path) -> bool {
+    let runs = sweep_dir.join("runs");
+    let manifests_done = std::fs::read_dir(&runs).is_ok_and(|d| {
+        let dirs: Vec<_> = d.flatten().collect();
+        dirs.len() == 2
+            && dirs.iter().all(|r| {
+                std::fs::read_to_string(r.path().join("manifest.json"))
+                    .is_ok_and(|m| m.contains("\"status\": \"done\""))
+            })
+    });
+    !(manifests_done
+        && sweep_dir.join("runs.parquet").exists()
+        && sweep_dir.join("metrics.parquet").exists()
+        && sweep_dir.join("report.html").exists())
+}
+
+/// The write an injected crash names in its message: "... at write N: PATH".
+fn struck(out: &Output) -> Option<(usize, PathBuf)> {
+    let err = stderr(out);
+    let line = err.lines().find(|l| l.contains("injected crash"))?;
+    let (head, path) = line.split_once(": ")?.1.split_once(": ")?;
+    let n = head.rsplit(' ').next()?.parse().ok()?;
+    Some((n, PathBuf::from(path)))
+}
+
+/// The seed of the random kill moments: printed, and replayed with `VAELAB_KILL_SEED`.
+fn kill_seed() -> u64 {
+    let seed = std::env::var("VAELAB_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_261_202);
+    eprintln!("kill seed {seed} (replay: VAELAB_KILL_SEED={seed})");
+    seed
+}
+
+/// splitmix64, for the kill moments.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A VAE and an AE, 3 epochs each, one seed: every kind of file a sweep writes.
+fn crash_sweep_file(dir: &Path) -> PathBuf {
+    let p = dir.join("crash.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[sweep]\nname = \"crash\"\nseeds = [0]\njobs = 1\n\n[base]\ndata_dir = \"{FASHION}\"\nhidden = [16]\nlatent_dim = 3\nepochs = 3\ntrain_subset = 300\ntest_subset = 100\niw_samples = 5\niw_test_n = 20\n\n[grid]\nmodel = [\"vae\", \"ae\"]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn sweep_1_thread(file: &Path, results: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut all = vec![("RAYON_NUM_THREADS", "1")];
+    all.extend_from_slice(envs);
+    output(&sweep_args(file, results), &all)
+}
+
+#[test]
+fn crashes_at_every_write_and_at_random_moments_lose_nothing_and_resume_exactly() {
+    let seed = kill_seed();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = crash_sweep_file(tmp.path());
+
+    // The reference: the same sweep, never interrupted, with every write it makes listed.
+    let reference_dir = tmp.path().join("reference");
+    let started = std::time::Instant::now();
+    let out = sweep_1_thread(&file, &reference_dir, &[("VAELAB_FAULT_TRACE", "1")]);
+    let reference_wall = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let writes = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("vaelab: write "))
+        .count();
+    let reference = tables_without_timing(&reference_dir.join("crash"));
+    assert!(writes >= 40, "{writes} writes in the reference sweep");
+
+    // A: for every write n of a fresh sweep, a process dies at it (temp file filled, rename not
+    // done); a second process resumes and dies at the first write of one kind (the kinds in
+    // turn); a third finishes. Each finished sweep must equal the reference.
+    let points = std::sync::Mutex::new(Vec::<KillPoint>::new());
+    let lanes = 2;
+    std::thread::scope(|scope| {
+        for lane in 0..lanes {
+            let (file, reference, points, tmp) = (&file, &reference, &points, tmp.path());
+            scope.spawn(move || {
+                for n in (1..=writes).filter(|n| n % lanes == lane) {
+                    let results = tmp.join(format!("abort-{n}"));
+                    let sweep_dir = results.join("crash");
+                    let at = n.to_string();
+                    let first = sweep_1_thread(file, &results, &[("VAELAB_FAULT_ABORT_AT", &at)]);
+                    let (write, path) = struck(&first).unwrap_or_else(|| {
+                        panic!("write {n}: no injected crash: {}", stderr(&first))
+                    });
+                    assert_eq!(write, n, "{}", stderr(&first));
+                    assert!(
+                        unfinished(&sweep_dir),
+                        "write {n}: nothing left to do after the crash"
+                    );
+                    let (kind, rel, epoch) = kind_of(&sweep_dir, &path);
+                    let mut mine = vec![KillPoint {
+                        kind,
+                        file: rel,
+                        write,
+                        epoch,
+                        how: "abort, fresh sweep".into(),
+                    }];
+                    // The sweep's metrics.parquet shares its name with the runs' (written
+                    // first), so the fresh sweeps' three table rewrites strike it instead.
+                    let targets: Vec<&str> = KINDS
+                        .iter()
+                        .filter(|k| **k != "metrics.parquet (sweep)")
+                        .map(|k| if *k == "figure" { ".png" } else { k })
+                        .collect();
+                    let target = format!("{}:1", targets[n % targets.len()]);
+                    let second =
+                        sweep_1_thread(file, &results, &[("VAELAB_FAULT_ABORT_AT", &target)]);
+                    if let Some((write, path)) = struck(&second) {
+                        let (kind, rel, epoch) = kind_of(&sweep_dir, &path);
+                        assert!(
+                            unfinished(&sweep_dir),
+                            "resume of write {n}: nothing left to do"
+                        );
+                        mine.push(KillPoint {
+                            kind,
+                            file: rel,
+                            write,
+                            epoch,
+                            how: format!("abort at {target}, resumed after write {n}"),
+                        });
+                    } else {
+                        assert!(
+                            second.status.success(),
+                            "resume of write {n}: {}",
+                            stderr(&second)
+                        );
+                    }
+                    let last = sweep_1_thread(file, &results, &[]);
+                    assert!(
+                        last.status.success(),
+                        "write {n}: the final resume failed: {}",
+                        stderr(&last)
+                    );
+                    check_finished_two(&sweep_dir);
+                    assert_same_tables(&sweep_dir, reference, &format!("crash at write {n}"));
+                    points.lock().unwrap().extend(mine);
+                    let _ = std::fs::remove_dir_all(&results);
+                }
+            });
+        }
+    });
+    let mut points = points.into_inner().unwrap();
+
+    // B: SIGKILL and Ctrl-C at moments drawn from the seed over the reference's wall time; a
+    // kill counts when it left work undone, and the sweep is resumed to the end every time.
+    let mut state = seed;
+    for k in 0..12 {
+        let results = tmp.path().join(format!("signal-{k}"));
+        let sweep_dir = results.join("crash");
+        let delay = Duration::from_millis(
+            50 + splitmix(&mut state) % (reference_wall.as_millis() as u64).max(100),
+        );
         let mut child = vaelab()
             .args(sweep_args(&file, &results))
+            .env("RAYON_NUM_THREADS", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
+        let ctrl_c = k % 3 == 2;
         if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kill_points += 1;
-        }
-        child.wait().unwrap();
-    }
-    let out = output(&sweep_args(&file, &results), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    eprintln!(
-        "kill points survived: {kill_points} ({aborts} injected aborts at successive writes, {} SIGKILLs)",
-        kill_points - aborts
-    );
-    assert!(
-        kill_points >= 20,
-        "only {kill_points} kill points were tried"
-    );
-
-    let resumed = check_finished(&results.join("crash"));
-    // Temp files of killed writers are cleaned when a run folder is next locked.
-    for dir in [&aborted, &results] {
-        for run in std::fs::read_dir(dir.join("crash").join("runs")).unwrap() {
-            for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
-                let name = f.unwrap().file_name().to_string_lossy().into_owned();
-                assert!(!name.starts_with(".tmp-"), "left behind: {name}");
+            if ctrl_c {
+                let _ = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status();
+            } else {
+                child.kill().unwrap();
             }
         }
+        let out = child.wait_with_output().unwrap();
+        let how = if ctrl_c { "Ctrl-C" } else { "SIGKILL" };
+        if unfinished(&sweep_dir) && !out.status.success() {
+            points.push(KillPoint {
+                kind: "any (signal)".into(),
+                file: format!("{how} after {} ms", delay.as_millis()),
+                write: 0,
+                epoch: None,
+                how: how.into(),
+            });
+        }
+        let last = sweep_1_thread(&file, &results, &[]);
+        assert!(
+            last.status.success(),
+            "{how} after {delay:?}: {}",
+            stderr(&last)
+        );
+        check_finished_two(&sweep_dir);
+        assert_same_tables(&sweep_dir, &reference, &format!("{how} after {delay:?}"));
     }
-    // Same seed, same draws: a resumed run's metrics equal the uninterrupted run's, bit for bit.
-    assert_eq!(resumed, reference);
+
+    points.sort();
+    let distinct: BTreeSet<&KillPoint> = points.iter().collect();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &distinct {
+        *by_kind.entry(p.kind.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "kill points by file kind ({} distinct, seed {seed}):",
+        distinct.len()
+    );
+    eprintln!("| file kind | kill points |\n|---|---|");
+    for (kind, n) in &by_kind {
+        eprintln!("| {kind} | {n} |");
+    }
+    assert!(
+        distinct.len() >= 50,
+        "{} distinct kill points",
+        distinct.len()
+    );
+    for kind in KINDS {
+        let n = by_kind.get(kind).copied().unwrap_or(0);
+        assert!(n >= 3, "{kind}: struck {n} times; {by_kind:?}");
+    }
+}
+
+/// Every run of the two-run crash sweep done, each epoch once, no temp file left in a run.
+fn check_finished_two(sweep_dir: &Path) {
+    let runs = read(&sweep_dir.join("runs.parquet"));
+    assert_eq!(runs.height(), 2);
+    assert!(
+        strings(&runs, "status").iter().all(|s| s == "done"),
+        "{:?}",
+        strings(&runs, "status")
+    );
+    for id in strings(&runs, "run_id") {
+        let dir = sweep_dir.join("runs").join(&id);
+        let df = read(&dir.join("metrics.parquet"));
+        assert_eq!(df.height(), 3 * 2, "{id}: each epoch's two rows once");
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp-"), "{id}: left behind: {name}");
+        }
+    }
 }
 
 #[test]
@@ -520,4 +796,105 @@ fn bad_input_is_refused_before_training_naming_file_key_and_what_is_allowed() {
             "{msg}"
         );
     }
+}
+
+/// Copies a folder tree (results folders hold files and folders only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// What vaelab reads back from `results/` — the sweep tables, a run's summary, metrics,
+/// manifest and checkpoint — truncated, emptied, replaced by a foreign file or by a valid file
+/// of another schema: `ls`, `show`, `compare`, `report` and a resumed `sweep` never panic, and
+/// every one that fails names the file.
+#[test]
+fn damaged_results_files_never_panic_and_failures_name_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = crash_sweep_file(tmp.path());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("epochs = 3", "epochs = 1");
+    std::fs::write(&file, text).unwrap();
+    let template = tmp.path().join("template");
+    let out = sweep_1_thread(&file, &template, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sweep = template.join("crash");
+    let runs = strings(&read(&sweep.join("runs.parquet")), "run_id");
+    let vae = runs
+        .iter()
+        .find(|id| sweep.join("runs").join(id).join("estep.parquet").exists())
+        .unwrap()
+        .clone();
+    let foreign_png = std::fs::read_dir(sweep.join("figures"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .unwrap();
+    let other_schema = sweep.join("runs").join(&vae).join("estep.parquet");
+    let targets = [
+        "runs.parquet".to_string(),
+        "metrics.parquet".to_string(),
+        format!("runs/{vae}/summary.parquet"),
+        format!("runs/{vae}/metrics.parquet"),
+        format!("runs/{vae}/manifest.json"),
+        format!("runs/{vae}/checkpoint.safetensors"),
+    ];
+    let mut tried = 0;
+    let mut failures_named = 0;
+    for target in &targets {
+        for damage in ["truncated", "empty", "foreign", "other schema"] {
+            let results = tmp.path().join(format!("case-{tried}"));
+            copy_tree(&template, &results);
+            let dir = results.join("crash");
+            let path = dir.join(target);
+            let bytes = std::fs::read(&path).unwrap();
+            let damaged = match damage {
+                "truncated" => bytes[..bytes.len() / 2].to_vec(),
+                "empty" => Vec::new(),
+                "foreign" => std::fs::read(&foreign_png).unwrap(),
+                _ if target.ends_with(".json") => b"{\"id\": 7, \"status\": [\"done\"]}".to_vec(),
+                _ => std::fs::read(&other_schema).unwrap(),
+            };
+            std::fs::write(&path, damaged).unwrap();
+            let (d, r) = (dir.to_str().unwrap(), results.to_str().unwrap());
+            let commands: Vec<Vec<&str>> = vec![
+                vec!["ls", d],
+                vec!["ls", r],
+                vec!["show", &vae[..8], "--results-dir", r],
+                vec!["compare", d, "--by", "model"],
+                vec!["report", d],
+                sweep_args(&file, &results),
+            ];
+            for args in commands {
+                let out = output(&args, &[("RAYON_NUM_THREADS", "1")]);
+                let err = stderr(&out);
+                let what = format!("{target} {damage}, vaelab {}", args.join(" "));
+                assert!(
+                    matches!(out.status.code(), Some(0..=2)) && !err.contains("panicked"),
+                    "{what}: {:?}\n{err}",
+                    out.status
+                );
+                if !out.status.success() {
+                    let name = Path::new(target).file_name().unwrap().to_string_lossy();
+                    assert!(
+                        err.contains(name.as_ref()),
+                        "{what}: the error does not name {name}:\n{err}"
+                    );
+                    failures_named += 1;
+                }
+            }
+            tried += 1;
+        }
+    }
+    eprintln!("{tried} damaged results folders × 6 commands: no panic; {failures_named} failures, each naming its file");
 }

@@ -407,6 +407,11 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
         })
         .expect("an epoch after the restart");
     assert!(first > 2, "resumed at epoch {first}:\n{log}");
+    // The requeued run's numbers are the uninterrupted run's, in every column but timing.
+    let local = tmp.path().join("local");
+    let out = local_sweep(&file, &local);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tables(&dir, &local.join("requeue"));
 }
 
 #[test]

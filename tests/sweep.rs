@@ -98,16 +98,92 @@ fn plan_sweep_and_a_second_invocation_that_trains_nothing() {
         "a done run is not touched"
     );
 
-    let compare = run(&[
+    // Grouping by model and latent size alone would average β = 1 with β = 2: refused.
+    let sweep_dir = results.join("tiny");
+    let mixed = run(&[
         "compare",
-        results.join("tiny").to_str().unwrap(),
+        sweep_dir.to_str().unwrap(),
         "--by",
         "model,latent_dim",
     ]);
+    assert_eq!(mixed.status.code(), Some(2), "{}", stderr(&mixed));
+    assert!(
+        stderr(&mixed).contains("differ in beta (1.0, 2.0)")
+            && stderr(&mixed).contains("--by model,latent_dim,beta"),
+        "{}",
+        stderr(&mixed)
+    );
+    let compare = run(&[
+        "compare",
+        sweep_dir.to_str().unwrap(),
+        "--by",
+        "model,latent_dim,beta",
+    ]);
     assert!(compare.status.success(), "{}", stderr(&compare));
     let table = String::from_utf8_lossy(&compare.stdout).into_owned();
-    assert_eq!(table.lines().count(), 5, "header + 4 groups: {table}");
-    assert!(table.contains(" ± "), "{table}");
+    // VAE: 2 latents × 2 betas; AE: 2 latents (β means nothing to it).
+    assert_eq!(table.lines().count(), 7, "header + 6 groups: {table}");
+    check_compare_values(&table, &runs);
+}
+
+/// Each printed mean ± std equals the mean and sample std of the group's seeds, computed here
+/// by hand from `runs.parquet` (not by a polars group-by, as `compare` does).
+fn check_compare_values(table: &str, runs: &DataFrame) {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &header[..4],
+        ["model", "latent_dim", "beta", "runs"],
+        "{table}"
+    );
+    let f64s = |c: &str| -> Vec<Option<f64>> {
+        runs.column(c)
+            .unwrap()
+            .cast(&DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect()
+    };
+    let (model, latent, beta) = (strings(runs, "model"), f64s("latent_dim"), f64s("beta"));
+    let mut checked = 0;
+    for line in lines {
+        let toks: Vec<&str> = line.split_whitespace().collect();
+        let members: Vec<usize> = (0..runs.height())
+            .filter(|&i| {
+                model[i] == toks[0]
+                    && latent[i] == toks[1].parse().ok()
+                    && beta[i].map_or("-".to_string(), |b| format!("{b:.2}")) == toks[2]
+            })
+            .collect();
+        assert_eq!(toks[3], members.len().to_string(), "{line}");
+        assert_eq!(members.len(), 2, "two seeds per group: {line}");
+        let mut rest = &toks[4..];
+        for metric in &header[4..] {
+            if rest[0] == "-" {
+                rest = &rest[1..];
+                continue;
+            }
+            let (mean, std) = (rest[0], rest[2]);
+            assert_eq!(rest[1], "±", "{line}");
+            rest = &rest[3..];
+            let v: Vec<f64> = members.iter().map(|&i| f64s(metric)[i].unwrap()).collect();
+            let m = (v[0] + v[1]) / 2.0;
+            let sd = ((v[0] - m).powi(2) + (v[1] - m).powi(2)).sqrt(); // n − 1 = 1
+            let fmt = |x: f64| {
+                if metric.contains("bpd") {
+                    format!("{x:.3}")
+                } else {
+                    format!("{x:.2}")
+                }
+            };
+            assert_eq!(mean, fmt(m), "{metric} mean in {line}");
+            assert_eq!(std, fmt(sd), "{metric} std in {line}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6 * 5, "{checked} values checked: {table}");
 }
 
 /// Per-run metrics without the timing columns, keyed by run id.
@@ -375,4 +451,156 @@ fn conv_and_mlp_train_side_by_side_and_a_conv_that_does_not_fit_is_refused() {
                 .next()
                 .is_none()
     );
+}
+
+/// `[[exclude]]` removes what it matches, `ls` lists every run, `show` finds a run by an id
+/// prefix and refuses an ambiguous one, and `--jobs 1` trains the same numbers as `--jobs 2`.
+#[test]
+fn exclude_ls_show_and_jobs_do_what_they_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[sweep]\nname = \"cli\"\nseeds = [0]\n\n[base]\ndata_dir = \"{FASHION}\"\nhidden = [16]\nepochs = 1\ntrain_subset = 300\ntest_subset = 100\niw_samples = 5\niw_test_n = 10\n\n[grid]\nmodel = [\"vae\", \"ae\"]\nlatent_dim = [2, 4]\n\n[[exclude]]\nmodel = \"ae\"\nlatent_dim = 4\n"
+    );
+    let file = write(tmp.path(), "cli.toml", &text);
+    let plan = run(&["plan", file.to_str().unwrap()]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("3 runs"),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+
+    let two = tmp.path().join("two");
+    let out = run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results-dir",
+        two.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = read(&two.join("cli/runs.parquet"));
+    assert_eq!(runs.height(), 3);
+    let pairs: Vec<(String, i64)> = strings(&runs, "model")
+        .into_iter()
+        .zip(
+            runs.column("latent_dim")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .iter()
+                .map(Option::unwrap),
+        )
+        .collect();
+    assert!(
+        !pairs.contains(&("ae".to_string(), 4)),
+        "excluded run trained: {pairs:?}"
+    );
+
+    let ids = strings(&runs, "run_id");
+    let ls = run(&["ls", two.join("cli").to_str().unwrap()]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    let listing = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert_eq!(listing.lines().count(), 4, "header + 3 runs: {listing}");
+    for id in &ids {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not in {listing}"));
+        assert!(line.contains("done"), "{line}");
+    }
+    let results = two.to_str().unwrap();
+    let show = run(&["show", &ids[0][..6], "--results-dir", results]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(
+        shown.contains(&format!("\"id\": \"{}\"", ids[0])) && shown.contains("latent_dim"),
+        "{shown}"
+    );
+    let ambiguous = run(&["show", "", "--results-dir", results]);
+    assert_eq!(ambiguous.status.code(), Some(2), "{}", stderr(&ambiguous));
+    assert!(
+        stderr(&ambiguous).contains("3 runs match"),
+        "{}",
+        stderr(&ambiguous)
+    );
+    let none = run(&["show", "zzzz", "--results-dir", results]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("no run with id zzzz"),
+        "{}",
+        stderr(&none)
+    );
+
+    let one = tmp.path().join("one");
+    let out = run(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results-dir",
+        one.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        metrics_by_run(&one.join("cli")),
+        metrics_by_run(&two.join("cli")),
+        "--jobs 1 and --jobs 2 train the same numbers"
+    );
+}
+
+/// A run that panics is marked failed with the panic's message; the others finish, the sweep
+/// exits 1, and a rerun without the fault finishes it.
+#[test]
+fn a_panicking_run_fails_alone_and_a_rerun_finishes_the_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = grid(1, 300)
+        .replace("beta = [1.0, 2.0]\n", "")
+        .replace("seeds = [0, 1]", "seeds = [0]");
+    let file = write(tmp.path(), "tiny.toml", &text);
+    let results = tmp.path().join("results");
+    let plan = run(&["plan", file.to_str().unwrap()]);
+    let planned = String::from_utf8_lossy(&plan.stdout).into_owned();
+    let victim = planned
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .filter(|w| w.len() == 12 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .unwrap_or_else(|| panic!("no run id in {planned}"))
+        .to_string();
+    let out = vaelab(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ])
+    .env("VAELAB_FAULT_PANIC_RUN", &victim)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let runs = read(&results.join("tiny/runs.parquet"));
+    assert_eq!(runs.height(), 4);
+    for ((id, status), error) in strings(&runs, "run_id")
+        .iter()
+        .zip(strings(&runs, "status"))
+        .zip(runs.column("error").unwrap().str().unwrap().iter())
+    {
+        if *id == victim {
+            assert_eq!(status, "failed");
+            assert!(
+                error.is_some_and(|e| e.contains("injected panic")),
+                "{error:?}"
+            );
+        } else {
+            assert_eq!(status, "done", "{id}");
+        }
+    }
+    let rerun = sweep(&file, &results);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(strings(&read(&results.join("tiny/runs.parquet")), "status")
+        .iter()
+        .all(|s| s == "done"));
 }

@@ -53,19 +53,21 @@ pub fn save_png_svg<C: Chart>(
     Ok(vec![png, svg])
 }
 
-/// Writes `<dir>/<name>.png` only (for image mosaics, whose SVG would be one rect per pixel).
-/// Drawn to a temporary file and renamed, so a crash never leaves half a PNG.
+/// Writes `<dir>/<name>.png` only (for image mosaics, whose SVG would be one rect per pixel),
+/// through the atomic write, so a crash never leaves half a PNG.
 pub fn save_png<C: Chart>(dir: &Path, name: &str, chart: &C) -> Result<PathBuf, ReportError> {
     register_font();
     let png = dir.join(format!("{name}.png"));
-    let tmp = dir.join(format!(".{name}.{}.partial.png", std::process::id()));
-    {
-        let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
-        paint(&root, chart).map_err(|e| draw_err(name, e))?;
-    }
-    std::fs::rename(&tmp, &png).map_err(|source| ReportError::Io {
-        path: png.clone(),
-        source,
+    let mut drawn = Ok(());
+    vaelab_track::write_atomic_with(&png, |tmp| {
+        // The temp file keeps `.png`: the bitmap backend picks its encoder by extension.
+        let root = BitMapBackend::new(tmp, chart.size()).into_drawing_area();
+        drawn = paint(&root, chart).map_err(|e| draw_err(name, e));
+        drawn.as_ref().map(|_| ()).map_err(|e| e.to_string())
+    })
+    .map_err(|e| match drawn {
+        Err(d) => d,
+        Ok(()) => e.into(),
     })?;
     Ok(png)
 }

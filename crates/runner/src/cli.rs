@@ -22,7 +22,7 @@ use vaelab_track::RunDir;
 
 /// Train VAEs and autoencoders from TOML files; every metric lands in Parquet.
 #[derive(Debug, Parser)]
-#[command(name = "vaelab", version, about)]
+#[command(name = "vaelab", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VAELAB_BUILD"), ")"), about)]
 struct Cli {
     /// Threads for each run's kernels (default: all cores for `run`, cores / jobs for `sweep`).
     #[arg(long, global = true)]
@@ -370,7 +370,13 @@ fn prepare_sweep(
     }
     let sweep_dir = results_dir.join(&plan.name);
     std::fs::create_dir_all(sweep_dir.join("runs"))
-        .and_then(|_| std::fs::copy(file, sweep_dir.join("sweep.toml")).map(|_| ()))
+        .map_err(anyhow::Error::from)
+        .and_then(|_| {
+            Ok(vaelab_track::copy_atomic(
+                file,
+                &sweep_dir.join("sweep.toml"),
+            )?)
+        })
         .with_context(|| format!("results folder {} (--results-dir)", sweep_dir.display()))
         .map_err(Failure::Input)?;
     Ok((plan, data, sweep_dir))

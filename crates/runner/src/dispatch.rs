@@ -200,7 +200,9 @@ pub fn run_plan(
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                    Outcome::Failed(format!("panicked: {}", msg.unwrap_or_default()))
+                    let msg = format!("panicked: {}", msg.unwrap_or_default());
+                    crate::run::mark_panicked(&job, &msg);
+                    Outcome::Failed(msg)
                 });
                 if let Outcome::Busy(pid) = outcome {
                     let by = pid.map_or(String::new(), |p| format!(" (pid {p})"));

@@ -1,6 +1,6 @@
 //! Reading results back: `vaelab ls`, `vaelab show`, `vaelab compare`.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use vaelab_track as track;
@@ -69,6 +69,39 @@ fn varying(df: &DataFrame) -> Vec<String> {
         })
         .map(|k| k.to_string())
         .collect()
+}
+
+/// Config keys other than `by` and `seed` that take two or more values inside one group of
+/// `by`, each with the values it takes ("beta (1, 4)"); nulls (a key a run does not read) do
+/// not count.
+fn mixed_in_groups(done: &DataFrame, by: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for key in varying(done) {
+        if key == "seed" || by.contains(&key) {
+            continue;
+        }
+        let most = done
+            .clone()
+            .lazy()
+            .group_by(by.iter().map(|k| col(k.as_str())).collect::<Vec<_>>())
+            .agg([col(key.as_str()).drop_nulls().n_unique().alias("n")])
+            .select([col("n").max()])
+            .collect()?;
+        let n = most
+            .column("n")
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.extract::<u64>())
+            .unwrap_or(0);
+        if n > 1 {
+            let values = done.column(&key)?.drop_nulls().unique_stable()?;
+            let shown: Vec<String> = (0..values.len())
+                .filter_map(|i| values.get(i).ok().map(|v| v.str_value().into_owned()))
+                .collect();
+            out.push(format!("{key} ({})", shown.join(", ")));
+        }
+    }
+    Ok(out)
 }
 
 /// `vaelab ls`: the runs of a sweep folder, or what a results folder holds.
@@ -155,13 +188,19 @@ fn run_folders(results: &Path) -> Vec<PathBuf> {
 
 /// `vaelab show`: one run's manifest, config and last epoch.
 pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
-    let found: Vec<PathBuf> = run_folders(results)
-        .into_iter()
-        .filter(|p| {
-            crate::manifest::Manifest::read(&p.join(track::MANIFEST))
-                .is_some_and(|m| m.id.starts_with(id))
-        })
-        .collect();
+    let mut found: Vec<PathBuf> = Vec::new();
+    for p in run_folders(results) {
+        // A sweep's run folders are named by id: one that matches but whose manifest cannot
+        // be read is named, not skipped.
+        let named = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(id));
+        match crate::manifest::Manifest::load(&p.join(track::MANIFEST)) {
+            Ok(Some(m)) if m.id.starts_with(id) => found.push(p),
+            Err(e) if named && !id.is_empty() => return Err(e),
+            _ => {}
+        }
+    }
     let dir = match found.as_slice() {
         [one] => one,
         [] => bail!("no run with id {id} under {}", results.display()),
@@ -174,8 +213,11 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
                 .join(", ")
         ),
     };
-    let manifest = std::fs::read_to_string(dir.join(track::MANIFEST))?;
-    let config = std::fs::read_to_string(dir.join(track::CONFIG))?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (manifest, config) = (read(track::MANIFEST)?, read(track::CONFIG)?);
     crate::output::print(format_args!("{}\n\n{manifest}\n{config}\n", dir.display()))?;
     if let Ok(m) = track::read_frame(&dir.join(track::METRICS)) {
         let cols = [
@@ -228,6 +270,26 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
         by.push("data_levels".into());
     }
     let by = by.as_slice();
+    let done = df
+        .clone()
+        .lazy()
+        .filter(col("status").eq(lit("done")))
+        .collect()?;
+    let mixed = mixed_in_groups(&done, by)?;
+    if !mixed.is_empty() {
+        bail!(
+            "--by {}: runs in one group differ in {}, and compare averages over seeds only; \
+             add them to --by (--by {},{})",
+            by.join(","),
+            mixed.join(", "),
+            by.join(","),
+            mixed
+                .iter()
+                .map(|m| m.split(' ').next().unwrap_or(m))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
     let mut aggs = vec![len().alias("runs")];
     for m in &metrics {
         aggs.push(
@@ -244,9 +306,8 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
         );
     }
     let keys: Vec<Expr> = by.iter().map(|k| col(k.as_str())).collect();
-    let out = df
+    let out = done
         .lazy()
-        .filter(col("status").eq(lit("done")))
         .group_by(keys)
         .agg(aggs)
         .sort(

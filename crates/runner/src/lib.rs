@@ -21,3 +21,5 @@ pub mod tables;
 
 #[cfg(test)]
 mod ids_test;
+#[cfg(test)]
+mod mutants_test;

@@ -1,6 +1,7 @@
 //! `manifest.json`: what happened to a run, readable while it trains and after it stopped.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where a run stands.
@@ -43,7 +44,12 @@ pub struct Manifest {
     /// The last epoch whose metrics are finite and on disk.
     pub last_good_epoch: usize,
     pub vaelab_version: String,
+    /// The commit the binary was built from (recorded at build time).
     pub git_commit: Option<String>,
+    /// Whether the build's sources (`crates/`, `Cargo.toml`, `Cargo.lock`) differed from
+    /// `git_commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
     pub host: String,
     /// The CPU that trained (or last resumed) the run and the conv kernels' width: its seconds
     /// hold on that CPU only.
@@ -53,6 +59,22 @@ pub struct Manifest {
     /// The Slurm task that trained (or last resumed) the run, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmTask>,
+    /// The SHA-256 of the checkpoint and metrics after each of the last two epochs, newest
+    /// first, recorded before those files replace the old ones: a resume trains on only from
+    /// files that match one (empty in manifests of vaelab before 2026-12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<EpochFiles>,
+    /// The SHA-256 of the files written once a run ends (`summary.parquet`, `estep.parquet`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// The SHA-256 (lowercase hex) of a run's checkpoint and metrics after `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochFiles {
+    pub epoch: usize,
+    pub checkpoint: String,
+    pub metrics: String,
 }
 
 /// Where in Slurm a run trained, from the variables Slurm sets for a task.
@@ -89,16 +111,19 @@ impl SlurmTask {
 #[derive(Debug, Clone)]
 pub struct Provenance {
     pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
     pub host: String,
     pub cpu: String,
     pub slurm: Option<SlurmTask>,
 }
 
 impl Provenance {
-    /// Reads the git commit and host name once.
+    /// The build's commit, the host name and the CPU, read once.
     pub fn detect() -> Self {
+        let (git_commit, git_dirty) = build_commit();
         Self {
-            git_commit: git_commit(),
+            git_commit,
+            git_dirty,
             host: host(),
             cpu: vaelab_vae::cpu_line(),
             slurm: SlurmTask::from_env(),
@@ -121,16 +146,43 @@ impl Manifest {
             last_good_epoch: 0,
             vaelab_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: provenance.git_commit.clone(),
+            git_dirty: provenance.git_dirty,
             host: provenance.host.clone(),
             cpu: Some(provenance.cpu.clone()),
             error: None,
             slurm: provenance.slurm.clone(),
+            checksums: Vec::new(),
+            sha256: BTreeMap::new(),
         }
     }
 
-    /// Reads a manifest; `None` when absent or unreadable (then the run starts over).
+    /// Reads a manifest; `None` when absent or unreadable (for listings and status).
     pub fn read(path: &Path) -> Option<Manifest> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+        Manifest::load(path).ok().flatten()
+    }
+
+    /// Reads a manifest; `Ok(None)` when absent, an error naming the file when it cannot be
+    /// read or is not a vaelab manifest (a run never trains on past one it cannot read).
+    pub fn load(path: &Path) -> anyhow::Result<Option<Manifest>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a vaelab manifest ({e}); rerun with --force to train the run from \
+                 the start",
+                path.display()
+            )
+        })
+    }
+
+    /// Records the hashes of an epoch's files, keeping the one before (a crash may strike
+    /// between the manifest's rename and theirs, leaving the older files in place).
+    pub fn record_epoch(&mut self, files: EpochFiles) {
+        self.checksums.insert(0, files);
+        self.checksums.truncate(2);
     }
 
     /// Writes the manifest atomically.
@@ -154,13 +206,14 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The commit of the checkout vaelab runs in, if it is a git checkout.
-pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The commit this binary was built from and whether its sources differed (`build.rs`);
+/// `None` for a build outside a git checkout.
+pub fn build_commit() -> (Option<String>, Option<bool>) {
+    let commit = Some(env!("VAELAB_GIT_COMMIT").to_string()).filter(|c| !c.is_empty());
+    let dirty = match env!("VAELAB_GIT_DIRTY") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
+    (commit, dirty)
 }

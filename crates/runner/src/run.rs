@@ -2,7 +2,7 @@
 //! summary. Finished runs are skipped; interrupted ones resume from their last checkpoint.
 
 use crate::config::RunKeys;
-use crate::manifest::{self, Manifest, Provenance, Status};
+use crate::manifest::{self, EpochFiles, Manifest, Provenance, Status};
 use anyhow::Context;
 use candle_core::Device;
 use std::path::Path;
@@ -101,16 +101,26 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     };
     remove_stale_temp_files(job.dir.path());
     let manifest_path = job.dir.file(track::MANIFEST);
-    let previous = Manifest::read(&manifest_path);
-    if !job.force
-        && previous
-            .as_ref()
-            .is_some_and(|m| m.status == Status::Done && m.id == job.id)
+    let previous = if job.force {
+        None
+    } else {
+        match Manifest::load(&manifest_path) {
+            Ok(m) => m,
+            // Nothing is written: the unreadable manifest stays for the user to look at.
+            Err(e) => return Outcome::Failed(format!("{e:#}")),
+        }
+    };
+    if previous
+        .as_ref()
+        .is_some_and(|m| m.status == Status::Done && m.id == job.id)
     {
         return Outcome::Skipped;
     }
     let start = Instant::now();
     let mut manifest = Manifest::new(job.id, job.keys, job.provenance);
+    // Kept until a resume is verified or the run starts over, so a refused resume is
+    // refused again on the next try.
+    manifest.checksums = previous.map(|m| m.checksums).unwrap_or_default();
     let mut progress = Progress::default();
     let result = train(job, &mut manifest, &mut progress, on_epoch);
     let outcome = match result {
@@ -138,6 +148,11 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
         );
         // Best effort: a run that failed writing its results may fail here again.
         let _ = track::write_summary(&job.dir.file(track::SUMMARY), &cells);
+        for name in [track::SUMMARY, track::ESTEP] {
+            if let Ok(sha) = track::sha256_of(&job.dir.file(name)) {
+                manifest.sha256.insert(name.to_string(), sha);
+            }
+        }
         let _ = manifest.write(&manifest_path);
     }
     outcome
@@ -161,6 +176,7 @@ fn train(
     progress: &mut Progress,
     on_epoch: OnEpoch,
 ) -> anyhow::Result<bool> {
+    injected_panic(job.id);
     let dir = &job.dir;
     let header = format!(
         "# vaelab run {} (id {}), resolved from {}\n",
@@ -181,6 +197,7 @@ fn train(
     let mut rows = Vec::new();
     let mut done = 0;
     if !job.force && ckpt.exists() && metrics_path.exists() {
+        verify_resume(&manifest.checksums, dir)?;
         // Resume: the checkpoint says how many epochs are safely on disk; later rows are dropped.
         if let Ok(epochs) = trainer.load_checkpoint(&ckpt) {
             if let Ok(old) = track::read_metrics(&metrics_path) {
@@ -197,6 +214,9 @@ fn train(
             rows.clear();
             done = 0;
         }
+    }
+    if done == 0 {
+        manifest.checksums.clear();
     }
     progress.carried_seconds = rows.iter().map(|r| r.seconds).sum();
     manifest.epochs_done = done;
@@ -216,15 +236,25 @@ fn train(
         }
         rows.push(row(job.id, &train));
         rows.push(row(job.id, &test));
-        track::write_metrics(&metrics_path, &rows)?;
-        track::write_atomic_with(&ckpt, |tmp| {
+        // Both files are staged (filled, synced), their hashes go into the manifest, and only
+        // then do they replace the last epoch's: whenever a crash strikes, each file on disk
+        // matches a hash the manifest holds (this epoch's or the one before).
+        let metrics = track::stage_metrics(&metrics_path, &rows)?;
+        let checkpoint = track::stage_with(&ckpt, |tmp| {
             trainer
                 .save_checkpoint(tmp, epoch)
                 .map_err(|e| e.to_string())
         })?;
+        manifest.record_epoch(EpochFiles {
+            epoch,
+            checkpoint: checkpoint.sha256()?,
+            metrics: metrics.sha256()?,
+        });
         manifest.epochs_done = epoch;
         manifest.last_good_epoch = epoch;
         manifest.write(&dir.file(track::MANIFEST))?;
+        metrics.commit()?;
+        checkpoint.commit()?;
         on_epoch(&train, &test);
     }
     let n = rows.len();
@@ -248,6 +278,62 @@ fn train(
         track::write_estep_curve(&dir.file(track::ESTEP), &gap.curve)?;
     }
     Ok(true)
+}
+
+/// Fault injection (RELIABILITY.md): `VAELAB_FAULT_PANIC_RUN=ID` panics inside the run whose
+/// id starts with ID, so the tests can show that a panic stays inside its run.
+fn injected_panic(id: &str) {
+    if let Ok(prefix) = std::env::var("VAELAB_FAULT_PANIC_RUN") {
+        if !prefix.is_empty() && id.starts_with(&prefix) {
+            panic!("injected panic (VAELAB_FAULT_PANIC_RUN) in run {id}");
+        }
+    }
+}
+
+/// Marks a run whose training panicked `failed` in its manifest, with the panic's message (the
+/// manifest would otherwise still say `running`).
+pub fn mark_panicked(job: &RunJob, message: &str) {
+    let path = job.dir.file(track::MANIFEST);
+    let mut m = Manifest::read(&path)
+        .filter(|m| m.id == job.id)
+        .unwrap_or_else(|| Manifest::new(job.id, job.keys, job.provenance));
+    m.status = Status::Failed;
+    m.error = Some(message.to_string());
+    m.ended_at = Some(manifest::now());
+    let _ = m.write(&path);
+}
+
+/// Refuses to resume from a checkpoint or metrics file that matches none of the hashes the
+/// last attempt recorded (truncated, corrupted, or copied from another run). Manifests written
+/// before vaelab recorded hashes have none, and their runs resume unchecked.
+fn verify_resume(records: &[EpochFiles], dir: &RunDir) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let epochs: Vec<String> = records.iter().map(|r| r.epoch.to_string()).collect();
+    for name in [track::CHECKPOINT, track::METRICS] {
+        let recorded = |r: &EpochFiles| {
+            if name == track::CHECKPOINT {
+                r.checkpoint.clone()
+            } else {
+                r.metrics.clone()
+            }
+        };
+        let path = dir.file(name);
+        let found =
+            track::sha256_of(&path).with_context(|| format!("reading {}", path.display()))?;
+        if !records.iter().any(|r| recorded(r) == found) {
+            anyhow::bail!(
+                "{} does not match the SHA-256 that {} recorded for epoch {}: the file changed \
+                 after vaelab wrote it (truncated, corrupted or copied from another run), so the \
+                 run does not train on from it; rerun with --force to train it from the start",
+                path.display(),
+                dir.file(track::MANIFEST).display(),
+                epochs.join(" or ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A final estimate, or `None` when the stop flag ended it.

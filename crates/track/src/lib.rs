@@ -6,12 +6,12 @@ mod lock;
 mod run_dir;
 mod table;
 
-pub use atomic::{write_atomic, write_atomic_with};
+pub use atomic::{copy_atomic, sha256_of, stage_with, write_atomic, write_atomic_with, Staged};
 pub use lock::{holder, Lock, LOCK};
 pub use run_dir::{RunDir, CHECKPOINT, CONFIG, ESTEP, MANIFEST, METRICS, SUMMARY};
 pub use table::{
-    frame_of_cells, read_frame, read_metrics, write_estep_curve, write_frame, write_metrics,
-    write_summary, Cell, MetricsRow, SUMMARY_METRICS,
+    frame_of_cells, read_frame, read_metrics, stage_frame, stage_metrics, write_estep_curve,
+    write_frame, write_metrics, write_summary, Cell, MetricsRow, SUMMARY_METRICS,
 };
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The Parquet tables of a run.
 
-use crate::{write_atomic_with, TrackError};
+use crate::{stage_with, Staged, TrackError};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -92,8 +92,13 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
 }
 
 /// Writes any frame to `path` as Parquet, atomically.
-pub fn write_frame(path: &Path, mut df: DataFrame) -> Result<(), TrackError> {
-    write_atomic_with(path, |tmp| {
+pub fn write_frame(path: &Path, df: DataFrame) -> Result<(), TrackError> {
+    stage_frame(path, df)?.commit()
+}
+
+/// Stages a frame as Parquet for `path` (see [`Staged`]).
+pub fn stage_frame(path: &Path, mut df: DataFrame) -> Result<Staged, TrackError> {
+    stage_with(path, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
         ParquetWriter::new(file)
             .finish(&mut df)
@@ -104,11 +109,16 @@ pub fn write_frame(path: &Path, mut df: DataFrame) -> Result<(), TrackError> {
 
 /// Writes every epoch row so far to `path` (the whole table, atomically).
 pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<(), TrackError> {
+    stage_metrics(path, rows)?.commit()
+}
+
+/// Stages every epoch row so far for `path` (see [`Staged`]).
+pub fn stage_metrics(path: &Path, rows: &[MetricsRow]) -> Result<Staged, TrackError> {
     let df = metrics_frame(rows).map_err(|source| TrackError::Polars {
         path: path.into(),
         source,
     })?;
-    write_frame(path, df)
+    stage_frame(path, df)
 }
 
 /// Reads a whole Parquet file; errors name the path.

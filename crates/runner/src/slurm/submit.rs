@@ -80,7 +80,7 @@ fn submit_array(
     std::fs::create_dir_all(&staging)?;
     track::write_atomic(&staging.join("job.sh"), script.as_bytes())?;
     track::write_atomic(&staging.join(TASKS), (ids.join("\n") + "\n").as_bytes())?;
-    std::fs::copy(sweep_dir.join(SWEEP_COPY), staging.join(SWEEP_COPY))
+    track::copy_atomic(&sweep_dir.join(SWEEP_COPY), &staging.join(SWEEP_COPY))
         .with_context(|| format!("copying {}", sweep_dir.join(SWEEP_COPY).display()))?;
     let n = ids.len();
     let array = match jobs {

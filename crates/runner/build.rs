@@ -1,0 +1,56 @@
+//! Records the commit vaelab is built from, and whether its sources differed from it, so a
+//! manifest names the build that trained a run (not the folder it was started in).
+
+use std::path::Path;
+use std::process::Command;
+
+/// What a build is made of: a change here makes the build differ from its commit.
+const SOURCES: &[&str] = &["crates", "Cargo.toml", "Cargo.lock"];
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let commit = git(&root, &["rev-parse", "--short=12", "HEAD"]);
+    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    status.extend(SOURCES);
+    let dirty = commit
+        .as_ref()
+        .and(git(&root, &status))
+        .map(|s| !s.is_empty());
+    let build = match (&commit, dirty) {
+        (Some(c), Some(true)) => format!("{c}, dirty"),
+        (Some(c), _) => c.clone(),
+        (None, _) => "not built from a git checkout".into(),
+    };
+    println!("cargo:rustc-env=VAELAB_BUILD={build}");
+    println!(
+        "cargo:rustc-env=VAELAB_GIT_COMMIT={}",
+        commit.unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=VAELAB_GIT_DIRTY={}",
+        dirty.map(|d| d.to_string()).unwrap_or_default()
+    );
+    // Rerun when HEAD moves (a commit, a checkout) or a source changes.
+    if let Some(git_dir) = git(&root, &["rev-parse", "--absolute-git-dir"]) {
+        for f in ["HEAD", "index", "packed-refs"] {
+            println!("cargo:rerun-if-changed={git_dir}/{f}");
+        }
+        if let Some(head_ref) = git(&root, &["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
+        }
+    }
+    for s in SOURCES {
+        println!("cargo:rerun-if-changed={}", root.join(s).display());
+    }
+}
