@@ -396,13 +396,20 @@ fn crashes_at_every_write_and_at_random_moments_lose_nothing_and_resume_exactly(
 
     // B: SIGKILL and Ctrl-C at moments drawn from the seed over the reference's wall time; a
     // kill counts when it left work undone, and the sweep is resumed to the end every time.
+    // The span is a warm sweep's wall time (the first one also read the data from disk).
+    let warm = tmp.path().join("warm");
+    let started = std::time::Instant::now();
+    assert!(sweep_1_thread(&file, &warm, &[]).status.success());
+    let span = (started.elapsed().as_millis() as u64).max(100);
+    eprintln!(
+        "signals over 0–{span} ms (cold reference: {} ms)",
+        reference_wall.as_millis()
+    );
     let mut state = seed;
-    for k in 0..12 {
+    for k in 0..15 {
         let results = tmp.path().join(format!("signal-{k}"));
         let sweep_dir = results.join("crash");
-        let delay = Duration::from_millis(
-            50 + splitmix(&mut state) % (reference_wall.as_millis() as u64).max(100),
-        );
+        let delay = Duration::from_millis(20 + splitmix(&mut state) % span);
         let mut child = vaelab()
             .args(sweep_args(&file, &results))
             .env("RAYON_NUM_THREADS", "1")
@@ -423,9 +430,19 @@ fn crashes_at_every_write_and_at_random_moments_lose_nothing_and_resume_exactly(
         }
         let out = child.wait_with_output().unwrap();
         let how = if ctrl_c { "Ctrl-C" } else { "SIGKILL" };
-        if unfinished(&sweep_dir) && !out.status.success() {
+        let counted = unfinished(&sweep_dir) && !out.status.success();
+        eprintln!(
+            "{how} after {} ms: {}",
+            delay.as_millis(),
+            if counted {
+                "work left undone"
+            } else {
+                "the sweep had finished"
+            }
+        );
+        if counted {
             points.push(KillPoint {
-                kind: "any (signal)".into(),
+                kind: how.into(),
                 file: format!("{how} after {} ms", delay.as_millis()),
                 write: 0,
                 epoch: None,
@@ -461,6 +478,12 @@ fn crashes_at_every_write_and_at_random_moments_lose_nothing_and_resume_exactly(
         "{} distinct kill points",
         distinct.len()
     );
+    for how in ["SIGKILL", "Ctrl-C"] {
+        assert!(
+            by_kind.contains_key(how),
+            "no {how} left work undone: {by_kind:?}"
+        );
+    }
     for kind in KINDS {
         let n = by_kind.get(kind).copied().unwrap_or(0);
         assert!(n >= 3, "{kind}: struck {n} times; {by_kind:?}");

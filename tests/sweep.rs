@@ -229,15 +229,31 @@ fn kill_9_then_rerun_completes_every_run_exactly_as_if_uninterrupted() {
                 std::fs::read_to_string(e.path().join("manifest.json"))
                     .is_ok_and(|m| m.contains("\"epochs_done\": 2"))
             });
-        if any_epoch || start.elapsed() > Duration::from_secs(60) {
+        if any_epoch {
             break;
         }
+        assert!(
+            start.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none(),
+            "no run reached epoch 2 while the sweep ran: nothing to kill mid-run"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let partial = std::fs::read_dir(killed.join("tiny/runs")).unwrap().count();
-    assert!(partial >= 1, "the sweep was killed before any run started");
+    // The kill must leave work undone, or the rerun proves nothing.
+    let undone = std::fs::read_dir(killed.join("tiny/runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            !std::fs::read_to_string(e.path().join("manifest.json"))
+                .is_ok_and(|m| m.contains("\"status\": \"done\""))
+        })
+        .count();
+    let started = std::fs::read_dir(killed.join("tiny/runs")).unwrap().count();
+    assert!(
+        started >= 1 && (undone >= 1 || started < 8),
+        "the kill left nothing undone"
+    );
 
     let rerun = sweep(&file, &killed);
     assert!(rerun.status.success(), "{}", stderr(&rerun));

@@ -21,4 +21,6 @@ pub enum ReportError {
     Table { path: PathBuf, reason: String },
     #[error("figure {figure}: {reason}")]
     Draw { figure: String, reason: String },
+    #[error("stopped before the report was finished (after {drawn} figures)")]
+    Stopped { drawn: usize },
 }

@@ -25,6 +25,8 @@ pub struct Inputs {
     pub sweep_toml: String,
     /// Runs whose checkpoints the image figures may decode.
     pub models: Vec<ModelRef>,
+    /// Raised (Ctrl-C): stop after the figure being drawn, with [`ReportError::Stopped`].
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One figure of the report.

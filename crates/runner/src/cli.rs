@@ -251,7 +251,7 @@ fn report(sweep_dir: &Path) -> Result<(), Failure> {
         };
         collected.map_err(Failure::Run)?;
     }
-    crate::report::draw(sweep_dir)
+    crate::report::draw(sweep_dir, None)
         .map(|_| ())
         .map_err(Failure::Run)
 }
@@ -405,13 +405,7 @@ fn sweep(
     let cancel = cancel_on_ctrl_c(STOP_TRAINING);
     let outcomes = run_plan(&plan, &sweep_dir, &data, &how, &cancel).map_err(Failure::Run)?;
     let outcomes: Vec<(usize, Outcome)> = outcomes.into_iter().enumerate().collect();
-    conclude(
-        &plan,
-        &sweep_dir,
-        &outcomes,
-        0,
-        cancel.load(Ordering::SeqCst),
-    )
+    conclude(&plan, &sweep_dir, &outcomes, 0, Some(cancel))
 }
 
 fn slurm_sweep(

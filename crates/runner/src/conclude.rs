@@ -7,16 +7,20 @@ use crate::plan::Plan;
 use crate::run::Outcome;
 use anyhow::anyhow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Counts how the runs ended, draws the report and turns failed or diverged runs (listed) into
-/// the exit code. `outcomes` pairs plan indices with how those runs ended.
+/// the exit code. `outcomes` pairs plan indices with how those runs ended; `cancel` is the
+/// Ctrl-C flag of a local sweep (raised before or during the report: exit 130).
 pub fn conclude(
     plan: &Plan,
     sweep_dir: &Path,
     outcomes: &[(usize, Outcome)],
     already_done: usize,
-    interrupted: bool,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> Result<(), Failure> {
+    let interrupted = cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
     let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|(_, o)| f(o)).count();
     let (done, skipped) = (
         count(|o| *o == Outcome::Done),
@@ -44,7 +48,17 @@ pub fn conclude(
         )));
     }
     note!("drawing the report of {}", plan.name);
-    let report = crate::report::draw(sweep_dir);
+    let report = crate::report::draw(sweep_dir, cancel);
+    if let Err(e) = &report {
+        if let Some(vaelab_report::ReportError::Stopped { drawn }) = e.downcast_ref() {
+            return Err(Failure::Interrupted(anyhow!(
+                "sweep {}: every run's results stand, but Ctrl-C stopped the report after \
+                 {drawn} figures; `vaelab report {}` draws it",
+                plan.name,
+                sweep_dir.display()
+            )));
+        }
+    }
     if !bad.is_empty() {
         return Err(Failure::Run(anyhow!(
             "{} run(s) did not finish:\n{}",

@@ -32,12 +32,18 @@ pub fn inputs(sweep_dir: &Path) -> anyhow::Result<Inputs> {
         sweep_dir: sweep_dir.to_path_buf(),
         sweep_toml,
         models,
+        stop: None,
     })
 }
 
-/// Draws every figure and the page; prints one line per figure.
-pub fn draw(sweep_dir: &Path) -> anyhow::Result<Vec<Figure>> {
-    let inputs = inputs(sweep_dir)?;
+/// Draws every figure and the page; prints one line per figure. A raised `stop` ends it
+/// between figures with [`vaelab_report::ReportError::Stopped`].
+pub fn draw(
+    sweep_dir: &Path,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<Vec<Figure>> {
+    let mut inputs = inputs(sweep_dir)?;
+    inputs.stop = stop;
     // Two sweeps ending together on one folder draw one after the other.
     let _lock = vaelab_track::Lock::acquire(&sweep_dir.join(".report.lock"))?;
     let figures = vaelab_report::render(&inputs)?;

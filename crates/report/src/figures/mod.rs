@@ -22,8 +22,20 @@ pub fn draw(inputs: &Inputs, sweep: &Sweep) -> Result<Vec<Figure>, ReportError> 
         source,
     })?;
     let mut figures = Vec::new();
+    let stopped = || {
+        inputs
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let mut add =
         |name: String, title: String, caption: &str, drawn: Drawn| -> Result<(), ReportError> {
+            // Ctrl-C stops the report between figures; what is drawn stays.
+            if stopped() {
+                return Err(ReportError::Stopped {
+                    drawn: figures.len(),
+                });
+            }
             figures.push(Figure {
                 name,
                 title,

@@ -239,7 +239,7 @@ fn collect_and_conclude(
             (w.run, outcome)
         })
         .collect();
-    crate::conclude::conclude(plan, sweep_dir, &outcomes, already_done, false)
+    crate::conclude::conclude(plan, sweep_dir, &outcomes, already_done, None)
 }
 
 /// Brings a sweep folder's records up to date: runs whose Slurm task ended unfinished are
