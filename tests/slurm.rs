@@ -564,3 +564,96 @@ fn ctrl_c_while_waiting_detaches_and_report_collects_later() {
         .all(|s| s == "done"));
     assert!(dir.join("report.html").exists());
 }
+
+/// Slurm's own time limit, for real: a 1-minute limit with `requeue = true` warns the task
+/// (`--signal=B:USR1@25`; Slurm checks limits every 30 s, so it comes 5–35 s in) before it strikes; the task keeps its last epoch, requeues itself and
+/// resumes, as often as it takes. The run ends `done`, requeued at least once, each epoch once,
+/// with the numbers of an uninterrupted local run.
+#[test]
+fn the_time_limit_warning_requeues_the_task_until_the_run_is_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "limit",
+        60,
+        60000,
+        "model = [\"vae\"]\n\n[slurm]\nrequeue = true\ntime = \"1\"\nsignal_lead = 25",
+    );
+    let results = tmp.path().join("results");
+    let dir = results.join("limit");
+    let mut child = spawn_slurm_sweep(&file, &results);
+    // A requeued task waits for its BeginTime; start it again at once, as a busy cluster would
+    // soon.
+    let deadline = Instant::now() + Duration::from_secs(420);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish within 7 minutes"
+        );
+        if let Some(array) = arrays(&dir).first() {
+            let _ = cmd("scontrol")
+                .args(["update", &format!("JobId={array}_0"), "StartTime=now"])
+                .output();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = read(&dir.join("runs.parquet"));
+    let id = strings(&runs, "run_id")[0].clone();
+    let m = manifest(&dir, &id);
+    assert_eq!(m["status"], "done", "{m}");
+    let restarts = m["slurm"]["restart_count"].as_u64().unwrap_or(0);
+    let log =
+        std::fs::read_to_string(dir.join(format!("slurm/{}/0.err", arrays(&dir)[0]))).unwrap();
+    eprintln!("time limit: the task was requeued {restarts} times");
+    assert!(restarts >= 1, "never requeued:\n{log}");
+    assert!(log.contains("time limit near"), "{log}");
+    assert_each_epoch_once(&dir, 60);
+    let local = tmp.path().join("local");
+    let out = local_sweep(&file, &local);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tables(&dir, &local.join("limit"));
+}
+
+/// A task that runs into its time limit without `requeue` ends `TIMEOUT`: the run is `failed`
+/// with Slurm's reason, keeps its finished epochs, and a rerun (here on this machine) resumes it
+/// to the numbers of an uninterrupted run.
+#[test]
+fn a_task_past_its_time_limit_is_marked_timeout_and_a_rerun_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "timeout",
+        90,
+        60000,
+        "model = [\"vae\"]\n\n[slurm]\ntime = \"1\"",
+    );
+    let results = tmp.path().join("results");
+    let dir = results.join("timeout");
+    let out = slurm_sweep(&file, &results, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let runs = read(&dir.join("runs.parquet"));
+    let error = runs
+        .column("error")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .map(str::to_string);
+    assert_eq!(strings(&runs, "status"), ["failed"]);
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("TIMEOUT")),
+        "{error:?}"
+    );
+    let kept = epochs_done(&dir)[0];
+    eprintln!("time limit struck after {kept} epochs: {error:?}");
+    assert!(kept >= 1, "no epoch kept");
+    let rerun = local_sweep(&file, &results);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert_each_epoch_once(&dir, 90);
+    let local = tmp.path().join("local");
+    let out = local_sweep(&file, &local);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tables(&dir, &local.join("timeout"));
+}
