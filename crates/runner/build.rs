@@ -41,8 +41,15 @@ fn main() {
         "cargo:rustc-env=VAELAB_GIT_DIRTY={}",
         dirty.map(|d| d.to_string()).unwrap_or_default()
     );
-    // Rerun when HEAD moves (a commit, a checkout) or a source changes.
-    if let Some(git_dir) = git(&root, &["rev-parse", "--absolute-git-dir"]) {
+    // Rerun when HEAD moves (a commit, a checkout) or a source changes. The paths are relative
+    // to this crate, so cargo checks them in whichever checkout builds: two checkouts sharing a
+    // target folder share this script's output, which absolute paths would pin to one of them.
+    if let Some(git_dir) = git(&root, &["rev-parse", "--git-dir"]) {
+        let git_dir = if Path::new(&git_dir).is_absolute() {
+            git_dir
+        } else {
+            format!("../../{git_dir}")
+        };
         for f in ["HEAD", "index", "packed-refs"] {
             println!("cargo:rerun-if-changed={git_dir}/{f}");
         }
@@ -51,6 +58,6 @@ fn main() {
         }
     }
     for s in SOURCES {
-        println!("cargo:rerun-if-changed={}", root.join(s).display());
+        println!("cargo:rerun-if-changed=../../{s}");
     }
 }

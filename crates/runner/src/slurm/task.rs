@@ -36,6 +36,20 @@ impl Signals {
         signal_hook::flag::register(SIGUSR1, s.time_limit.clone())?;
         Ok(s)
     }
+
+    /// After the task requeued itself: waits (at most a minute) for the SIGTERM with which
+    /// Slurm ends this attempt, and ends at it. Exiting first races the requeue: Slurm may
+    /// record the attempt's non-zero exit as the task FAILED, and the submitter stop waiting.
+    fn await_requeue() {
+        use signal_hook::consts::SIGTERM;
+        let armed = Arc::new(AtomicBool::new(true));
+        if signal_hook::flag::register_conditional_shutdown(SIGTERM, 143, armed).is_ok() {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 /// Trains task `index` of the array folder `dir`.
@@ -132,6 +146,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
                 }
                 Cluster::requeue(task).map_err(|e| Failure::Run(e.into()))?;
                 note!("{label}: time limit near: epoch {epochs_after} kept, task requeued");
+                Signals::await_requeue();
             }
             Err(Failure::Interrupted(anyhow!(
                 "{label}: stopped by a signal after epoch {epochs_after}; it resumes there"
