@@ -1399,3 +1399,47 @@ fn the_manifest_names_the_builds_commit_wherever_vaelab_runs() {
     let version = String::from_utf8_lossy(&version.stdout).into_owned();
     assert!(version.contains(&head), "{version}");
 }
+
+/// A run file's name reused with other keys is another run (another id) in the same folder:
+/// it trains from epoch 1, never on from the checkpoint the old run left there.
+#[test]
+fn a_folder_left_by_another_run_is_never_resumed_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, dir) = crashed_after_two_epochs(tmp.path(), "reused", 5);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("seed = 5", "seed = 6");
+    std::fs::write(&file, &text).unwrap();
+    let results = tmp.path().join("results");
+    let out = vaelab(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("epoch 1/3"),
+        "trained on from the other run's checkpoint: {}",
+        stderr(&out)
+    );
+    let got = read(&dir.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
+    let fresh = tmp.path().join("fresh");
+    let again = run_file(&fresh, "reused", &text.replace("name = \"reused\"\n", ""));
+    let out = vaelab(
+        &[
+            "run",
+            again.to_str().unwrap(),
+            "--results-dir",
+            fresh.join("results").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = read(&fresh.join("results/reused/metrics.parquet"))
+        .drop_many(["seconds", "samples_per_sec"]);
+    assert!(got.equals_missing(&want), "{got}\n{want}");
+}

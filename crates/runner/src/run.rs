@@ -118,11 +118,16 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     }
     let start = Instant::now();
     let mut manifest = Manifest::new(job.id, job.keys, job.provenance);
+    // A folder last written by another run (a run file's name reused with other keys) holds
+    // that run's checkpoint: never resumed from.
+    let resumable = !job.force && previous.as_ref().is_none_or(|m| m.id == job.id);
     // Kept until a resume is verified or the run starts over, so a refused resume is
     // refused again on the next try.
-    manifest.checksums = previous.map(|m| m.checksums).unwrap_or_default();
+    if resumable {
+        manifest.checksums = previous.map(|m| m.checksums).unwrap_or_default();
+    }
     let mut progress = Progress::default();
-    let result = train(job, &mut manifest, &mut progress, on_epoch);
+    let result = train(job, resumable, &mut manifest, &mut progress, on_epoch);
     let outcome = match result {
         Ok(true) => Outcome::Done,
         Ok(false) => Outcome::Interrupted,
@@ -169,9 +174,11 @@ struct Progress {
     carried_seconds: f64,
 }
 
-/// Trains; Ok(true) when all epochs ran, Ok(false) when cancelled.
+/// Trains, resuming from the folder's checkpoint when `resumable`; Ok(true) when all epochs
+/// ran, Ok(false) when cancelled.
 fn train(
     job: &RunJob,
+    resumable: bool,
     manifest: &mut Manifest,
     progress: &mut Progress,
     on_epoch: OnEpoch,
@@ -196,7 +203,7 @@ fn train(
     let (ckpt, metrics_path) = (dir.file(track::CHECKPOINT), dir.file(track::METRICS));
     let mut rows = Vec::new();
     let mut done = 0;
-    if !job.force && ckpt.exists() && metrics_path.exists() {
+    if resumable && ckpt.exists() && metrics_path.exists() {
         verify_resume(&manifest.checksums, dir)?;
         // Resume: the checkpoint says how many epochs are safely on disk; later rows are dropped.
         if let Ok(epochs) = trainer.load_checkpoint(&ckpt) {
