@@ -1,4 +1,5 @@
-//! Architecture checks that fail on a new import circle.
+//! Architecture checks that fail on a new import circle, and on a file write that bypasses
+//! the atomic write path (`every_file_write_goes_through_the_atomic_path`).
 //!
 //! An import circle is a set of files of one crate that name each other's items: A uses an
 //! item defined in B and B (directly or through more files) uses an item defined in A. Each
