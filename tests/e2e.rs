@@ -1062,6 +1062,38 @@ fn a_resume_refuses_a_corrupt_truncated_or_swapped_file_naming_it() {
         m["sha256"]["summary.parquet"],
         sha256sum(&flipped_dir.join("summary.parquet"))
     );
+    // `show` checks a finished run's files against the manifest: all ok, then the changed one.
+    let id = m["id"].as_str().unwrap().to_string();
+    let show = |_: ()| {
+        let out = vaelab(
+            &["show", &id[..8], "--results-dir", results.to_str().unwrap()],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = show(());
+    for name in [
+        "checkpoint.safetensors",
+        "metrics.parquet",
+        "summary.parquet",
+        "estep.parquet",
+    ] {
+        assert!(
+            before.contains(&format!("  {name}: ok")),
+            "{name}: {before}"
+        );
+    }
+    let mut bytes = std::fs::read(flipped_dir.join("summary.parquet")).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0x40;
+    std::fs::write(flipped_dir.join("summary.parquet"), &bytes).unwrap();
+    let after = show(());
+    assert!(
+        after.contains("  summary.parquet: CHANGED since vaelab wrote it"),
+        "{after}"
+    );
+    assert!(after.contains("  checkpoint.safetensors: ok"), "{after}");
 }
 
 /// y = W x + b for a candle-layout weight (out, in), in f64.
