@@ -828,6 +828,24 @@ fn a_bad_conv_kernel_width_exits_2_before_training() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// `vaelab run FILE --results-dir RESULTS` with `envs`, to its end.
+fn run_into(file: &Path, results: &Path, envs: &[(&str, &str)]) -> Output {
+    vaelab(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ],
+        envs,
+    )
+}
+
+/// A run folder's per-epoch metrics without the timing columns (which differ run to run).
+fn metrics_without_timing(run: &Path) -> DataFrame {
+    read(&run.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"])
+}
+
 /// Trains the PyTorch example's VAE (latent 20, Bernoulli, Adam 1e-3, batch 128) on all of
 /// Fashion-MNIST for `epochs` on 2 threads; its test −ELBO per epoch and the manifest's CPU
 /// line (which names the conv kernels' width).
@@ -839,15 +857,7 @@ fn headline_run(name: &str, architecture: &str, epochs: usize) -> (Vec<f64>, Str
     );
     let file = run_file(tmp.path(), name, &body);
     let results = tmp.path().join("results");
-    let out = vaelab(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--results-dir",
-            results.to_str().unwrap(),
-        ],
-        &[("RAYON_NUM_THREADS", "2")],
-    );
+    let out = run_into(&file, &results, &[("RAYON_NUM_THREADS", "2")]);
     assert!(out.status.success(), "vaelab failed: {}", stderr(&out));
     let m = read(&results.join(name).join("metrics.parquet"));
     let test = m
@@ -895,13 +905,7 @@ fn crashed_after_two_epochs(dir: &Path, name: &str, seed: u64) -> (PathBuf, Path
     );
     let file = run_file(dir, name, &body);
     let results = dir.join("results");
-    let args = [
-        "run",
-        file.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ];
-    let out = vaelab(&args, &[("VAELAB_FAULT_ABORT_AT", "9")]);
+    let out = run_into(&file, &results, &[("VAELAB_FAULT_ABORT_AT", "9")]);
     assert!(
         stderr(&out).contains("injected crash") && stderr(&out).contains("metrics.parquet"),
         "{}",
@@ -930,15 +934,7 @@ fn a_resume_refuses_a_corrupt_truncated_or_swapped_file_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let rerun = |file: &Path| {
         let results = tmp.path().join("results");
-        vaelab(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--results-dir",
-                results.to_str().unwrap(),
-            ],
-            &[],
-        )
+        run_into(file, &results, &[])
     };
     let (flipped, flipped_dir) = crashed_after_two_epochs(tmp.path(), "flipped", 0);
     let (truncated, truncated_dir) = crashed_after_two_epochs(tmp.path(), "truncated", 1);
@@ -1013,28 +1009,11 @@ fn a_resume_refuses_a_corrupt_truncated_or_swapped_file_naming_it() {
         "resumed at epoch 3: {}",
         stderr(&out)
     );
-    let resumed =
-        read(&older_dir.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
-    let fresh = tmp.path().join("fresh");
-    let file = run_file(
-        &fresh,
-        "older",
-        &std::fs::read_to_string(&older)
-            .unwrap()
-            .replace("name = \"older\"\n", ""),
-    );
-    let out = vaelab(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--results-dir",
-            fresh.join("results").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let uninterrupted = read(&fresh.join("results/older/metrics.parquet"))
-        .drop_many(["seconds", "samples_per_sec"]);
+    let resumed = metrics_without_timing(&older_dir);
+    let body = std::fs::read_to_string(&older)
+        .unwrap()
+        .replace("name = \"older\"\n", "");
+    let uninterrupted = metrics_without_timing(&train(&tmp.path().join("fresh"), "older", &body));
     assert!(
         resumed.equals_missing(&uninterrupted),
         "{resumed}\n{uninterrupted}"
@@ -1294,7 +1273,7 @@ fn a_finished_run_is_skipped_and_force_retrains_it_to_the_same_numbers() {
     let file = tmp.path().join("again.toml");
     let results = tmp.path().join("results");
     let manifest = std::fs::read(run.join("manifest.json")).unwrap();
-    let metrics = read(&run.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
+    let metrics = metrics_without_timing(&run);
     let args = [
         "run",
         file.to_str().unwrap(),
@@ -1320,7 +1299,7 @@ fn a_finished_run_is_skipped_and_force_retrains_it_to_the_same_numbers() {
         "{}",
         stderr(&out)
     );
-    let again = read(&run.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
+    let again = metrics_without_timing(&run);
     assert!(again.equals_missing(&metrics), "{again}\n{metrics}");
 }
 
@@ -1338,15 +1317,7 @@ fn every_conv_path_this_cpu_runs_trains_the_same_model() {
     for width in ["avx512", "avx2", "none"] {
         let file = run_file(&tmp.path().join(width), "conv", &body);
         let results = tmp.path().join(width).join("results");
-        let out = vaelab(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--results-dir",
-                results.to_str().unwrap(),
-            ],
-            &[("VAELAB_CONV_SIMD", width)],
-        );
+        let out = run_into(&file, &results, &[("VAELAB_CONV_SIMD", width)]);
         if out.status.code() == Some(2) && stderr(&out).contains("this CPU lacks it") {
             eprintln!(
                 "conv path {width}: not on this CPU ({})",
@@ -1443,35 +1414,15 @@ fn a_folder_left_by_another_run_is_never_resumed_from() {
         .replace("seed = 5", "seed = 6");
     std::fs::write(&file, &text).unwrap();
     let results = tmp.path().join("results");
-    let out = vaelab(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--results-dir",
-            results.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = run_into(&file, &results, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("epoch 1/3"),
         "trained on from the other run's checkpoint: {}",
         stderr(&out)
     );
-    let got = read(&dir.join("metrics.parquet")).drop_many(["seconds", "samples_per_sec"]);
-    let fresh = tmp.path().join("fresh");
-    let again = run_file(&fresh, "reused", &text.replace("name = \"reused\"\n", ""));
-    let out = vaelab(
-        &[
-            "run",
-            again.to_str().unwrap(),
-            "--results-dir",
-            fresh.join("results").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let want = read(&fresh.join("results/reused/metrics.parquet"))
-        .drop_many(["seconds", "samples_per_sec"]);
+    let got = metrics_without_timing(&dir);
+    let body = text.replace("name = \"reused\"\n", "");
+    let want = metrics_without_timing(&train(&tmp.path().join("fresh"), "reused", &body));
     assert!(got.equals_missing(&want), "{got}\n{want}");
 }

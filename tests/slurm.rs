@@ -244,6 +244,11 @@ fn epochs_done(sweep_dir: &Path) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The stderr log of task 0 of a sweep's first array.
+fn first_task_log(sweep_dir: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(sweep_dir.join(format!("slurm/{}/0.err", arrays(sweep_dir)[0])))
+}
+
 fn manifest(sweep_dir: &Path, id: &str) -> serde_json::Value {
     let path = sweep_dir.join("runs").join(id).join("manifest.json");
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
@@ -379,7 +384,7 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
             .args(["update", &format!("JobId={task}"), "StartTime=now"])
             .output();
         std::thread::sleep(Duration::from_millis(500));
-        let log = std::fs::read_to_string(dir.join(format!("slurm/{}/0.err", arrays(&dir)[0])));
+        let log = first_task_log(&dir);
         log.is_ok_and(|l| l.contains("(restart 1)"))
     });
     let out = child.wait_with_output().unwrap();
@@ -392,8 +397,7 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
     assert_eq!(m["slurm"]["restart_count"], 1, "{m}");
     assert_each_epoch_once(&dir, 16);
     // The second start trained on from the checkpoint, not from epoch 1.
-    let log =
-        std::fs::read_to_string(dir.join(format!("slurm/{}/0.err", arrays(&dir)[0]))).unwrap();
+    let log = first_task_log(&dir).unwrap();
     let after = &log[log.find("(restart 1)").unwrap()..];
     let first = after
         .lines()
@@ -604,8 +608,7 @@ fn the_time_limit_warning_requeues_the_task_until_the_run_is_done() {
     let m = manifest(&dir, &id);
     assert_eq!(m["status"], "done", "{m}");
     let restarts = m["slurm"]["restart_count"].as_u64().unwrap_or(0);
-    let log =
-        std::fs::read_to_string(dir.join(format!("slurm/{}/0.err", arrays(&dir)[0]))).unwrap();
+    let log = first_task_log(&dir).unwrap();
     eprintln!("time limit: the task was requeued {restarts} times");
     assert!(restarts >= 1, "never requeued:\n{log}");
     assert!(log.contains("time limit near"), "{log}");
@@ -652,14 +655,7 @@ fn a_task_past_its_time_limit_is_marked_timeout_and_keeps_its_epochs() {
     assert!(kept >= 1, "no epoch kept");
     let id = strings(&runs, "run_id")[0].clone();
     let m = read(&dir.join("runs").join(&id).join("metrics.parquet"));
-    let epochs: BTreeSet<u32> = m
-        .column("epoch")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .iter()
-        .flatten()
-        .collect();
+    let epochs: BTreeSet<u32> = common::u32s(&m, "epoch").into_iter().collect();
     assert_eq!(
         m.height(),
         2 * epochs.len(),

@@ -219,7 +219,7 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
     };
     let (manifest, config) = (read(track::MANIFEST)?, read(track::CONFIG)?);
     crate::output::print(format_args!("{}\n\n{manifest}\n{config}\n", dir.display()))?;
-    if let Ok(Some(m)) = crate::manifest::Manifest::load(&dir.join(track::MANIFEST)) {
+    if let Ok(m) = serde_json::from_str::<crate::manifest::Manifest>(&manifest) {
         crate::output::print(format_args!("{}\n", file_checks(dir, &m)))?;
     }
     if let Ok(m) = track::read_frame(&dir.join(track::METRICS)) {
@@ -250,25 +250,14 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
 /// Each file the manifest holds a SHA-256 of, checked against the file now: `ok` or `CHANGED`
 /// (truncated, corrupted or replaced since vaelab wrote it), one line each.
 fn file_checks(dir: &Path, m: &crate::manifest::Manifest) -> String {
-    let mut expected: Vec<(String, Vec<String>)> = Vec::new();
-    if !m.checksums.is_empty() {
-        expected.push((
-            track::CHECKPOINT.into(),
-            m.checksums.iter().map(|r| r.checkpoint.clone()).collect(),
-        ));
-        expected.push((
-            track::METRICS.into(),
-            m.checksums.iter().map(|r| r.metrics.clone()).collect(),
-        ));
-    }
-    expected.extend(m.sha256.iter().map(|(f, h)| (f.clone(), vec![h.clone()])));
-    if expected.is_empty() {
+    let files = m.hashed_files();
+    if files.is_empty() {
         return "files: no SHA-256 recorded (a vaelab before 2026-12 wrote this run)".into();
     }
     let mut out = String::from("files (SHA-256 against the manifest):");
-    for (name, hashes) in expected {
-        let verdict = match track::sha256_of(&dir.join(&name)) {
-            Ok(h) if hashes.contains(&h) => "ok".to_string(),
+    for name in files {
+        let verdict = match track::sha256_of(&dir.join(name)) {
+            Ok(h) if m.accepted_hashes(name).contains(&h.as_str()) => "ok".to_string(),
             Ok(_) => "CHANGED since vaelab wrote it".to_string(),
             Err(e) => format!("unreadable ({e})"),
         };

@@ -178,6 +178,37 @@ impl Manifest {
         })
     }
 
+    /// The SHA-256s this manifest accepts for `file` (lowercase hex): either of the last two
+    /// epochs' for the checkpoint and metrics, the one recorded at the end for the others.
+    pub fn accepted_hashes(&self, file: &str) -> Vec<&str> {
+        match file {
+            vaelab_track::CHECKPOINT => self
+                .checksums
+                .iter()
+                .map(|r| r.checkpoint.as_str())
+                .collect(),
+            vaelab_track::METRICS => self.checksums.iter().map(|r| r.metrics.as_str()).collect(),
+            _ => self
+                .sha256
+                .get(file)
+                .map(String::as_str)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Every file this manifest holds a SHA-256 of.
+    pub fn hashed_files(&self) -> Vec<&str> {
+        let epoch_files = [vaelab_track::CHECKPOINT, vaelab_track::METRICS];
+        let per_epoch = epoch_files
+            .iter()
+            .copied()
+            .filter(|_| !self.checksums.is_empty());
+        per_epoch
+            .chain(self.sha256.keys().map(String::as_str))
+            .collect()
+    }
+
     /// Records the hashes of an epoch's files, keeping the one before (a crash may strike
     /// between the manifest's rename and theirs, leaving the older files in place).
     pub fn record_epoch(&mut self, files: EpochFiles) {

@@ -204,7 +204,7 @@ fn train(
     let mut rows = Vec::new();
     let mut done = 0;
     if resumable && ckpt.exists() && metrics_path.exists() {
-        verify_resume(&manifest.checksums, dir)?;
+        verify_resume(manifest, dir)?;
         // Resume: the checkpoint says how many epochs are safely on disk; later rows are dropped.
         if let Ok(epochs) = trainer.load_checkpoint(&ckpt) {
             if let Ok(old) = track::read_metrics(&metrics_path) {
@@ -313,23 +313,20 @@ pub fn mark_panicked(job: &RunJob, message: &str) {
 /// Refuses to resume from a checkpoint or metrics file that matches none of the hashes the
 /// last attempt recorded (truncated, corrupted, or copied from another run). Manifests written
 /// before vaelab recorded hashes have none, and their runs resume unchecked.
-fn verify_resume(records: &[EpochFiles], dir: &RunDir) -> anyhow::Result<()> {
-    if records.is_empty() {
+fn verify_resume(manifest: &Manifest, dir: &RunDir) -> anyhow::Result<()> {
+    if manifest.checksums.is_empty() {
         return Ok(());
     }
-    let epochs: Vec<String> = records.iter().map(|r| r.epoch.to_string()).collect();
+    let epochs: Vec<String> = manifest
+        .checksums
+        .iter()
+        .map(|r| r.epoch.to_string())
+        .collect();
     for name in [track::CHECKPOINT, track::METRICS] {
-        let recorded = |r: &EpochFiles| {
-            if name == track::CHECKPOINT {
-                r.checkpoint.clone()
-            } else {
-                r.metrics.clone()
-            }
-        };
         let path = dir.file(name);
         let found =
             track::sha256_of(&path).with_context(|| format!("reading {}", path.display()))?;
-        if !records.iter().any(|r| recorded(r) == found) {
+        if !manifest.accepted_hashes(name).contains(&found.as_str()) {
             anyhow::bail!(
                 "{} does not match the SHA-256 that {} recorded for epoch {}: the file changed \
                  after vaelab wrote it (truncated, corrupted or copied from another run), so the \
