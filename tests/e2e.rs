@@ -420,6 +420,21 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             vec!["`data_dir`", "/no/such/folder", "does not exist"],
         ),
         (
+            "no_draws",
+            "train_samples = 0\n".into(),
+            vec!["no_draws.toml:2:", "`train_samples` = 0", "from 1 to 5000"],
+        ),
+        (
+            "iwae_ae",
+            "model = \"ae\"\nobjective = \"iwae\"\n".into(),
+            vec!["iwae_ae.toml:3:", "`objective`", "model = \"ae\""],
+        ),
+        (
+            "iwae_beta",
+            "objective = \"iwae\"\ntrain_samples = 5\nbeta = 4.0\n".into(),
+            vec!["iwae_beta.toml:2:", "`objective`", "beta set"],
+        ),
+        (
             "truncated",
             format!("data_dir = \"{t}\"\n"),
             vec!["`data_dir`", "train-images-idx3-ubyte", "truncated"],
@@ -1425,4 +1440,42 @@ fn a_folder_left_by_another_run_is_never_resumed_from() {
     let body = text.replace("name = \"reused\"\n", "");
     let want = metrics_without_timing(&train(&tmp.path().join("fresh"), "reused", &body));
     assert!(got.equals_missing(&want), "{got}\n{want}");
+}
+
+/// An IWAE run through the binary: the summary names its objective and k, its training loss
+/// is the k-draw bound (below the same epoch's −ELBO from those draws, by Jensen), its test
+/// row reports the one-sample ELBO with β = 1 (loss = −ELBO), and the final IWAE bound is above
+/// that ELBO.
+#[test]
+fn an_iwae_run_trains_on_the_bound_and_reports_the_common_yardsticks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = train(
+        tmp.path(),
+        "iwae",
+        &small("objective = \"iwae\"\ntrain_samples = 8\n"),
+    );
+    let s = read(&run.join("summary.parquet"));
+    assert_eq!(common::strings(&s, "objective"), ["iwae"]);
+    assert_eq!(
+        s.column("train_samples").unwrap().i64().unwrap().get(0),
+        Some(8)
+    );
+    let m = read(&run.join("metrics.parquet"));
+    let (loss, neg_elbo) = (f64s(&m, "loss"), f64s(&m, "neg_elbo"));
+    for row in 0..4 {
+        let (l, e) = (loss[row].unwrap(), neg_elbo[row].unwrap());
+        if row % 2 == 0 {
+            assert!(l < e - 0.5, "train row {row}: IWAE loss {l} vs −ELBO {e}");
+        } else {
+            assert!(
+                (l - e).abs() < 1e-6 * e,
+                "test row {row}: loss {l} vs −ELBO {e}"
+            );
+        }
+    }
+    let (log_px, elbo) = (
+        f64s(&s, "log_px_iw")[0].unwrap(),
+        f64s(&s, "elbo_iw")[0].unwrap(),
+    );
+    assert!(log_px > elbo, "log p(x) {log_px} vs ELBO {elbo}");
 }

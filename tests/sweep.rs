@@ -113,6 +113,10 @@ fn plan_sweep_and_a_second_invocation_that_trains_nothing() {
         "{}",
         stderr(&mixed)
     );
+    // Without --by, the suggested command lists just the keys to group by.
+    let bare = run(&["compare", sweep_dir.to_str().unwrap()]);
+    assert_eq!(bare.status.code(), Some(2), "{}", stderr(&bare));
+    assert!(stderr(&bare).contains("(--by model,"), "{}", stderr(&bare));
     let compare = run(&[
         "compare",
         sweep_dir.to_str().unwrap(),

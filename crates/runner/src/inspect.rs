@@ -299,17 +299,17 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
         .collect()?;
     let mixed = mixed_in_groups(&done, by)?;
     if !mixed.is_empty() {
+        let wanted: Vec<&str> = by
+            .iter()
+            .map(String::as_str)
+            .chain(mixed.iter().map(|m| m.split(' ').next().unwrap_or(m)))
+            .collect();
         bail!(
             "--by {}: runs in one group differ in {}, and compare averages over seeds only; \
-             add them to --by (--by {},{})",
+             add them to --by (--by {})",
             by.join(","),
             mixed.join(", "),
-            by.join(","),
-            mixed
-                .iter()
-                .map(|m| m.split(' ').next().unwrap_or(m))
-                .collect::<Vec<_>>()
-                .join(",")
+            wanted.join(",")
         );
     }
     let mut aggs = vec![len().alias("runs")];

@@ -1,6 +1,6 @@
 //! VAE and plain-autoencoder models on candle, in the order a run meets them: the models
-//! (`model`), the likelihoods p(x|z) and their bin masses (`likelihood`), the −ELBO objective
-//! with β, KL warm-up and free bits (`objective`), seeded training under the joint, alternating
+//! (`model`), the likelihoods p(x|z) and their bin masses (`likelihood`), the objectives
+//! (−ELBO with β, KL warm-up and free bits, from k draws; the IWAE bound) (`objective`), seeded training under the joint, alternating
 //! and aggressive schedules (`train`), and the estimators: per-epoch metrics, the IWAE bound,
 //! the explicit E-step and the mutual information (`eval`). The CPU kernels live in
 //! `vaelab-kernels`; `rng` holds the one random stream per purpose that training and
@@ -21,6 +21,6 @@ pub use likelihood::{
 pub use model::{
     Architecture, Body, BodyKind, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
 };
-pub use objective::Objective;
+pub use objective::{Bound, Objective};
 pub use train::{Schedule, ScheduleKind, TrainConfig, TrainError, Trainer};
 pub use vaelab_kernels::{conv_simd, cpu_line, threads, Kernels, Simd};

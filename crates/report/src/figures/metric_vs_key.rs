@@ -105,6 +105,7 @@ fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
         l.dedup();
         l
     };
+    let series_of = SeriesOf::new(sweep, key);
     let mut panels = Vec::new();
     let mut flat = Vec::new();
     let spec = panels_of(sweep);
@@ -122,12 +123,12 @@ fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
         }
         flat.push(lines);
         let mut series: BTreeMap<String, Vec<(usize, Stat)>> = BTreeMap::new();
-        for label in &labels {
+        for label in series_of.reps.keys() {
             let mut points = Vec::new();
             for (i, v) in values.iter().enumerate() {
                 let ys: Vec<f64> = sweep
                     .done()
-                    .filter(|r| r.uses(key) && r.key(key) == v && &sweep.label(r, &[key]) == label)
+                    .filter(|r| r.uses(key) && r.key(key) == v && series_of.member(r, label))
                     .filter_map(|r| metric(r, name))
                     .collect();
                 if !ys.is_empty() {
@@ -153,6 +154,68 @@ fn build(sweep: &Sweep, key: &str) -> Result<MetricVsKey, String> {
         flat,
         labels,
     })
+}
+
+/// The lines of a chart against `key`: one per setting of the other varying keys. A run that
+/// does not read one of those keys (the IWAE bound's k = 1 run is the ELBO's, and reads no
+/// `objective`) joins every line it agrees with on the keys it does read, so both
+/// objectives' lines start at their shared k = 1 point; a run that agrees with none is a line
+/// of its own.
+struct SeriesOf<'a> {
+    sweep: &'a Sweep,
+    key: &'a str,
+    /// Label → the first run of that line.
+    reps: BTreeMap<String, &'a crate::sweep::Run>,
+}
+
+impl<'a> SeriesOf<'a> {
+    fn new(sweep: &'a Sweep, key: &'a str) -> Self {
+        let mut this = Self {
+            sweep,
+            key,
+            reps: BTreeMap::new(),
+        };
+        let full: Vec<&crate::sweep::Run> = sweep.done().filter(|r| this.is_full(r)).collect();
+        for r in &full {
+            this.reps.entry(sweep.label(r, &[key])).or_insert(r);
+        }
+        let alone: Vec<&crate::sweep::Run> = sweep
+            .done()
+            .filter(|r| !this.is_full(r) && !full.iter().any(|s| this.fits(r, s)))
+            .collect();
+        for r in alone {
+            this.reps.entry(sweep.label(r, &[key])).or_insert(r);
+        }
+        this
+    }
+
+    fn others(&self) -> impl Iterator<Item = &str> {
+        let key = self.key;
+        self.sweep
+            .varying
+            .iter()
+            .map(String::as_str)
+            .filter(move |k| *k != key)
+    }
+
+    /// Reads every varying key but the axis.
+    fn is_full(&self, r: &crate::sweep::Run) -> bool {
+        self.others().all(|k| r.uses(k))
+    }
+
+    /// `r` agrees with `s` on every other varying key `r` reads.
+    fn fits(&self, r: &crate::sweep::Run, s: &crate::sweep::Run) -> bool {
+        self.others()
+            .all(|k| !r.uses(k) || (s.uses(k) && r.key(k) == s.key(k)))
+    }
+
+    fn member(&self, r: &crate::sweep::Run, label: &str) -> bool {
+        if self.sweep.label(r, &[self.key]) == label {
+            return true;
+        }
+        let rep = self.reps[label];
+        !self.is_full(r) && self.is_full(rep) && self.fits(r, rep)
+    }
 }
 
 impl Chart for MetricVsKey {
@@ -321,6 +384,46 @@ mod tests {
         assert_eq!(chart.flat[1]["model=ae"].mean, 90.0);
         // The AE has no ELBO: nothing of it in that panel.
         assert!(chart.flat[0].is_empty());
+    }
+
+    /// A run that does not read a series key (k = 1 reads no `objective`) starts every line it
+    /// agrees with, instead of a line of its own.
+    #[test]
+    fn a_run_without_a_series_key_joins_every_line() {
+        let k = |id: &str, objective: Option<&str>, samples: f64, recon: f64| {
+            let objective = objective.map_or(Value::Null, |o| Value::Text(o.into()));
+            let config = vec![
+                ("objective", objective),
+                ("train_samples", Value::Num(samples)),
+                ("seed", Value::Num(0.0)),
+            ];
+            Run::done_with(id, config, vec![("test_recon", recon)])
+        };
+        let sweep = Sweep {
+            name: "bounds".into(),
+            runs: vec![
+                k("a", None, 1.0, 100.0),
+                k("b", Some("elbo"), 5.0, 95.0),
+                k("c", Some("iwae"), 5.0, 97.0),
+            ],
+            epochs: vec![],
+            varying: vec!["objective".into(), "train_samples".into()],
+            estep: Default::default(),
+        };
+        let chart = build(&sweep, "train_samples").unwrap();
+        let recon = &chart.panels[1];
+        assert_eq!(
+            recon.keys().collect::<Vec<_>>(),
+            ["objective=elbo", "objective=iwae"]
+        );
+        let means = |l: &str| {
+            recon[l]
+                .iter()
+                .map(|(i, s)| (*i, s.mean))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(means("objective=elbo"), [(0, 100.0), (1, 95.0)]);
+        assert_eq!(means("objective=iwae"), [(0, 100.0), (1, 97.0)]);
     }
 
     /// Across likelihood families the panels are bits/dim (and the KL nats), never the

@@ -51,6 +51,12 @@ struct Args {
     /// Test images of the gap split for --gap-draws (and of its IWAE bound).
     #[arg(long, default_value_t = 1000)]
     gap_test_n: usize,
+    /// The training objective (`elbo` or `iwae`), as the run key.
+    #[arg(long, default_value = "elbo")]
+    objective: String,
+    /// z draws per image and step (k), as the run key `train_samples`.
+    #[arg(long, default_value_t = 1)]
+    train_samples: usize,
     /// Time the DCGAN-style conv VAE of the anchor (`torch_vae.py --arch conv`) instead.
     #[arg(long)]
     conv: bool,
@@ -319,12 +325,19 @@ fn main() -> anyhow::Result<()> {
         } else {
             BodyKind::Mlp
         },
+        objective: toml::Value::String(args.objective.clone())
+            .try_into()
+            .context("--objective: \"elbo\" or \"iwae\"")?,
+        train_samples: args.train_samples,
         ..RunKeys::default()
     };
+    vaelab::config::validate(&keys)
+        .map_err(|(key, value, allowed)| anyhow::anyhow!("{key} = {value}: allowed: {allowed}"))?;
     let cfg = keys.train_config();
     let macs = cfg.architecture(&data).macs();
     let n = data.split(SplitKind::Train, cfg.binarize).len();
-    // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each.
+    // Forward + backward ≈ 3× the forward's multiply-adds, 2 FLOP each (the decoder's k-fold
+    // rows are not counted: GFLOP/s stays the one-draw model's).
     let gflop_per_epoch = 3.0 * 2.0 * macs as f64 * n as f64 / 1e9;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let kernels = if args.reference {

@@ -106,5 +106,6 @@ named!(
     vaelab_vae::ModelKind,
     vaelab_vae::LikelihoodKind,
     vaelab_vae::BodyKind,
-    vaelab_vae::ScheduleKind
+    vaelab_vae::ScheduleKind,
+    vaelab_vae::Bound
 );

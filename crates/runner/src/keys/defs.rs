@@ -11,7 +11,7 @@ use super::{allowed_if, name_of, requires, run_keys, Check};
 use crate::config::is_safe_name;
 use std::path::PathBuf;
 use vaelab_data::{Binarize, DatasetName, DATASET_NAMES};
-use vaelab_vae::{BodyKind, LikelihoodKind, ModelKind, ScheduleKind};
+use vaelab_vae::{BodyKind, Bound, LikelihoodKind, ModelKind, ScheduleKind};
 
 run_keys! {
     /// The run's folder under the results directory (required in a run file; a sweep names
@@ -208,6 +208,52 @@ run_keys! {
         check: |k| steps(k, k.m_steps),
         omitted_at_default: true,
     },
+    /// The bound training maximizes: `elbo`, or `iwae`, the importance-weighted bound of Burda
+    /// et al. (2016) on `train_samples` draws; at one draw both are the ELBO, one run (see
+    /// "Tighter bounds").
+    objective: Bound = Bound::Elbo => {
+        allowed: "\"elbo\" | \"iwae\"; \"iwae\" only with model = \"vae\", beta = 1, kl_warmup_epochs = 0 and free_bits = 0",
+        uses: |k| vae(k) && k.train_samples > 1,
+        check: |k| iwae_alone(k),
+        omitted_at_default: true,
+    },
+    /// z draws per image and step: `elbo` averages their ELBOs, `iwae` is the bound on them.
+    train_samples: usize = 1 => {
+        allowed: "an integer from 1 to 5000 (z draws per training image and step; more than 1 only with model = \"vae\")",
+        uses: vae,
+        check: |k| {
+            allowed_if((1..=5000).contains(&k.train_samples))?;
+            requires(k.train_samples == 1 || vae(k), || {
+                "1 for model = \"ae\" (its z is deterministic: one draw is all there is); leave it out".into()
+            })
+        },
+        omitted_at_default: true,
+    },
+}
+
+/// `objective = "iwae"`: a VAE's bound with no KL term to weight, warm or cut.
+fn iwae_alone(k: &RunKeys) -> Check {
+    if k.objective == Bound::Elbo {
+        return Ok(());
+    }
+    requires(vae(k), || {
+        "\"elbo\" for model = \"ae\" (the IWAE bound needs q(z|x) and p(z); an AE has neither)"
+            .into()
+    })?;
+    let set: Vec<&str> = [
+        (k.beta != 1.0, "beta"),
+        (k.kl_warmup_epochs != 0, "kl_warmup_epochs"),
+        (k.free_bits != 0.0, "free_bits"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    requires(set.is_empty(), || {
+        format!(
+            "\"elbo\" with {} set (the IWAE bound has no separate KL term to weight, warm up or cut: leave them at beta = 1, kl_warmup_epochs = 0, free_bits = 0)",
+            set.join(", ")
+        )
+    })
 }
 
 /// Keys of the ELBO and the IWAE bound: an AE has neither.

@@ -1,6 +1,6 @@
 use super::*;
 use vaelab_data::{Binarize, DatasetName};
-use vaelab_vae::{BodyKind, LikelihoodKind, ModelKind, ScheduleKind};
+use vaelab_vae::{BodyKind, Bound, LikelihoodKind, ModelKind, ScheduleKind};
 
 /// Every key set off its default, so every key is written out.
 fn all_set() -> RunKeys {
@@ -22,6 +22,8 @@ fn all_set() -> RunKeys {
         test_subset: Some(1),
         architecture: BodyKind::Conv,
         channels: vec![16],
+        objective: Bound::Iwae,
+        train_samples: 5,
         ..RunKeys::default()
     }
 }
@@ -76,6 +78,8 @@ fn keys_marked_omitted_are_left_out_exactly_at_their_default() {
         "schedule",
         "e_steps",
         "m_steps",
+        "objective",
+        "train_samples",
     ] {
         assert!(key(name).unwrap().omitted_at_default, "{name}");
     }
@@ -119,6 +123,7 @@ fn enum_names_come_from_serde() {
         ["joint", "alternating", "aggressive"]
     );
     assert_eq!(names::<Binarize>(), ["none", "static", "dynamic"]);
+    assert_eq!(names::<Bound>(), ["elbo", "iwae"]);
     assert!(names::<DatasetName>().is_empty() && names::<usize>().is_empty());
     for n in names::<LikelihoodKind>() {
         let kind: LikelihoodKind = toml::Value::String(n.to_string()).try_into().unwrap();
@@ -291,5 +296,71 @@ fn readme_documents_every_key_with_its_default() {
     assert_eq!(
         documented, RUN_KEYS,
         "README Run files: keys missing or out of order"
+    );
+}
+
+/// The IWAE objective and k draws refuse what they cannot mean, naming the key and why.
+#[test]
+fn k_sample_objectives_refuse_what_means_nothing() {
+    let refused = |k: RunKeys| validate(&k).unwrap_err();
+    let iwae = RunKeys {
+        objective: Bound::Iwae,
+        train_samples: 5,
+        ..RunKeys::default()
+    };
+    assert_eq!(validate(&iwae), Ok(()));
+    let e = refused(RunKeys {
+        train_samples: 0,
+        ..RunKeys::default()
+    });
+    assert_eq!((e.0, e.1.as_str()), ("train_samples", "0"));
+    let e = refused(RunKeys {
+        model: ModelKind::Ae,
+        ..iwae.clone()
+    });
+    assert_eq!(e.0, "objective");
+    assert!(e.2.contains("model = \"ae\""), "{e:?}");
+    let e = refused(RunKeys {
+        model: ModelKind::Ae,
+        train_samples: 5,
+        ..RunKeys::default()
+    });
+    assert_eq!((e.0, e.1.as_str()), ("train_samples", "5"));
+    let e = refused(RunKeys {
+        beta: 2.0,
+        free_bits: 0.5,
+        ..iwae.clone()
+    });
+    assert_eq!(e.0, "objective");
+    assert!(e.2.contains("beta, free_bits set"), "{e:?}");
+    // At one draw the IWAE bound is the ELBO: one model, one run id.
+    let one = |objective| {
+        RunKeys {
+            objective,
+            ..RunKeys::default()
+        }
+        .canonical()
+        .run_id()
+    };
+    assert_eq!(one(Bound::Iwae), one(Bound::Elbo));
+    assert_eq!(one(Bound::Elbo), RunKeys::default().run_id());
+    assert_ne!(
+        iwae.run_id(),
+        RunKeys {
+            train_samples: 5,
+            ..RunKeys::default()
+        }
+        .run_id()
+    );
+    // The k-sample ELBO keeps β, warm-up and free bits.
+    assert_eq!(
+        validate(&RunKeys {
+            beta: 2.0,
+            kl_warmup_epochs: 3,
+            free_bits: 0.5,
+            train_samples: 5,
+            ..RunKeys::default()
+        }),
+        Ok(())
     );
 }

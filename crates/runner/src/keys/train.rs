@@ -16,6 +16,8 @@ impl RunKeys {
                 beta: self.beta,
                 kl_warmup_epochs: self.kl_warmup_epochs,
                 free_bits: self.free_bits,
+                bound: self.objective,
+                samples: self.train_samples,
             },
             epochs: self.epochs,
             batch_size: self.batch_size,

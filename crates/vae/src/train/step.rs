@@ -6,7 +6,7 @@ use super::config::TrainConfig;
 use super::error::TrainError;
 use super::schedule::{Plateau, Schedule};
 use super::state::{Part, TrainState};
-use crate::objective::{batch_terms, BatchTerms};
+use crate::objective::BatchTerms;
 use crate::rng;
 use candle_core::{Device, Tensor};
 use rand::Rng;
@@ -73,7 +73,7 @@ pub(crate) fn train_batch(
     })
 }
 
-/// One forward pass on `x` with fresh ε and one update of `part`'s weights; returns the
+/// One forward pass on `x` with fresh ε (k rows per image for k-sample objectives) and one update of `part`'s weights; returns the
 /// pass's terms and loss.
 pub(super) fn descend(
     state: &mut TrainState,
@@ -83,12 +83,13 @@ pub(super) fn descend(
     draws: &mut Draws,
     (epoch, step, beta): At,
 ) -> Result<(BatchTerms, f64), TrainError> {
+    let objective = &ctx.cfg.objective;
     let eps = rng::normal_tensor(
         &mut draws.noise,
-        (x.dim(0)?, ctx.cfg.latent_dim),
+        (objective.noise_rows(x.dim(0)?), ctx.cfg.latent_dim),
         ctx.device,
     )?;
-    let terms = batch_terms(&state.model, x, &eps, beta, ctx.cfg.objective.free_bits)?;
+    let terms = objective.terms(&state.model, x, &eps, beta)?;
     let loss = f64::from(terms.loss.to_scalar::<f32>()?);
     if !loss.is_finite() {
         return Err(TrainError::Diverged { epoch, step });

@@ -1,29 +1,7 @@
-//! The training objective: −ELBO = recon + KL, with β, KL warm-up and free bits on the KL.
+//! −ELBO = recon + β·KL (KL in closed form, after free bits), from one or k draws of z.
 
-use crate::model::Model;
+use crate::model::{Model, Posterior};
 use candle_core::{Result, Tensor};
-
-/// How the KL term is weighted during training (the reported −ELBO always uses β = 1).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Objective {
-    /// Weight of the KL (β-VAE); 1 is the plain ELBO.
-    pub beta: f64,
-    /// Epochs over which β ramps linearly from 0 (0: no warm-up).
-    pub kl_warmup_epochs: usize,
-    /// Free bits: nats per latent dimension below which the KL is not penalized (0: off).
-    pub free_bits: f64,
-}
-
-impl Objective {
-    /// The KL weight after `progress` epochs of training (fractional within an epoch).
-    pub fn beta_at(&self, progress: f64) -> f64 {
-        if self.kl_warmup_epochs == 0 {
-            self.beta
-        } else {
-            self.beta * (progress / self.kl_warmup_epochs as f64).min(1.0)
-        }
-    }
-}
 
 /// KL(N(μ, σ²) ‖ N(0, 1)) per sample and dimension: ½(μ² + σ² − 1 − log σ²), shape (B, L).
 pub fn kl_per_dim(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
@@ -66,12 +44,7 @@ pub fn batch_terms(
     let recon = model.log_prob(&params, x)?.neg()?;
     let mut loss = recon.mean_all()?;
     if let Some(kl) = &kl {
-        let penalized = if free_bits > 0.0 {
-            kl.mean(0)?.maximum(free_bits)?.sum_all()?
-        } else {
-            (kl.sum_all()? / x.dim(0)? as f64)?
-        };
-        loss = (loss + (penalized * beta)?)?;
+        loss = (loss + (kl_penalty(kl, free_bits)? * beta)?)?;
     }
     Ok(BatchTerms {
         loss,
@@ -79,6 +52,77 @@ pub fn batch_terms(
         kl,
         mu: post.mu,
         params,
+    })
+}
+
+/// The KL term the loss weights by β: the batch mean of Σ_d KL_d, or with free bits
+/// Σ_d max(mean_batch KL_d, λ).
+fn kl_penalty(kl: &Tensor, free_bits: f64) -> Result<Tensor> {
+    if free_bits > 0.0 {
+        kl.mean(0)?.maximum(free_bits)?.sum_all()
+    } else {
+        kl.sum_all()? / kl.dim(0)? as f64
+    }
+}
+
+/// k draws of z per image of `x` through the decoder as one batch of k·B rows.
+pub(crate) struct KPass {
+    pub post: Posterior,
+    /// (B, L) log σ² of q(z|x).
+    pub logvar: Tensor,
+    /// (k·B, L) the draws, sample-major: row s·B + i is image i's s-th draw.
+    pub z: Tensor,
+    /// (k·B, P·D) the decoder's output.
+    pub params: Tensor,
+    /// (k·B,) log p(x_i | z) per row.
+    pub log_px_z: Tensor,
+}
+
+/// Encodes `x` (B rows), draws z = μ + σ·ε for `eps` of k·B rows and scores each draw.
+pub(crate) fn k_pass(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Result<KPass> {
+    let post = model.encode(x)?;
+    let Some(logvar) = post.logvar.clone() else {
+        candle_core::bail!("{k} samples of z need a stochastic encoder (model = \"vae\")");
+    };
+    let std = (&logvar * 0.5)?.exp()?;
+    let z = (post.mu.repeat((k, 1))? + (eps * std.repeat((k, 1))?)?)?;
+    let params = model.decode(&z)?;
+    let log_px_z = model.log_prob(&params, &x.repeat((k, 1))?)?;
+    Ok(KPass {
+        post,
+        logvar,
+        z,
+        params,
+        log_px_z,
+    })
+}
+
+/// The mean over draws of (k, B) rows: (B,).
+pub(crate) fn mean_over_draws(rows: &Tensor, k: usize) -> Result<Tensor> {
+    let b = rows.dim(0)? / k;
+    rows.reshape((k, b))?.mean(0)
+}
+
+/// The mean of k one-sample ELBOs per image (closed-form KL, so only the recon is averaged):
+/// the k-sample "VAE" of Burda et al.
+pub fn k_sample_elbo(
+    model: &Model,
+    x: &Tensor,
+    eps: &Tensor,
+    k: usize,
+    beta: f64,
+    free_bits: f64,
+) -> Result<BatchTerms> {
+    let pass = k_pass(model, x, eps, k)?;
+    let recon = mean_over_draws(&pass.log_px_z.neg()?, k)?;
+    let kl = kl_per_dim(&pass.post.mu, &pass.logvar)?;
+    let loss = (recon.mean_all()? + (kl_penalty(&kl, free_bits)? * beta)?)?;
+    Ok(BatchTerms {
+        loss,
+        recon,
+        kl: Some(kl),
+        mu: pass.post.mu,
+        params: pass.params,
     })
 }
 
@@ -124,22 +168,5 @@ mod tests {
             );
         }
         assert!(kl[0][0].abs() < 1e-7, "KL(N(0,1)‖N(0,1)) = 0");
-    }
-
-    #[test]
-    fn warmup_ramps_beta_linearly() {
-        let o = Objective {
-            beta: 2.0,
-            kl_warmup_epochs: 4,
-            free_bits: 0.0,
-        };
-        assert_eq!(o.beta_at(0.0), 0.0);
-        assert_eq!(o.beta_at(1.0), 0.5);
-        assert_eq!(o.beta_at(10.0), 2.0);
-        let plain = Objective {
-            kl_warmup_epochs: 0,
-            ..o
-        };
-        assert_eq!(plain.beta_at(0.0), 2.0);
     }
 }
