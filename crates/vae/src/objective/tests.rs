@@ -244,6 +244,17 @@ fn sorted(vars: &VarMap) -> Vec<(String, Var)> {
     v
 }
 
+/// The IWAE bound and the k-sample ELBO, at k draws.
+fn both(k: usize) -> [Objective; 2] {
+    [
+        iwae(k),
+        Objective {
+            samples: k,
+            ..Objective::default()
+        },
+    ]
+}
+
 /// The fused kernels' gradients of both k-sample objectives match candle's stock ops.
 #[test]
 fn k_sample_gradients_match_candles_reference_ops() {
@@ -251,13 +262,7 @@ fn k_sample_gradients_match_candles_reference_ops() {
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
     let reference = Model::with_kernels(arch(), vb, Kernels::Reference).unwrap();
     let (x, eps) = (images(5), noise(3, 5 * 6));
-    for objective in [
-        iwae(6),
-        Objective {
-            samples: 6,
-            ..Objective::default()
-        },
-    ] {
+    for objective in both(6) {
         let f = grads(&fused, &vars, &objective, &x, &eps);
         let r = grads(&reference, &vars, &objective, &x, &eps);
         for (gf, gr) in f.iter().zip(&r) {
@@ -277,13 +282,7 @@ fn k_sample_gradients_match_candles_reference_ops() {
 fn k_sample_gradients_match_finite_differences() {
     let (m, vars) = model(Kernels::Reference);
     let (x, eps) = (images(4), noise(4, 4 * 5));
-    for objective in [
-        iwae(5),
-        Objective {
-            samples: 5,
-            ..Objective::default()
-        },
-    ] {
+    for objective in both(5) {
         let g = grads(&m, &vars, &objective, &x, &eps);
         let loss = |m: &Model| scalar(&objective.terms(m, &x, &eps, 0.5).unwrap().loss);
         let mut checked = 0;
