@@ -1,8 +1,9 @@
 //! VAE and plain-autoencoder models on candle, in the order a run meets them: the models
 //! (`model`), the likelihoods p(x|z) and their bin masses (`likelihood`), the objectives
-//! (−ELBO with β, KL warm-up and free bits, from k draws; the IWAE bound) (`objective`), seeded training under the joint, alternating
-//! and aggressive schedules (`train`), and the estimators: per-epoch metrics, the IWAE bound,
-//! the explicit E-step and the mutual information (`eval`). The CPU kernels live in
+//! (−ELBO with β, KL warm-up and free bits, from k draws; the IWAE bound) (`objective`),
+//! seeded training under the joint, alternating and aggressive schedules (`train`), and the
+//! estimators: per-epoch metrics, the IWAE bound, the explicit E-step and the mutual
+//! information (`eval`). The CPU kernels live in
 //! `vaelab-kernels`; `rng` holds the one random stream per purpose that training and
 //! evaluation share.
 

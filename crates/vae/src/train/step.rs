@@ -73,8 +73,8 @@ pub(crate) fn train_batch(
     })
 }
 
-/// One forward pass on `x` with fresh ε (k rows per image for k-sample objectives) and one update of `part`'s weights; returns the
-/// pass's terms and loss.
+/// One forward pass on `x` with fresh ε (k rows per image for k-sample objectives) and one
+/// update of `part`'s weights; returns the pass's terms and loss.
 pub(super) fn descend(
     state: &mut TrainState,
     ctx: &StepCtx<'_>,

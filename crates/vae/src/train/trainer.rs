@@ -238,6 +238,15 @@ mod tests {
         Dataset::new("toy", "memory", toy(512, 0), toy(128, 1000))
     }
 
+    /// The IWAE objective at `samples` draws.
+    fn iwae(samples: usize) -> Objective {
+        Objective {
+            bound: crate::Bound::Iwae,
+            samples,
+            ..Objective::default()
+        }
+    }
+
     fn cfg(model: ModelKind) -> TrainConfig {
         TrainConfig {
             model,
@@ -355,11 +364,6 @@ mod tests {
             }
             let test = t.evaluate(SplitKind::Test, 8).unwrap().neg_elbo.unwrap();
             (test, t.iwae().unwrap().unwrap().log_px)
-        };
-        let iwae = |samples| Objective {
-            bound: crate::Bound::Iwae,
-            samples,
-            ..Objective::default()
         };
         let (elbo_test, elbo_bound) = run(Objective::default());
         assert_eq!(run(iwae(1)), (elbo_test, elbo_bound), "k = 1 is the ELBO");
@@ -677,15 +681,10 @@ mod tests {
             },
             Schedule::Aggressive,
         ];
-        let iwae = Objective {
-            bound: crate::Bound::Iwae,
-            samples: 3,
-            ..Objective::default()
-        };
         let runs = schedules
             .map(|s| (s, Objective::default()))
             .into_iter()
-            .chain([(Schedule::Joint, iwae)]);
+            .chain([(Schedule::Joint, iwae(3))]);
         for (schedule, objective) in runs {
             let data = toy_data();
             let c = TrainConfig {
