@@ -159,6 +159,12 @@ compare-torch:
     cargo build --quiet -p vaelab --bins
     python3 scripts/compare_torch.py --epochs 3 --iw --sweep 4
 
+# IWAE k = 5 and 50 epochs beside PyTorch's same k-draw loss (scripts/torch_bounds.py), 1 thread, one sitting (TORCH_PYTHON: a Python with torch).
+bench-bounds:
+    cargo build --quiet -p vaelab --bins
+    python3 scripts/compare_torch.py --objective iwae --train-samples 5 --epochs 3 --threads 1
+    python3 scripts/compare_torch.py --objective iwae --train-samples 50 --epochs 2 --threads 1
+
 # No import circles between a crate's files, no cycle between the crates (tests/architecture.rs).
 circles:
     cargo test --quiet -p vaelab --test architecture
