@@ -435,6 +435,20 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             vec!["iwae_beta.toml:2:", "`objective`", "beta set"],
         ),
         (
+            "empty_layer",
+            "latent_layers = [100, 0]\n".into(),
+            vec![
+                "empty_layer.toml:2:",
+                "`latent_layers` = [100, 0]",
+                "from 1 to 1024",
+            ],
+        ),
+        (
+            "ae_layers",
+            "model = \"ae\"\nlatent_layers = [10, 5]\n".into(),
+            vec!["ae_layers.toml:3:", "`latent_layers`", "model = \"ae\""],
+        ),
+        (
             "truncated",
             format!("data_dir = \"{t}\"\n"),
             vec!["`data_dir`", "train-images-idx3-ubyte", "truncated"],
@@ -1478,4 +1492,46 @@ fn an_iwae_run_trains_on_the_bound_and_reports_the_common_yardsticks() {
         f64s(&s, "elbo_iw")[0].unwrap(),
     );
     assert!(log_px > elbo, "log p(x) {log_px} vs ELBO {elbo}");
+}
+
+/// A two-layer VAE trains through the binary and every measurement lands: the KL of each
+/// layer's dimensions, the IWAE bound above the ELBO, bits/dim and the gap split from an
+/// E-step over both layers; a crash after two epochs resumes to the uninterrupted numbers.
+#[test]
+fn a_two_layer_run_reports_every_measurement_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body =
+        small("latent_layers = [6, 3]\nlatent_hidden = [16]\ngap_test_n = 20\nestep_iters = 20\n")
+            .replace("epochs = 2", "epochs = 3");
+    let run = train(tmp.path(), "two", &body);
+    let m = read(&run.join("metrics.parquet"));
+    let dims = m
+        .column("kl_per_dim")
+        .unwrap()
+        .list()
+        .unwrap()
+        .get_as_series(1)
+        .unwrap();
+    assert_eq!(dims.len(), 9, "one KL per dimension of both layers");
+    let s = read(&run.join("summary.parquet"));
+    let get = |c: &str| f64s(&s, c)[0].unwrap_or_else(|| panic!("{c} is null"));
+    let (log_px, elbo) = (get("log_px_iw"), get("elbo_iw"));
+    assert!(log_px > elbo, "log p(x) {log_px} vs ELBO {elbo}");
+    let (amortization, approximation) = (get("amortization_gap"), get("approximation_gap"));
+    assert!(
+        amortization > 0.0,
+        "the E-step over both layers improves on the encoder: {amortization}"
+    );
+    assert!(approximation.is_finite() && get("nll_bpd") > 0.0);
+    // The same run crashed after epoch 2 and resumed gives the same metrics.
+    let results = tmp.path().join("crashed");
+    let file = run_file(tmp.path(), "two", &body);
+    let out = run_into(&file, &results, &[("VAELAB_FAULT_ABORT_AT", "9")]);
+    assert!(stderr(&out).contains("injected crash"), "{}", stderr(&out));
+    let out = run_into(&file, &results, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        metrics_without_timing(&results.join("two")),
+        metrics_without_timing(&run)
+    );
 }

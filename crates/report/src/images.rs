@@ -30,12 +30,24 @@ impl Restored {
 
     /// Pixel means of p(x|z) for each latent row.
     pub fn decode(&self, z: &[Vec<f32>]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let l = z.first().map_or(0, Vec::len);
-        let flat: Vec<f32> = z.iter().flatten().copied().collect();
-        let zt = Tensor::from_vec(flat, (z.len(), l), &Device::Cpu)?;
+        self.decode_tensor(&rows(z)?)
+    }
+
+    /// Pixel means of p(x|z₁) for z₁ drawn from the prior, one per row of standard normals of
+    /// every layer (z₁ = ε for one layer).
+    pub fn sample(&self, eps: &[Vec<f32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        self.decode_tensor(&self.model.prior_sample(&rows(eps)?)?)
+    }
+
+    /// Latent values per image over every layer.
+    pub fn latent_width(&self) -> usize {
+        self.model.arch().latent_width()
+    }
+
+    fn decode_tensor(&self, zt: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
         let params = self
             .model
-            .decode(&zt)?
+            .decode(zt)?
             .narrow(1, 0, self.model.arch().input_dim())?;
         let rows = params.to_vec2::<f32>()?;
         Ok(rows
@@ -52,6 +64,13 @@ impl Restored {
     pub fn reconstruct(&self, pixels: &[f32], n: usize) -> candle_core::Result<Vec<Vec<f32>>> {
         self.decode(&self.encode(pixels, n)?)
     }
+}
+
+/// Rows of equal length as a (rows, len) tensor.
+fn rows(z: &[Vec<f32>]) -> candle_core::Result<Tensor> {
+    let l = z.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = z.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (z.len(), l), &Device::Cpu)
 }
 
 /// E[x | a] of one pixel: sigmoid(a) for every family but the continuous Bernoulli, whose

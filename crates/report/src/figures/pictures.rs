@@ -189,11 +189,12 @@ fn samples(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
         // The same draws for every run of the same latent size.
         let mut r = rng::stream(0, rng::Stream::Samples, 0);
         let n = SAMPLE_SIDE * SAMPLE_SIDE;
-        let eps = rng::normals(&mut r, n * s.latent_dim);
-        let z: Vec<Vec<f32>> = eps.chunks(s.latent_dim).map(<[f32]>::to_vec).collect();
+        let width = s.model.latent_width();
+        let eps = rng::normals(&mut r, n * width);
+        let eps: Vec<Vec<f32>> = eps.chunks(width).map(<[f32]>::to_vec).collect();
         panels.push(Panel {
             label: s.label.clone(),
-            images: s.model.decode(&z).map_err(candle_err("samples"))?,
+            images: s.model.sample(&eps).map_err(candle_err("samples"))?,
             cols: SAMPLE_SIDE,
         });
     }

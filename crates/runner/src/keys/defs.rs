@@ -77,6 +77,7 @@ run_keys! {
     /// The size of the latent code z.
     latent_dim: usize = 20 => {
         allowed: "an integer from 1 to 1024",
+        uses: |k| k.latent_layers.is_empty(),
         check: |k| allowed_if((1..=1024).contains(&k.latent_dim)),
     },
     /// What lies between pixels and latents: fully connected layers (`hidden`) or DCGAN-style
@@ -229,6 +230,40 @@ run_keys! {
         },
         omitted_at_default: true,
     },
+    /// Stochastic layers, bottom (read by the decoder) to top, e.g. `[100, 50]` for Burda et
+    /// al.'s two-layer model; replaces `latent_dim` (one entry is that one-layer model).
+    latent_layers: Vec<usize> = vec![] => {
+        allowed: "a list of 1 to 4 layer sizes, each from 1 to 1024, bottom to top, e.g. [100, 50]; more than one only with model = \"vae\"",
+        check: |k| {
+            let sizes = k.latent_layers.len() <= 4 && k.latent_layers.iter().all(|s| (1..=1024).contains(s));
+            allowed_if(sizes)?;
+            requires(k.latent_layers.len() < 2 || vae(k), || {
+                "at most one size for model = \"ae\" (a hierarchy needs q(z|x) and its priors at every layer)".into()
+            })
+        },
+        omitted_at_default: true,
+    },
+    /// Deterministic widths between two stochastic layers, in q(z_{n+1}|z_n) and reversed in
+    /// p(z_n|z_{n+1}) (Burda et al.: 100, 100; ReLU here, tanh in the paper).
+    latent_hidden: Vec<usize> = vec![100, 100] => {
+        allowed: "a list of at most 8 widths, each from 1 to 16384 (used with two or more latent_layers)",
+        uses: |k| k.latent_layers.len() > 1,
+        check: |k| {
+            allowed_if(k.latent_hidden.len() <= 8 && k.latent_hidden.iter().all(|h| (1..=16384).contains(h)))
+        },
+        omitted_at_default: true,
+    },
+}
+
+impl RunKeys {
+    /// Every stochastic layer's size, z₁ first: `latent_layers`, or `latent_dim` alone.
+    pub fn latent_sizes(&self) -> Vec<usize> {
+        if self.latent_layers.is_empty() {
+            vec![self.latent_dim]
+        } else {
+            self.latent_layers.clone()
+        }
+    }
 }
 
 /// `objective = "iwae"`: a VAE's bound with no KL term to weight, warm or cut.

@@ -178,9 +178,14 @@ impl RunKeys {
         self::key(key).is_none_or(|def| (def.uses)(self))
     }
 
-    /// The keys with every key this run does not read reset to its default, so runs that
-    /// would train the same model get the same id.
+    /// The keys with every key this run does not read reset to its default (and one latent
+    /// layer as `latent_dim`), so runs that would train the same model get the same id.
     pub fn canonical(mut self) -> RunKeys {
+        // One latent layer written as a list is the one-layer model of that size.
+        if let [size] = self.latent_layers[..] {
+            self.latent_dim = size;
+            self.latent_layers.clear();
+        }
         let unused: Vec<&KeyDef> = KEYS.iter().filter(|def| !(def.uses)(&self)).collect();
         for def in unused {
             (def.reset)(&mut self);

@@ -364,3 +364,54 @@ fn k_sample_objectives_refuse_what_means_nothing() {
         Ok(())
     );
 }
+
+/// One latent layer written as a list is the one-layer model (its id included); two layers
+/// make `latent_dim` meaningless and are refused for the AE; a size of 0 is refused.
+#[test]
+fn latent_layers_of_one_size_are_latent_dim_and_bad_sizes_are_refused() {
+    let listed = RunKeys {
+        latent_layers: vec![32],
+        ..RunKeys::default()
+    };
+    let plain = RunKeys {
+        latent_dim: 32,
+        ..RunKeys::default()
+    };
+    assert_eq!(
+        listed.clone().canonical().run_id(),
+        plain.clone().canonical().run_id()
+    );
+    assert_eq!(listed.train_config(), plain.train_config());
+    let two = RunKeys {
+        latent_layers: vec![100, 50],
+        latent_dim: 7,
+        ..RunKeys::default()
+    };
+    let c = two.clone().canonical();
+    assert_eq!(
+        c.latent_dim,
+        RunKeys::default().latent_dim,
+        "latent_dim is not read"
+    );
+    let cfg = two.train_config();
+    assert_eq!(
+        (cfg.latent_dim, cfg.stack.above.clone(), cfg.latent_width()),
+        (100, vec![50], 150)
+    );
+    assert_eq!(cfg.stack.hidden, vec![100, 100]);
+    let e = validate(&RunKeys {
+        latent_layers: vec![100, 0],
+        ..RunKeys::default()
+    })
+    .unwrap_err();
+    assert_eq!((e.0, e.1.as_str()), ("latent_layers", "[100, 0]"), "{e:?}");
+    let e = validate(&RunKeys {
+        model: ModelKind::Ae,
+        ..two
+    })
+    .unwrap_err();
+    assert!(
+        e.0 == "latent_layers" && e.2.contains("model = \"ae\""),
+        "{e:?}"
+    );
+}

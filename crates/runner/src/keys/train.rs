@@ -2,7 +2,7 @@
 
 use super::RunKeys;
 use vaelab_data::{DataSource, HubColumns};
-use vaelab_vae::{Body, Likelihood, Objective, Schedule, TrainConfig};
+use vaelab_vae::{Body, Likelihood, Objective, Schedule, Stack, TrainConfig};
 
 impl RunKeys {
     /// What the trainer needs.
@@ -10,7 +10,11 @@ impl RunKeys {
         TrainConfig {
             model: self.model,
             likelihood: Likelihood::new(self.likelihood, self.sigma as f32, self.discretized),
-            latent_dim: self.latent_dim,
+            latent_dim: self.latent_sizes()[0],
+            stack: Stack {
+                above: self.latent_sizes()[1..].to_vec(),
+                hidden: self.latent_hidden.clone(),
+            },
             body: Body::new(self.architecture, &self.hidden, &self.channels),
             objective: Objective {
                 beta: self.beta,

@@ -8,8 +8,8 @@
 //! what the Gaussian family costs.
 
 use super::iwae::{self, IwaeEstimate};
-use crate::model::Model;
-use crate::objective::kl_per_dim;
+use crate::model::{Gaussian, Model};
+use crate::objective::{kl_per_dim, mean_field, split_columns};
 use crate::rng;
 use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor, Var};
@@ -48,7 +48,7 @@ pub fn optimize(
     device: &Device,
     stop: Option<&AtomicBool>,
 ) -> std::result::Result<EStep, TrainError> {
-    let (d, l) = (split.dim(), model.arch().latent_dim);
+    let (d, l) = (split.dim(), model.arch().latent_width());
     let mut out = EStep {
         mu: Vec::with_capacity(images),
         logvar: Vec::with_capacity(images),
@@ -65,8 +65,9 @@ pub fn optimize(
             let why = "the E-step needs a stochastic encoder";
             return Err(candle_core::Error::Msg(why.into()).into());
         };
-        let mu = Var::from_tensor(&post.mu.detach().contiguous()?)?;
-        let lv = Var::from_tensor(&logvar.detach().contiguous()?)?;
+        let (mu0, lv0) = start(model, post.mu, logvar)?;
+        let mu = Var::from_tensor(&mu0.detach().contiguous()?)?;
+        let lv = Var::from_tensor(&lv0.detach().contiguous()?)?;
         let mut adam = Adam::new(
             vec![("mu".into(), mu.clone()), ("logvar".into(), lv.clone())],
             LEARNING_RATE,
@@ -92,16 +93,43 @@ pub fn optimize(
     Ok(out)
 }
 
+/// Where each image's q starts: the encoder's q(z₁|x), and for a hierarchy each layer above at
+/// q(z_{n+1}|z_n) along the mean path, side by side in the columns.
+fn start(model: &Model, mu: Tensor, logvar: Tensor) -> Result<(Tensor, Tensor)> {
+    let Some(stack) = model.stack() else {
+        return Ok((mu, logvar));
+    };
+    let (mut mus, mut lvs) = (vec![mu], vec![logvar]);
+    for n in 0..stack.depth() {
+        let q = stack.posterior(n, &mus[n])?;
+        mus.push(q.mu);
+        lvs.push(q.logvar);
+    }
+    Ok((Tensor::cat(&mus, 1)?, Tensor::cat(&lvs, 1)?))
+}
+
 /// Σ over images of the S-sample ELBO, (1/S) Σ_s log p(x|z_s) − KL(q ‖ p), with z_s = μ + σ ε_s;
-/// `xs` and `eps` hold S copies of the images' rows, sample after sample.
+/// `xs` and `eps` hold S copies of the images' rows, sample after sample. A hierarchy's q is
+/// a Gaussian per layer (every layer's parameters optimized), its KL as in training.
 fn elbo_sum(model: &Model, xs: &Tensor, mu: &Tensor, lv: &Tensor, eps: &Tensor) -> Result<Tensor> {
     let s = xs.dim(0)? / mu.dim(0)?;
-    let std = (lv * 0.5)?.exp()?;
     let rep = |t: &Tensor| Tensor::cat(&vec![t; s], 0);
-    let z = (rep(mu)? + (eps * rep(&std)?)?)?;
-    let log_px = model.log_prob(&model.decode(&z)?, xs)?.sum_all()?;
-    let kl = kl_per_dim(mu, lv)?.sum_all()?;
-    (log_px / s as f64)? - kl
+    let Some(stack) = model.stack() else {
+        let std = (lv * 0.5)?.exp()?;
+        let z = (rep(mu)? + (eps * rep(&std)?)?)?;
+        let log_px = model.log_prob(&model.decode(&z)?, xs)?.sum_all()?;
+        let kl = kl_per_dim(mu, lv)?.sum_all()?;
+        return (log_px / s as f64)? - kl;
+    };
+    let sizes = model.arch().latent_sizes();
+    let qs: Vec<Gaussian> = split_columns(&rep(mu)?, &sizes)?
+        .into_iter()
+        .zip(split_columns(&rep(lv)?, &sizes)?)
+        .map(|(mu, logvar)| Gaussian { mu, logvar })
+        .collect();
+    let draw = mean_field(stack, &qs, &split_columns(eps, &sizes)?)?;
+    let log_px = model.log_prob(&model.decode(&draw.z1)?, xs)?.sum_all()?;
+    (log_px - draw.kl.sum_all()?)? / s as f64
 }
 
 /// The gap of one run split in two, in nats, averaged over the same test images.

@@ -94,13 +94,13 @@ impl Evaluator {
         let n = cfg.images(s.data, kind);
         let beta = cfg.objective.beta_at(epoch as f64);
         let mut noise = rng::stream(cfg.seed, rng::Stream::Eval, epoch);
-        let mut sums = Sums::new(cfg.latent_dim);
+        let mut sums = Sums::new(cfg.latent_width());
         let mass = cfg.mass();
         let mut buf = Vec::new();
         let indices: Vec<usize> = (0..n).collect();
         for idx in indices.chunks(EVAL_BATCH) {
             let x = batch(split, idx, None, &mut buf, s.device)?;
-            let eps = rng::normal_tensor(&mut noise, (idx.len(), cfg.latent_dim), s.device)?;
+            let eps = rng::normal_tensor(&mut noise, (idx.len(), cfg.latent_width()), s.device)?;
             let terms = batch_terms(s.model, &x, &eps, beta, cfg.objective.free_bits)?;
             let loss = f64::from(terms.loss.to_scalar::<f32>()?);
             sums.add(&terms, loss)?;

@@ -2,7 +2,8 @@
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
 use crate::likelihood::Likelihood;
-use crate::model::Model;
+use crate::model::{Gaussian, Model, StackNets};
+use crate::objective::{amortized, mean_field, split_columns};
 use crate::rng;
 use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor};
@@ -174,6 +175,88 @@ fn score(
     Ok(out)
 }
 
+/// K draws of z per image of a one-layer model from q = N(μ, σ²) given as rows, with each
+/// draw's log p(z) − log q(z|x), in f64 on the host: (rows of z, log ratios).
+fn one_layer_draws(
+    mu: &[Vec<f32>],
+    logvar: &[Vec<f32>],
+    k: usize,
+    r: &mut rng::Rng64,
+    device: &Device,
+) -> Result<(Tensor, Vec<f64>)> {
+    let l = mu.first().map_or(0, Vec::len);
+    let rows = mu.len() * k;
+    let mut z = Vec::with_capacity(rows * l);
+    let mut log_prior_minus_q = Vec::with_capacity(rows);
+    let eps = rng::normals(r, rows * l);
+    for (i, (mu, lv)) in mu.iter().zip(logvar).enumerate() {
+        let std: Vec<f32> = lv.iter().map(|v| (0.5 * v).exp()).collect();
+        for s in 0..k {
+            let e = &eps[(i * k + s) * l..(i * k + s + 1) * l];
+            let mut acc = 0f64;
+            for j in 0..l {
+                let zj = mu[j] + e[j] * std[j];
+                z.push(zj);
+                // log p(z) − log q(z|x); the 2π terms cancel.
+                acc += -0.5 * f64::from(zj).powi(2)
+                    + 0.5 * f64::from(e[j]).powi(2)
+                    + 0.5 * f64::from(lv[j]);
+            }
+            log_prior_minus_q.push(acc);
+        }
+    }
+    Ok((Tensor::from_vec(z, (rows, l), device)?, log_prior_minus_q))
+}
+
+/// Where the draws of a hierarchy come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proposal {
+    /// z₁ from the given rows of q(z₁|x), the layers above from the model's q(z_{n+1}|z_n).
+    Amortized,
+    /// Every layer from its own Gaussian, the given rows holding all layers (the E-step's q*).
+    MeanField,
+}
+
+/// K draws per image of every layer of a hierarchy (one ε row of the whole latent width per
+/// draw): z₁'s rows and each draw's log p(z) − log q(z|x).
+fn stack_draws(
+    model: &Model,
+    stack: &StackNets,
+    (mu, logvar): (&[Vec<f32>], &[Vec<f32>]),
+    from: Proposal,
+    k: usize,
+    r: &mut rng::Rng64,
+    device: &Device,
+) -> Result<(Tensor, Vec<f64>)> {
+    let sizes = model.arch().latent_sizes();
+    let width: usize = sizes.iter().sum();
+    let rows = mu.len() * k;
+    let repeat = |v: &[Vec<f32>]| -> Result<Tensor> {
+        let cols = v.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = v
+            .iter()
+            .flat_map(|row| std::iter::repeat_n(row, k).flatten().copied())
+            .collect();
+        Tensor::from_vec(flat, (rows, cols), device)
+    };
+    let (mu, logvar) = (repeat(mu)?, repeat(logvar)?);
+    let eps = Tensor::from_vec(rng::normals(r, rows * width), (rows, width), device)?;
+    let parts = split_columns(&eps, &sizes)?;
+    let draw = match from {
+        Proposal::Amortized => amortized(stack, Gaussian { mu, logvar }, &parts)?,
+        Proposal::MeanField => {
+            let qs: Vec<Gaussian> = split_columns(&mu, &sizes)?
+                .into_iter()
+                .zip(split_columns(&logvar, &sizes)?)
+                .map(|(mu, logvar)| Gaussian { mu, logvar })
+                .collect();
+            mean_field(stack, &qs, &parts)?
+        }
+    };
+    let ratio = draw.log_ratio.to_vec1::<f32>()?;
+    Ok((draw.z1, ratio.into_iter().map(f64::from).collect()))
+}
+
 /// Per image: the K-sample bound and the mean log weight, from log p(x|z) and log p(z) − log q.
 fn bound_and_elbo(log_px_z: &[f32], log_prior_minus_q: &[f64]) -> (f64, f64) {
     let w: Vec<f64> = log_px_z
@@ -218,7 +301,7 @@ pub fn estimate_with(
     // A model trained on the mass is scored once: its density already is the mass.
     let mass = plan.mass.filter(|&m| m != model.arch().likelihood);
     let (mut mass_bound, mut mass_elbo) = (0f64, 0f64);
-    let (d, l) = (split.dim(), model.arch().latent_dim);
+    let d = split.dim();
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
     let (mut elbos, mut bounds) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -258,27 +341,17 @@ pub fn estimate_with(
                 }
             }
         };
-        let rows = idx.len() * k;
-        let mut z = Vec::with_capacity(rows * l);
-        let mut log_prior_minus_q = Vec::with_capacity(rows);
-        let eps = rng::normals(r, rows * l);
-        for (i, (mu, lv)) in mu.iter().zip(&logvar).enumerate() {
-            let std: Vec<f32> = lv.iter().map(|v| (0.5 * v).exp()).collect();
-            for s in 0..k {
-                let e = &eps[(i * k + s) * l..(i * k + s + 1) * l];
-                let mut acc = 0f64;
-                for j in 0..l {
-                    let zj = mu[j] + e[j] * std[j];
-                    z.push(zj);
-                    // log p(z) − log q(z|x); the 2π terms cancel.
-                    acc += -0.5 * f64::from(zj).powi(2)
-                        + 0.5 * f64::from(e[j]).powi(2)
-                        + 0.5 * f64::from(lv[j]);
-                }
-                log_prior_minus_q.push(acc);
+        let (z, log_prior_minus_q) = match model.stack() {
+            None => one_layer_draws(&mu, &logvar, k, r, device)?,
+            Some(stack) => {
+                let from = if given.is_some() {
+                    Proposal::MeanField
+                } else {
+                    Proposal::Amortized
+                };
+                stack_draws(model, stack, (&mu, &logvar), from, k, r, device)?
             }
-        }
-        let z = Tensor::from_vec(z, (rows, l), device)?;
+        };
         let scores = score(model, &x, &z, k, mass, lanes.as_deref())?;
         for i in 0..idx.len() {
             let rows = i * k..(i + 1) * k;

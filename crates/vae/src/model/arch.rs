@@ -64,14 +64,27 @@ impl Body {
     }
 }
 
+/// The stochastic layers above z₁ (Burda et al.'s hierarchy): q(z_{n+1}|z_n) and
+/// p(z_n|z_{n+1}) are MLPs of `hidden` widths (ReLU), p(z_top) = N(0, I). Empty: one layer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stack {
+    /// Sizes of the layers above z₁, bottom to top.
+    pub above: Vec<usize>,
+    /// Deterministic widths between two consecutive stochastic layers (both directions).
+    pub hidden: Vec<usize>,
+}
+
 /// Everything that fixes the shapes of a model's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {
     pub kind: ModelKind,
     pub image: ImageShape,
     pub body: Body,
+    /// Size of z₁, the layer the decoder reads x from.
     pub latent_dim: usize,
     pub likelihood: Likelihood,
+    /// The layers above z₁ (VAE only).
+    pub stack: Stack,
 }
 
 /// How a layer maps its input.
@@ -115,6 +128,19 @@ impl Architecture {
     /// Values per image.
     pub fn input_dim(&self) -> usize {
         self.image.dim()
+    }
+
+    /// Every stochastic layer's size, z₁ first.
+    pub fn latent_sizes(&self) -> Vec<usize> {
+        std::iter::once(self.latent_dim)
+            .chain(self.stack.above.iter().copied())
+            .collect()
+    }
+
+    /// Latent values per image over every layer: the width of ε, of the E-step's q and of the
+    /// per-dimension KL.
+    pub fn latent_width(&self) -> usize {
+        self.latent_sizes().iter().sum()
     }
 
     /// Width of the encoder's output: μ and log σ² for the VAE, z alone for the AE.
@@ -182,8 +208,47 @@ impl Architecture {
             .sum()
     }
 
-    /// Every layer, encoder then decoder; the decoder mirrors the encoder.
+    /// Every layer: the body's, then the stack's (so a one-layer model's are the first, in
+    /// the same order, whatever sits above).
     pub fn layers(&self) -> Vec<LayerSpec> {
+        let mut out = self.body_layers();
+        out.extend(self.stack_layers());
+        out
+    }
+
+    /// The layers between z_n and z_{n+1}, n = 1, 2, …: q(z_{n+1}|z_n) as `enc.z{n+1}.*` (its
+    /// head gives μ and log σ²), p(z_n|z_{n+1}) as `dec.z{n}.*`, the hidden widths reversed.
+    pub fn stack_layers(&self) -> Vec<LayerSpec> {
+        let sizes = self.latent_sizes();
+        let mut out = Vec::new();
+        for n in 1..sizes.len() {
+            let (below, above) = (sizes[n - 1], sizes[n]);
+            let mut chain = |name: String, widths: Vec<usize>| {
+                for (j, w) in widths.windows(2).enumerate() {
+                    let last = j + 2 == widths.len();
+                    out.push(LayerSpec {
+                        name: if last {
+                            format!("{name}.head")
+                        } else {
+                            format!("{name}.{j}")
+                        },
+                        kind: LayerKind::Linear,
+                        fan_in: w[0],
+                        fan_out: w[1],
+                    });
+                }
+            };
+            let hidden = &self.stack.hidden;
+            let up = std::iter::once(below).chain(hidden.iter().copied());
+            chain(format!("enc.z{}", n + 1), up.chain([2 * above]).collect());
+            let down = std::iter::once(above).chain(hidden.iter().rev().copied());
+            chain(format!("dec.z{n}"), down.chain([2 * below]).collect());
+        }
+        out
+    }
+
+    /// The body's layers, encoder then decoder; the decoder mirrors the encoder.
+    pub fn body_layers(&self) -> Vec<LayerSpec> {
         let mut out = Vec::new();
         let mut push = |name: String, kind: LayerKind, fan_in: usize, fan_out: usize| {
             out.push(LayerSpec {

@@ -3,6 +3,7 @@
 
 use super::arch::{Architecture, ModelKind};
 use super::layers::{networks, Net};
+use super::stack::StackNets;
 use crate::likelihood::{self, Likelihood};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -21,6 +22,8 @@ pub struct Model {
     arch: Architecture,
     encoder: Net,
     decoder: Net,
+    /// The layers above z₁, if any.
+    stack: Option<StackNets>,
     kernels: Kernels,
 }
 
@@ -35,9 +38,11 @@ impl Model {
     pub fn with_kernels(arch: Architecture, vb: VarBuilder, kernels: Kernels) -> Result<Self> {
         let kernels = kernels.for_device(vb.device());
         let (encoder, decoder) = networks(&arch, &vb, kernels)?;
+        let stack = StackNets::new(&arch, &vb, kernels)?;
         Ok(Self {
             encoder,
             decoder,
+            stack,
             arch,
             kernels,
         })
@@ -80,6 +85,49 @@ impl Model {
         })
     }
 
+    /// The stochastic layers above z₁ (`None`: one layer).
+    pub fn stack(&self) -> Option<&StackNets> {
+        self.stack.as_ref()
+    }
+
+    /// Each layer's posterior mean along the mean path, μ₁ then μ₂(μ₁), … : (B, Σ L_n), the
+    /// codes whose spread over x counts active units (μ₁ alone for one layer).
+    pub fn mean_codes(&self, mu1: &Tensor) -> Result<Tensor> {
+        let Some(stack) = &self.stack else {
+            return Ok(mu1.clone());
+        };
+        let mut codes = vec![mu1.clone()];
+        for n in 0..stack.depth() {
+            let next = stack.posterior(n, &codes[n])?.mu;
+            codes.push(next);
+        }
+        Tensor::cat(&codes, 1)
+    }
+
+    /// Ancestral draws of z₁ from the prior, one per row of ε (B, Σ L_n): z_top = ε_top, then
+    /// each layer below from p(z_n|z_{n+1}) (ε itself for one layer).
+    pub fn prior_sample(&self, eps: &Tensor) -> Result<Tensor> {
+        let Some(stack) = &self.stack else {
+            return Ok(eps.clone());
+        };
+        let sizes = self.arch.latent_sizes();
+        let starts: Vec<usize> = sizes
+            .iter()
+            .scan(0, |at, s| {
+                let start = *at;
+                *at += s;
+                Some(start)
+            })
+            .collect();
+        let top = sizes.len() - 1;
+        let mut z = eps.narrow(1, starts[top], sizes[top])?;
+        for n in (0..stack.depth()).rev() {
+            let e = eps.narrow(1, starts[n], sizes[n])?;
+            z = stack.conditional(n, &z)?.sample(&e)?;
+        }
+        Ok(z)
+    }
+
     /// p(x|z): (B, L) latents → (B, P·D) likelihood parameters.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.decoder.forward(z)
@@ -102,6 +150,7 @@ mod tests {
             },
             latent_dim: 16,
             likelihood,
+            stack: Default::default(),
         }
     }
 
@@ -205,5 +254,108 @@ mod tests {
             "{err}"
         );
         assert!(conv(grey, &[32, 64], Likelihood::Bernoulli).check().is_ok());
+    }
+
+    /// Burda et al.'s two-layer MNIST network, 784-200-200-100-100-50: the body's layers are
+    /// the one-layer model's, first and in its order, and the stack's follow.
+    #[test]
+    fn two_layers_add_the_stack_after_the_one_layer_models_layers() {
+        let one = Architecture {
+            kind: ModelKind::Vae,
+            image: ImageShape::grey(28, 28),
+            body: Body::Mlp {
+                hidden: vec![200, 200],
+            },
+            latent_dim: 100,
+            likelihood: Likelihood::Bernoulli,
+            stack: Default::default(),
+        };
+        let two = Architecture {
+            stack: crate::model::Stack {
+                above: vec![50],
+                hidden: vec![100, 100],
+            },
+            ..one.clone()
+        };
+        let layers = two.layers();
+        assert_eq!(layers[..one.layers().len()], one.layers()[..]);
+        let s = |n: &str, v: &[usize]| (n.to_string(), v.to_vec());
+        assert_eq!(
+            shapes(&two)[one.layers().len()..],
+            [
+                s("enc.z2.0", &[100, 100]),
+                s("enc.z2.1", &[100, 100]),
+                s("enc.z2.head", &[100, 100]),
+                s("dec.z1.0", &[100, 50]),
+                s("dec.z1.1", &[100, 100]),
+                s("dec.z1.head", &[200, 100]),
+            ]
+        );
+        assert_eq!(
+            (two.latent_sizes(), two.latent_width()),
+            (vec![100, 50], 150)
+        );
+    }
+
+    /// The two-layer model with its top layer removed is the one-layer model: the same seeded
+    /// weights for the shared layers, and the same q(z₁|x) and p(x|z₁) bit for bit.
+    #[test]
+    fn the_two_layer_model_without_its_top_layer_is_the_one_layer_model() {
+        let one = Architecture {
+            kind: ModelKind::Vae,
+            image: ImageShape::grey(6, 6),
+            body: Body::Mlp { hidden: vec![16] },
+            latent_dim: 4,
+            likelihood: Likelihood::Bernoulli,
+            stack: Default::default(),
+        };
+        let two = Architecture {
+            stack: crate::model::Stack {
+                above: vec![3],
+                hidden: vec![8],
+            },
+            ..one.clone()
+        };
+        let (v1, v2) = (VarMap::new(), VarMap::new());
+        crate::model::init::seeded(&one, &v1, 7, &Device::Cpu).unwrap();
+        crate::model::init::seeded(&two, &v2, 7, &Device::Cpu).unwrap();
+        let vec_of = |v: &VarMap, name: &str| {
+            let data = v.data().lock().unwrap();
+            data[name]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        for l in one.layers() {
+            for part in ["weight", "bias"] {
+                let name = format!("{}.{part}", l.name);
+                assert_eq!(vec_of(&v1, &name), vec_of(&v2, &name), "{name}");
+            }
+        }
+        // The two-layer checkpoint read as a one-layer model: its extra tensors are ignored.
+        let vb = VarBuilder::from_varmap(&v2, DType::F32, &Device::Cpu);
+        let cut = Model::new(one.clone(), vb.clone()).unwrap();
+        let full = Model::new(two, vb).unwrap();
+        let vb1 = VarBuilder::from_varmap(&v1, DType::F32, &Device::Cpu);
+        let today = Model::new(one, vb1).unwrap();
+        assert!(cut.stack().is_none() && full.stack().is_some());
+        let x = Tensor::from_vec(
+            (0..72).map(|i| (i as f32 * 0.1).sin().abs()).collect(),
+            (2, 36),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for m in [&cut, &full] {
+            let (p, q) = (m.encode(&x).unwrap(), today.encode(&x).unwrap());
+            assert_eq!(flat(p.mu.clone()), flat(q.mu.clone()));
+            assert_eq!(flat(p.logvar.unwrap()), flat(q.logvar.unwrap()));
+            assert_eq!(
+                flat(m.decode(&p.mu).unwrap()),
+                flat(today.decode(&q.mu).unwrap())
+            );
+        }
     }
 }

@@ -38,7 +38,13 @@ pub(super) struct Mlp {
 }
 
 impl Mlp {
-    fn new(prefix: &str, specs: &[LayerSpec], vb: &VarBuilder, kernels: Kernels) -> Result<Self> {
+    /// The layers of `specs` named `prefix…`, the last one the head.
+    pub(super) fn new(
+        prefix: &str,
+        specs: &[LayerSpec],
+        vb: &VarBuilder,
+        kernels: Kernels,
+    ) -> Result<Self> {
         let mut layers = named(specs, prefix)
             .map(|s| Linear::new(s, vb, kernels))
             .collect::<Result<Vec<_>>>()?;
@@ -161,7 +167,7 @@ pub(super) fn networks(
     vb: &VarBuilder,
     kernels: Kernels,
 ) -> Result<(Net, Net)> {
-    let specs = arch.layers();
+    let specs = arch.body_layers();
     let find = |name: &str| {
         specs
             .iter()

@@ -1,6 +1,7 @@
 //! −ELBO = recon + β·KL (KL in closed form, after free bits), from one or k draws of z.
 
-use crate::model::{Model, Posterior};
+use super::stack::{amortized, split_columns, LatentDraw};
+use crate::model::{Gaussian, Model, Posterior};
 use candle_core::{Result, Tensor};
 
 /// KL(N(μ, σ²) ‖ N(0, 1)) per sample and dimension: ½(μ² + σ² − 1 − log σ²), shape (B, L).
@@ -23,7 +24,9 @@ pub struct BatchTerms {
     pub params: Tensor,
 }
 
-/// Runs a batch: encode, reparameterize with `eps` (ignored by the AE), decode, score.
+/// Runs a batch: encode, reparameterize with `eps` (ignored by the AE), decode, score. With
+/// layers above z₁, `eps` has a column per latent value of every layer (see
+/// [`crate::model::Architecture::latent_width`]).
 pub fn batch_terms(
     model: &Model,
     x: &Tensor,
@@ -32,13 +35,22 @@ pub fn batch_terms(
     free_bits: f64,
 ) -> Result<BatchTerms> {
     let post = model.encode(x)?;
-    let (z, kl) = match &post.logvar {
-        Some(logvar) => {
+    let (z, kl, mu) = match (&post.logvar, model.stack()) {
+        (Some(logvar), None) => {
             let std = (logvar * 0.5)?.exp()?;
             let z = (&post.mu + (eps * std)?)?;
-            (z, Some(kl_per_dim(&post.mu, logvar)?))
+            (z, Some(kl_per_dim(&post.mu, logvar)?), post.mu)
         }
-        None => (post.mu.clone(), None),
+        (Some(logvar), Some(stack)) => {
+            let q1 = Gaussian {
+                mu: post.mu.clone(),
+                logvar: logvar.clone(),
+            };
+            let parts = split_columns(eps, &model.arch().latent_sizes())?;
+            let draw = amortized(stack, q1, &parts)?;
+            (draw.z1, Some(draw.kl), model.mean_codes(&post.mu)?)
+        }
+        (None, _) => (post.mu.clone(), None, post.mu),
     };
     let params = model.decode(&z)?;
     let recon = model.log_prob(&params, x)?.neg()?;
@@ -50,7 +62,7 @@ pub fn batch_terms(
         loss,
         recon,
         kl,
-        mu: post.mu,
+        mu,
         params,
     })
 }
@@ -70,8 +82,10 @@ pub(crate) struct KPass {
     pub post: Posterior,
     /// (B, L) log σ² of q(z|x).
     pub logvar: Tensor,
-    /// (k·B, L) the draws, sample-major: row s·B + i is image i's s-th draw.
+    /// (k·B, L) the draws of z₁, sample-major: row s·B + i is image i's s-th draw.
     pub z: Tensor,
+    /// The layers above z₁, drawn with z (`None` for one layer).
+    pub stack: Option<LatentDraw>,
     /// (k·B, P·D) the decoder's output.
     pub params: Tensor,
     /// (k·B,) log p(x_i | z) per row.
@@ -84,17 +98,46 @@ pub(crate) fn k_pass(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Resul
     let Some(logvar) = post.logvar.clone() else {
         candle_core::bail!("{k} samples of z need a stochastic encoder (model = \"vae\")");
     };
-    let std = (&logvar * 0.5)?.exp()?;
-    let z = (post.mu.repeat((k, 1))? + (eps * std.repeat((k, 1))?)?)?;
+    let (z, stack) = match model.stack() {
+        None => {
+            let std = (&logvar * 0.5)?.exp()?;
+            let z = (post.mu.repeat((k, 1))? + (eps * std.repeat((k, 1))?)?)?;
+            (z, None)
+        }
+        Some(stack) => {
+            let q1 = Gaussian {
+                mu: post.mu.repeat((k, 1))?,
+                logvar: logvar.repeat((k, 1))?,
+            };
+            let parts = split_columns(eps, &model.arch().latent_sizes())?;
+            let draw = amortized(stack, q1, &parts)?;
+            (draw.z1.clone(), Some(draw))
+        }
+    };
     let params = model.decode(&z)?;
     let log_px_z = model.log_prob(&params, &x.repeat((k, 1))?)?;
     Ok(KPass {
         post,
         logvar,
         z,
+        stack,
         params,
         log_px_z,
     })
+}
+
+impl KPass {
+    /// (B, Σ L_n) the KL per dimension: in closed form for one layer, else the mean over the
+    /// k draws of the stack's estimate.
+    pub fn kl(&self, k: usize) -> Result<Tensor> {
+        match &self.stack {
+            None => kl_per_dim(&self.post.mu, &self.logvar),
+            Some(draw) => {
+                let (rows, w) = draw.kl.dims2()?;
+                draw.kl.reshape((k, rows / k, w))?.mean(0)
+            }
+        }
+    }
 }
 
 /// The mean over draws of (k, B) rows: (B,).
@@ -115,13 +158,13 @@ pub fn k_sample_elbo(
 ) -> Result<BatchTerms> {
     let pass = k_pass(model, x, eps, k)?;
     let recon = mean_over_draws(&pass.log_px_z.neg()?, k)?;
-    let kl = kl_per_dim(&pass.post.mu, &pass.logvar)?;
+    let kl = pass.kl(k)?;
     let loss = (recon.mean_all()? + (kl_penalty(&kl, free_bits)? * beta)?)?;
     Ok(BatchTerms {
         loss,
         recon,
         kl: Some(kl),
-        mu: pass.post.mu,
+        mu: model.mean_codes(&pass.post.mu)?,
         params: pass.params,
     })
 }

@@ -3,7 +3,7 @@
 //! ordinary reparameterized gradient (ε held fixed; no stop-gradient or doubly-reparameterized
 //! variant).
 
-use super::elbo::{k_pass, kl_per_dim, mean_over_draws, BatchTerms};
+use super::elbo::{k_pass, mean_over_draws, BatchTerms};
 use crate::model::Model;
 use candle_core::{Result, Tensor};
 
@@ -27,16 +27,19 @@ fn log_mean_exp_over_draws(lw: &Tensor, k: usize) -> Result<Tensor> {
 /// report the mean recon of the draws and the closed-form KL, as the ELBO's metrics do.
 pub fn iwae_terms(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Result<BatchTerms> {
     let pass = k_pass(model, x, eps, k)?;
-    let lv = pass.logvar.repeat((k, 1))?;
-    let lw = (&pass.log_px_z + log_prior_minus_q(&pass.z, eps, &lv)?)?;
+    let latent = match &pass.stack {
+        None => log_prior_minus_q(&pass.z, eps, &pass.logvar.repeat((k, 1))?)?,
+        Some(draw) => draw.log_ratio.clone(),
+    };
+    let lw = (&pass.log_px_z + latent)?;
     let bound = log_mean_exp_over_draws(&lw, k)?;
     let recon = mean_over_draws(&pass.log_px_z.neg()?, k)?.detach();
-    let kl = kl_per_dim(&pass.post.mu, &pass.logvar)?.detach();
+    let kl = pass.kl(k)?.detach();
     Ok(BatchTerms {
         loss: bound.mean_all()?.neg()?,
         recon,
         kl: Some(kl),
-        mu: pass.post.mu,
+        mu: model.mean_codes(&pass.post.mu)?.detach(),
         params: pass.params,
     })
 }

@@ -5,9 +5,11 @@
 
 mod elbo;
 mod iwae;
+mod stack;
 
 pub use elbo::{batch_terms, k_sample_elbo, kl_per_dim, BatchTerms};
 pub use iwae::{iwae_terms, log_prior_minus_q};
+pub use stack::{amortized, mean_field, split_columns, LatentDraw};
 
 use crate::model::Model;
 use candle_core::{Result, Tensor};

@@ -22,6 +22,7 @@ fn arch() -> Architecture {
         body: Body::Mlp { hidden: vec![16] },
         latent_dim: LATENT,
         likelihood: Likelihood::Bernoulli,
+        stack: Default::default(),
     }
 }
 

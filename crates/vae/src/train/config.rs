@@ -3,7 +3,7 @@
 
 use super::schedule::Schedule;
 use crate::likelihood::{Likelihood, LEVELS_8BIT};
-use crate::model::{Architecture, Body, ModelKind};
+use crate::model::{Architecture, Body, ModelKind, Stack};
 use crate::objective::Objective;
 use vaelab_data::{Binarize, Dataset, SplitKind};
 
@@ -13,6 +13,8 @@ pub struct TrainConfig {
     pub model: ModelKind,
     pub likelihood: Likelihood,
     pub latent_dim: usize,
+    /// The stochastic layers above z₁ (empty: one layer).
+    pub stack: Stack,
     /// The encoder's and decoder's network.
     pub body: Body,
     pub objective: Objective,
@@ -60,7 +62,13 @@ impl TrainConfig {
             body: self.body.clone(),
             latent_dim: self.latent_dim,
             likelihood: self.likelihood,
+            stack: self.stack.clone(),
         }
+    }
+
+    /// Latent values per image over every layer (the width of ε).
+    pub fn latent_width(&self) -> usize {
+        self.latent_dim + self.stack.above.iter().sum::<usize>()
     }
 
     /// Images of `kind` this run uses: the split, cut to its subset.

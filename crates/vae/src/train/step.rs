@@ -86,7 +86,7 @@ pub(super) fn descend(
     let objective = &ctx.cfg.objective;
     let eps = rng::normal_tensor(
         &mut draws.noise,
-        (objective.noise_rows(x.dim(0)?), ctx.cfg.latent_dim),
+        (objective.noise_rows(x.dim(0)?), ctx.cfg.latent_width()),
         ctx.device,
     )?;
     let terms = objective.terms(&state.model, x, &eps, beta)?;

@@ -106,7 +106,7 @@ impl<'d> Trainer<'d> {
             split,
             n_train,
         };
-        let mut sums = Sums::new(self.cfg.latent_dim);
+        let mut sums = Sums::new(self.cfg.latent_width());
         let mut buf = Vec::new();
         let mut beta = self.cfg.objective.beta;
         let mut updates = Updates::default();
@@ -252,6 +252,7 @@ mod tests {
             model,
             likelihood: Likelihood::Bernoulli,
             latent_dim: 2,
+            stack: Default::default(),
             body: Body::Mlp { hidden: vec![32] },
             objective: Objective::default(),
             epochs: 8,

@@ -1,0 +1,91 @@
+//! The stochastic layers above z₁ as networks: q(z_{n+1}|z_n) and p(z_n|z_{n+1}), diagonal
+//! Gaussians whose μ and log σ² an MLP gives, under p(z_top) = N(0, I).
+
+use super::arch::Architecture;
+use super::layers::Mlp;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use vaelab_kernels::Kernels;
+
+/// A diagonal Gaussian per row: means and log-variances, (rows, size) each.
+#[derive(Debug, Clone)]
+pub struct Gaussian {
+    pub mu: Tensor,
+    pub logvar: Tensor,
+}
+
+impl Gaussian {
+    /// Splits a head's output (rows, 2·size) into μ and log σ².
+    fn from_head(out: &Tensor) -> Result<Self> {
+        let size = out.dim(1)? / 2;
+        Ok(Self {
+            mu: out.narrow(1, 0, size)?,
+            logvar: out.narrow(1, size, size)?,
+        })
+    }
+
+    /// μ + σ·ε.
+    pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
+        &self.mu + (eps * (&self.logvar * 0.5)?.exp()?)?
+    }
+
+    /// log N(z; μ, σ²) per row and dimension, without the −½ log 2π every Gaussian of the
+    /// bound shares (they cancel between p and q).
+    pub fn log_density(&self, z: &Tensor) -> Result<Tensor> {
+        let d = (z - &self.mu)?;
+        ((d.sqr()? * (self.logvar.neg()?.exp()?))? + &self.logvar)? * -0.5
+    }
+}
+
+/// log N(z; 0, I) per row and dimension, without the −½ log 2π.
+pub fn log_standard(z: &Tensor) -> Result<Tensor> {
+    z.sqr()? * -0.5
+}
+
+/// One level between z_n and z_{n+1}.
+#[derive(Debug, Clone)]
+struct Level {
+    up: Mlp,
+    down: Mlp,
+}
+
+/// The networks of every level above z₁, bottom to top.
+#[derive(Debug, Clone)]
+pub struct StackNets {
+    levels: Vec<Level>,
+}
+
+impl StackNets {
+    /// The levels of `arch.stack` from `vb`; `None` for a one-layer model.
+    pub(super) fn new(
+        arch: &Architecture,
+        vb: &VarBuilder,
+        kernels: Kernels,
+    ) -> Result<Option<Self>> {
+        let specs = arch.stack_layers();
+        let levels = (1..arch.latent_sizes().len())
+            .map(|n| {
+                Ok(Level {
+                    up: Mlp::new(&format!("enc.z{}.", n + 1), &specs, vb, kernels)?,
+                    down: Mlp::new(&format!("dec.z{n}."), &specs, vb, kernels)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((!levels.is_empty()).then_some(Self { levels }))
+    }
+
+    /// Levels above z₁.
+    pub fn depth(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// q(z_{n+2} | z_{n+1}) for level `n` (0-based: level 0 reads z₁).
+    pub fn posterior(&self, n: usize, z: &Tensor) -> Result<Gaussian> {
+        Gaussian::from_head(&self.levels[n].up.forward(z)?)
+    }
+
+    /// p(z_{n+1} | z_{n+2}) for level `n`.
+    pub fn conditional(&self, n: usize, z_above: &Tensor) -> Result<Gaussian> {
+        Gaussian::from_head(&self.levels[n].down.forward(z_above)?)
+    }
+}
