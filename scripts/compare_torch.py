@@ -6,6 +6,7 @@ and prints the ratios vaelab / PyTorch (below 1: vaelab is faster).
   ... --arch conv    the DCGAN-style conv VAE (torch_vae.py --arch conv, vaelab-bench --conv)
   ... --objective iwae --train-samples 5   the k-sample objectives on the classic network
                      (scripts/torch_bounds.py against vaelab-bench --objective/--train-samples)
+  ... --latent-layers 20,10   the two-layer model (latent_layers = [20, 10]) on the classic body
 
 Prints the CPU line first, then every epoch of every run, then the table: the median and the
 slowest epoch, and with --iw the IWAE bound and the whole run (per-epoch tests and the final
@@ -30,7 +31,8 @@ def cpu_line():
     return f"CPU {field('model name')} (family {field('cpu family')} model {field('model')}), {avx512}"
 
 
-def torch_run(py, script, threads, epochs, iw, arch="mlp", compile_=False, objective=None, k=1):
+def torch_run(py, script, threads, epochs, iw, arch="mlp", compile_=False, objective=None, k=1,
+              layers=None):
     """One reference run: its per-epoch training seconds, IWAE seconds and whole wall time."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [py, script, "--data-dir", DATA, "--epochs", str(epochs), "--threads", str(threads),
@@ -38,6 +40,7 @@ def torch_run(py, script, threads, epochs, iw, arch="mlp", compile_=False, objec
         if objective:
             cmd[1] = os.path.join(ROOT, "scripts", "torch_bounds.py")
             cmd += ["--objective", objective, "--train-samples", str(k)]
+            cmd += ["--latent-layers", layers] if layers else []
         else:
             cmd += ["--iw-samples", "1000" if iw else "0", "--arch", arch]
         cmd += ["--compile"] if compile_ else []
@@ -76,7 +79,7 @@ def vaelab_sweep(bench, runs, epochs):
     return walls
 
 
-def vaelab_run(bench, threads, epochs, iw, arch="mlp", objective=None, k=1):
+def vaelab_run(bench, threads, epochs, iw, arch="mlp", objective=None, k=1, layers=None):
     """One vaelab-bench run: per-epoch seconds, and with `iw` the whole run as a user runs it
     (per-epoch tests, IWAE with the 8-bit mass, the E-step gap split)."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
@@ -84,6 +87,7 @@ def vaelab_run(bench, threads, epochs, iw, arch="mlp", objective=None, k=1):
     cmd = [bench, "--epochs", str(epochs)] + (["--whole-run", "--iw-samples", "1000"] if iw else [])
     cmd += ["--conv"] if arch == "conv" else []
     cmd += ["--objective", objective, "--train-samples", str(k)] if objective else []
+    cmd += ["--latent-layers", layers] if layers else []
     t0 = time.perf_counter()
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
     wall = time.perf_counter() - t0
@@ -116,6 +120,8 @@ def main():
     ap.add_argument("--objective", choices=["elbo", "iwae"],
                     help="time the k-sample objective on the classic network (no --iw, --arch, --compile)")
     ap.add_argument("--train-samples", type=int, default=1, metavar="K", help="draws per image with --objective")
+    ap.add_argument("--latent-layers", metavar="L1,L2",
+                    help="the two-layer model (e.g. 20,10) on the classic body, with --objective (default elbo)")
     ap.add_argument("--threads", default="1,2", help="thread counts to time, e.g. 2")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", sys.executable))
     ap.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_vae.py"))
@@ -125,17 +131,21 @@ def main():
     print(cpu_line())
     if a.objective and a.compile:
         sys.exit("--compile times torch_vae.py only; leave it out with --objective")
+    if a.latent_layers and not a.objective:
+        a.objective = "elbo"
     anchors = [("PyTorch", False)] + ([("compiled", True)] if a.compile else [])
     rows = []
     for threads in (int(t) for t in a.threads.split(",")):
         iw = a.iw and a.arch == "mlp" and not a.objective
         ref = {name: torch_run(a.torch_python, a.reference, threads, a.epochs, iw, a.arch, c,
-                               a.objective, a.train_samples)
+                               a.objective, a.train_samples, a.latent_layers)
                for name, c in anchors}
-        v = vaelab_run(a.bench, threads, a.epochs, iw, a.arch, a.objective, a.train_samples)
+        v = vaelab_run(a.bench, threads, a.epochs, iw, a.arch, a.objective, a.train_samples,
+                       a.latent_layers)
         t = f"{threads} thread{'s' if threads > 1 else ''}"
         if a.objective:
             t += f", {a.objective} k={a.train_samples}"
+            t += f", latent layers {a.latent_layers}" if a.latent_layers else ""
         for name, r in list(ref.items()) + [("vaelab", v)]:
             curve = " ".join(f"{x:.2f}" for x in r["epochs"])
             print(f"{a.arch} {t} {name} epochs (s): {curve}; last test loss {r['test_loss']}")

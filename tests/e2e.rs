@@ -1523,6 +1523,22 @@ fn a_two_layer_run_reports_every_measurement_and_resumes_exactly() {
         "the E-step over both layers improves on the encoder: {amortization}"
     );
     assert!(approximation.is_finite() && get("nll_bpd") > 0.0);
+    let by_layer = common::strings(&s, "active_units_by_layer");
+    let counts: Vec<i64> = by_layer[0].split('+').map(|c| c.parse().unwrap()).collect();
+    let total = s
+        .column("active_units")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!(
+        counts.len() == 2
+            && counts[0] <= 6
+            && counts[1] <= 3
+            && counts.iter().sum::<i64>() == total,
+        "{by_layer:?} vs {total} active units"
+    );
     // The same run crashed after epoch 2 and resumed gives the same metrics.
     let results = tmp.path().join("crashed");
     let file = run_file(tmp.path(), "two", &body);

@@ -75,6 +75,10 @@ fn row(run_id: &str, m: &EpochMetrics) -> MetricsRow {
         beta: m.beta,
         kl_per_dim: m.kl_per_dim.clone(),
         active_units: m.active_units.map(|a| a as u32),
+        active_by_layer: m
+            .active_by_layer
+            .as_ref()
+            .map(|v| v.iter().map(|&a| a as u32).collect()),
         recon_bpd: m.recon_bpd,
         elbo_bpd: m.elbo_bpd,
         mi: m.mi,
@@ -416,6 +420,13 @@ fn metric_cells(
         (
             "active_units",
             Cell::Int(test.and_then(|t| t.active_units).map(i64::from)),
+        ),
+        (
+            "active_units_by_layer",
+            Cell::Str(
+                test.and_then(|t| t.active_by_layer.as_ref())
+                    .map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join("+")),
+            ),
         ),
         ("test_mi", f(test.and_then(|t| t.mi))),
         ("wall_seconds", f(Some(wall))),

@@ -18,6 +18,9 @@ pub struct MetricsRow {
     pub beta: f64,
     pub kl_per_dim: Option<Vec<f64>>,
     pub active_units: Option<u32>,
+    /// Active units per stochastic layer, z₁ first (null for the AE and in files written
+    /// before the column existed).
+    pub active_by_layer: Option<Vec<u32>>,
     /// −E_q log P(k|z) of the quantized test images, bits/dim (null in training rows).
     pub recon_bpd: Option<f64>,
     /// −ELBO with that mass, bits/dim (null for the AE and in training rows).
@@ -63,6 +66,14 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
         .iter()
         .map(|r| r.kl_per_dim.as_ref().map(|v| Series::new("".into(), v)))
         .collect();
+    let by_layer: ListChunked = rows
+        .iter()
+        .map(|r| {
+            r.active_by_layer
+                .as_ref()
+                .map(|v| Series::new("".into(), v))
+        })
+        .collect();
     DataFrame::new(
         rows.len(),
         vec![
@@ -80,6 +91,10 @@ fn metrics_frame(rows: &[MetricsRow]) -> PolarsResult<DataFrame> {
                 .into_series()
                 .into(),
             column(rows, "active_units", |r| r.active_units),
+            by_layer
+                .with_name("active_units_by_layer".into())
+                .into_series()
+                .into(),
             column(rows, "recon_bpd", |r| r.recon_bpd),
             column(rows, "elbo_bpd", |r| r.elbo_bpd),
             column(rows, "mi", |r| r.mi),
@@ -201,6 +216,11 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
         .column("kl_per_dim")
         .and_then(|c| c.list().cloned())
         .map_err(err)?;
+    // Files from before the column existed read as nulls.
+    let by_layer = df
+        .column("active_units_by_layer")
+        .ok()
+        .and_then(|c| c.list().ok().cloned());
     let missing = |what: &str| TrackError::Read {
         path: path.into(),
         reason: format!("null {what}"),
@@ -213,6 +233,16 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
                         .map_err(err)?
                         .iter()
                         .map(|v| v.unwrap_or(f64::NAN))
+                        .collect(),
+                ),
+                None => None,
+            };
+            let active_by_layer = match by_layer.as_ref().and_then(|l| l.get_as_series(i)) {
+                Some(s) => Some(
+                    s.u32()
+                        .map_err(err)?
+                        .iter()
+                        .map(|v| v.unwrap_or(0))
                         .collect(),
                 ),
                 None => None,
@@ -233,6 +263,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, TrackError> {
                 beta: beta[i].ok_or_else(|| missing("beta"))?,
                 kl_per_dim,
                 active_units: active[i],
+                active_by_layer,
                 recon_bpd: recon_bpd[i],
                 elbo_bpd: elbo_bpd[i],
                 mi: mi[i],
@@ -280,6 +311,7 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "approximation_gap",
     "estep_seconds",
     "active_units",
+    "active_units_by_layer",
     "test_mi",
     "wall_seconds",
     "test_recon_bpd",
@@ -332,6 +364,7 @@ mod tests {
             beta: 1.0,
             kl_per_dim: kl.map(|k| vec![k / 2.0, k / 2.0]),
             active_units: kl.map(|_| 2),
+            active_by_layer: kl.map(|_| vec![1, 1]),
             recon_bpd: kl.map(|k| k / 10.0),
             elbo_bpd: None,
             mi: kl.map(|k| k / 3.0),

@@ -57,6 +57,10 @@ struct Args {
     /// z draws per image and step (k), as the run key `train_samples`.
     #[arg(long, default_value_t = 1)]
     train_samples: usize,
+    /// Stochastic layers, as the run key `latent_layers` (e.g. `20,10`: the two-layer model on
+    /// the classic body; replaces --latent).
+    #[arg(long, value_delimiter = ',')]
+    latent_layers: Vec<usize>,
     /// Time the DCGAN-style conv VAE of the anchor (`torch_vae.py --arch conv`) instead.
     #[arg(long)]
     conv: bool,
@@ -329,6 +333,7 @@ fn main() -> anyhow::Result<()> {
             .try_into()
             .context("--objective: \"elbo\" or \"iwae\"")?,
         train_samples: args.train_samples,
+        latent_layers: args.latent_layers.clone(),
         ..RunKeys::default()
     };
     vaelab::config::validate(&keys)

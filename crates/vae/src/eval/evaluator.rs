@@ -94,7 +94,7 @@ impl Evaluator {
         let n = cfg.images(s.data, kind);
         let beta = cfg.objective.beta_at(epoch as f64);
         let mut noise = rng::stream(cfg.seed, rng::Stream::Eval, epoch);
-        let mut sums = Sums::new(cfg.latent_width());
+        let mut sums = Sums::new(&cfg.latent_sizes());
         let mass = cfg.mass();
         let mut buf = Vec::new();
         let indices: Vec<usize> = (0..n).collect();

@@ -30,6 +30,9 @@ pub struct EpochMetrics {
     pub kl_per_dim: Option<Vec<f64>>,
     /// Latent dimensions with Var(μ_d) > 0.01 over the split; `None` for the AE.
     pub active_units: Option<usize>,
+    /// The same count per stochastic layer, z₁ first (a layer above z₁ counted on its mean
+    /// along the mean path, μ₂(μ₁(x))); `None` for the AE.
+    pub active_by_layer: Option<Vec<usize>>,
     /// −E_q[log P(k|z)] in bits/dim, with P the mass of the quantized image (evaluation only).
     pub recon_bpd: Option<f64>,
     /// −ELBO with that mass, in bits/dim: the discrete bound; `None` for the AE and in training.
@@ -49,6 +52,8 @@ pub struct EpochMetrics {
 /// Sums over the batches of an epoch.
 #[derive(Debug)]
 pub(crate) struct Sums {
+    /// Each stochastic layer's size, z₁ first.
+    sizes: Vec<usize>,
     n: usize,
     loss: f64,
     recon: f64,
@@ -60,8 +65,11 @@ pub(crate) struct Sums {
 }
 
 impl Sums {
-    pub fn new(latent: usize) -> Self {
+    /// Sums over latents of these layer sizes, z₁ first.
+    pub fn new(sizes: &[usize]) -> Self {
+        let latent = sizes.iter().sum();
         Self {
+            sizes: sizes.to_vec(),
             n: 0,
             loss: 0.0,
             recon: 0.0,
@@ -106,12 +114,23 @@ impl Sums {
         let vae = kind == ModelKind::Vae;
         let kl_per_dim: Vec<f64> = self.kl_dim.iter().map(|s| s / n).collect();
         let kl: f64 = kl_per_dim.iter().sum();
-        let active = self
+        let is_active: Vec<bool> = self
             .mu
             .iter()
             .zip(&self.mu_sq)
-            .filter(|(s, sq)| *sq / n - (*s / n).powi(2) > ACTIVE_UNIT_THRESHOLD)
-            .count();
+            .map(|(s, sq)| *sq / n - (*s / n).powi(2) > ACTIVE_UNIT_THRESHOLD)
+            .collect();
+        let active = is_active.iter().filter(|&&a| a).count();
+        let mut at = 0;
+        let by_layer: Vec<usize> = self
+            .sizes
+            .iter()
+            .map(|&size| {
+                let count = is_active[at..at + size].iter().filter(|&&a| a).count();
+                at += size;
+                count
+            })
+            .collect();
         EpochMetrics {
             epoch,
             split,
@@ -123,6 +142,7 @@ impl Sums {
             beta,
             kl_per_dim: vae.then_some(kl_per_dim),
             active_units: vae.then_some(active),
+            active_by_layer: vae.then_some(by_layer),
             recon_bpd: self.neg_log_mass.map(|m| bits_per_dim(m / n, dims)),
             elbo_bpd: self
                 .neg_log_mass

@@ -66,9 +66,16 @@ impl TrainConfig {
         }
     }
 
+    /// Every stochastic layer's size, z₁ first.
+    pub fn latent_sizes(&self) -> Vec<usize> {
+        std::iter::once(self.latent_dim)
+            .chain(self.stack.above.iter().copied())
+            .collect()
+    }
+
     /// Latent values per image over every layer (the width of ε).
     pub fn latent_width(&self) -> usize {
-        self.latent_dim + self.stack.above.iter().sum::<usize>()
+        self.latent_sizes().iter().sum()
     }
 
     /// Images of `kind` this run uses: the split, cut to its subset.

@@ -106,7 +106,7 @@ impl<'d> Trainer<'d> {
             split,
             n_train,
         };
-        let mut sums = Sums::new(self.cfg.latent_width());
+        let mut sums = Sums::new(&self.cfg.latent_sizes());
         let mut buf = Vec::new();
         let mut beta = self.cfg.objective.beta;
         let mut updates = Updates::default();
