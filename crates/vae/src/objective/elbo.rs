@@ -1,13 +1,10 @@
-//! −ELBO = recon + β·KL (KL in closed form, after free bits), from one or k draws of z.
+//! −ELBO = recon + β·KL (KL after free bits; in closed form for one layer, see `stack.rs` for a
+//! hierarchy), from one or k draws of z.
 
+use super::kl::kl_per_dim;
 use super::stack::{amortized, split_columns, LatentDraw};
 use crate::model::{Gaussian, Model, Posterior};
 use candle_core::{Result, Tensor};
-
-/// KL(N(μ, σ²) ‖ N(0, 1)) per sample and dimension: ½(μ² + σ² − 1 − log σ²), shape (B, L).
-pub fn kl_per_dim(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
-    ((mu.sqr()? + logvar.exp()?)? - logvar)?.affine(0.5, -0.5)
-}
 
 /// One batch through the model: the loss to minimize and the pieces the metrics need.
 #[derive(Debug)]

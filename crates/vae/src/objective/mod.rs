@@ -5,10 +5,12 @@
 
 mod elbo;
 mod iwae;
+mod kl;
 mod stack;
 
-pub use elbo::{batch_terms, k_sample_elbo, kl_per_dim, BatchTerms};
+pub use elbo::{batch_terms, k_sample_elbo, BatchTerms};
 pub use iwae::{iwae_terms, log_prior_minus_q};
+pub use kl::kl_per_dim;
 pub use stack::{amortized, mean_field, split_columns, LatentDraw};
 
 use crate::model::Model;

@@ -5,7 +5,7 @@
 //! draw beneath it (as in Burda's and Sønderby's code). The IWAE weight uses every layer's
 //! sampled densities.
 
-use super::elbo::kl_per_dim;
+use super::kl::kl_per_dim;
 use crate::model::{Gaussian, StackNets};
 use candle_core::{Result, Tensor, D};
 
