@@ -159,11 +159,12 @@ compare-torch:
     cargo build --quiet -p vaelab --bins
     python3 scripts/compare_torch.py --epochs 3 --iw --sweep 4
 
-# IWAE k = 5 and 50 epochs beside PyTorch's same k-draw loss (scripts/torch_bounds.py), 1 thread, one sitting (TORCH_PYTHON: a Python with torch).
+# IWAE k = 5 and 50 epochs and the two-layer model (latent_layers = [20, 10]) beside PyTorch's same losses (scripts/torch_bounds.py), one sitting (TORCH_PYTHON: a Python with torch).
 bench-bounds:
     cargo build --quiet -p vaelab --bins
     python3 scripts/compare_torch.py --objective iwae --train-samples 5 --epochs 3 --threads 1
     python3 scripts/compare_torch.py --objective iwae --train-samples 50 --epochs 2 --threads 1
+    python3 scripts/compare_torch.py --latent-layers 20,10 --epochs 3 --threads 1,2
 
 # No import circles between a crate's files, no cycle between the crates (tests/architecture.rs).
 circles:

@@ -108,7 +108,8 @@ impl Sweep {
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
         let runs_path = dir.join("runs.parquet");
         let df = vaelab_track::read_frame(&runs_path)?;
-        let runs = runs_of(&df, &runs_path)?;
+        let mut runs = runs_of(&df, &runs_path)?;
+        name_layers(&mut runs);
         let metrics_path = dir.join("metrics.parquet");
         let epochs = if metrics_path.exists() {
             vaelab_track::read_metrics(&metrics_path)?
@@ -281,6 +282,27 @@ fn values_of(column: &Column) -> PolarsResult<Vec<Value>> {
     }
 }
 
+/// In a sweep that mixes depths, a one-layer run's `latent_layers` (empty, or absent from files
+/// written before the key) reads as its `latent_dim`, so the figures tell "50" from "100,50";
+/// a sweep of one-layer runs alone is left as it is (its layers never vary beside latent_dim).
+fn name_layers(runs: &mut [Run]) {
+    let deep = |r: &Run| matches!(r.key("latent_layers"), Value::Text(t) if t.contains(','));
+    if !runs.iter().any(deep) {
+        return;
+    }
+    for r in runs.iter_mut() {
+        let one_layer = match r.key("latent_layers") {
+            Value::Null => true,
+            Value::Text(t) => t.is_empty(),
+            Value::Num(_) => false,
+        };
+        if let (true, Value::Num(d)) = (one_layer, r.key("latent_dim").clone()) {
+            r.config
+                .insert("latent_layers".into(), Value::Text(format!("{d}")));
+        }
+    }
+}
+
 fn runs_of(df: &DataFrame, path: &Path) -> Result<Vec<Run>, ReportError> {
     let polars_err = |source| ReportError::Polars {
         path: path.into(),
@@ -322,4 +344,43 @@ fn runs_of(df: &DataFrame, path: &Path) -> Result<Vec<Run>, ReportError> {
         }
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, latent_dim: Value, layers: Value) -> Run {
+        Run::done_with(
+            id,
+            vec![("latent_dim", latent_dim), ("latent_layers", layers)],
+            vec![],
+        )
+    }
+
+    /// One- and two-layer runs side by side read "50" and "100,50" (an older file's null and a
+    /// new file's empty list alike); one-layer runs alone keep their empty layers.
+    #[test]
+    fn a_sweep_mixing_depths_names_every_runs_layers() {
+        let mut mixed = vec![
+            run("old", Value::Num(50.0), Value::Null),
+            run("new", Value::Num(50.0), Value::Text(String::new())),
+            run("two", Value::Null, Value::Text("100,50".into())),
+        ];
+        name_layers(&mut mixed);
+        let layers: Vec<String> = mixed
+            .iter()
+            .map(|r| r.key("latent_layers").label())
+            .collect();
+        assert_eq!(layers, ["50", "50", "100,50"]);
+        let mut flat = vec![
+            run("a", Value::Num(2.0), Value::Text(String::new())),
+            run("b", Value::Num(5.0), Value::Text(String::new())),
+        ];
+        name_layers(&mut flat);
+        assert_eq!(
+            distinct(&flat, "latent_layers"),
+            [Value::Text(String::new())]
+        );
+    }
 }
