@@ -44,6 +44,17 @@ fn small(extra: &str) -> String {
     )
 }
 
+/// The `kl_per_dim` list of a metrics row.
+fn kl_dims(metrics: &DataFrame, row: usize) -> Series {
+    metrics
+        .column("kl_per_dim")
+        .unwrap()
+        .list()
+        .unwrap()
+        .get_as_series(row)
+        .unwrap()
+}
+
 fn f64s(df: &DataFrame, col: &str) -> Vec<Option<f64>> {
     df.column(col).unwrap().f64().unwrap().iter().collect()
 }
@@ -98,13 +109,7 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
             "{col}"
         );
     }
-    let dims = m
-        .column("kl_per_dim")
-        .unwrap()
-        .list()
-        .unwrap()
-        .get_as_series(1)
-        .unwrap();
+    let dims = kl_dims(&m, 1);
     assert_eq!(dims.len(), 5, "one KL per latent dimension");
 
     let s = read(&run.join("summary.parquet"));
@@ -1505,13 +1510,7 @@ fn a_two_layer_run_reports_every_measurement_and_resumes_exactly() {
             .replace("epochs = 2", "epochs = 3");
     let run = train(tmp.path(), "two", &body);
     let m = read(&run.join("metrics.parquet"));
-    let dims = m
-        .column("kl_per_dim")
-        .unwrap()
-        .list()
-        .unwrap()
-        .get_as_series(1)
-        .unwrap();
+    let dims = kl_dims(&m, 1);
     assert_eq!(dims.len(), 9, "one KL per dimension of both layers");
     let s = read(&run.join("summary.parquet"));
     let get = |c: &str| f64s(&s, c)[0].unwrap_or_else(|| panic!("{c} is null"));

@@ -74,6 +74,15 @@ pub struct Stack {
     pub hidden: Vec<usize>,
 }
 
+impl Stack {
+    /// Every stochastic layer's size, z₁ (of `z1` values) first.
+    pub fn sizes(&self, z1: usize) -> Vec<usize> {
+        std::iter::once(z1)
+            .chain(self.above.iter().copied())
+            .collect()
+    }
+}
+
 /// Everything that fixes the shapes of a model's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Architecture {
@@ -132,9 +141,7 @@ impl Architecture {
 
     /// Every stochastic layer's size, z₁ first.
     pub fn latent_sizes(&self) -> Vec<usize> {
-        std::iter::once(self.latent_dim)
-            .chain(self.stack.above.iter().copied())
-            .collect()
+        self.stack.sizes(self.latent_dim)
     }
 
     /// Latent values per image over every layer: the width of ε, of the E-step's q and of the

@@ -7,9 +7,10 @@ use crate::eval::iwae::{self, Plan};
 use crate::likelihood::Likelihood;
 use crate::model::{init, Architecture, Body, ImageShape, Model, ModelKind, Stack};
 use crate::objective::batch_terms;
+use crate::objective::tests::{assert_finite_differences, grads, sorted};
 use crate::objective::{Bound, Objective};
 use crate::rng;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use vaelab_data::Split;
 use vaelab_kernels::Kernels;
@@ -207,18 +208,6 @@ fn the_two_layer_training_bounds_agree_with_the_evaluator() {
     );
 }
 
-fn sorted(vars: &VarMap) -> Vec<(String, Var)> {
-    let mut v: Vec<(String, Var)> = vars
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 /// Every variable's gradient of the one-sample ELBO, the k-sample ELBO and the IWAE bound of
 /// a two-layer model agrees with central finite differences (the largest entry of each) and,
 /// on the fused kernels, with candle's stock ops.
@@ -244,57 +233,20 @@ fn two_layer_gradients_match_finite_differences_and_the_reference_ops() {
     ];
     for objective in objectives {
         let eps = noise(11, objective.noise_rows(n), a.latent_width());
-        let loss = |m: &Model| objective.terms(m, &x, &eps, 1.0).unwrap().loss;
-        let grads = |m: &Model| {
-            let g = loss(m).backward().unwrap();
-            sorted(&vars)
-                .iter()
-                .map(|(_, v)| {
-                    g.get(v.as_tensor())
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap()
-                })
-                .collect::<Vec<_>>()
-        };
-        let (g, gf) = (grads(&m), grads(&fused));
-        for ((name, var), (gv, gfv)) in sorted(&vars).iter().zip(g.iter().zip(&gf)) {
+        let loss = |m: &Model| objective.terms(m, &x, &eps, 0.5).unwrap().loss;
+        let g = grads(&m, &vars, &objective, &x, &eps);
+        let gf = grads(&fused, &vars, &objective, &x, &eps);
+        for ((name, _), (gv, gfv)) in sorted(&vars).iter().zip(g.iter().zip(&gf)) {
             for (a, b) in gfv.iter().zip(gv) {
                 assert!(
                     (a - b).abs() < 1e-4 * (1.0 + b.abs()),
                     "{objective:?} {name}: fused {a} vs {b}"
                 );
             }
-            let (at, &want) = gv
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-                .unwrap();
-            let base = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let h = 3e-3f32;
-            let at_shift = |d: f32| {
-                let mut w = base.clone();
-                w[at] += d;
-                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-                scalar(&loss(&m))
-            };
-            let fd = (at_shift(h) - at_shift(-h)) / (2.0 * f64::from(h));
-            at_shift(0.0);
-            let want = f64::from(want);
-            assert!(
-                (fd - want).abs() < 2e-2 * want.abs().max(0.1),
-                "{objective:?} {name}[{at}]: finite difference {fd} vs gradient {want}"
-            );
         }
-        assert_eq!(g.len(), 2 * a.layers().len());
+        let what = format!("{objective:?}");
+        let checked = assert_finite_differences(&vars, &g, || scalar(&loss(&m)), 3e-3, &what);
+        assert_eq!(checked, 2 * a.layers().len());
     }
 }
 

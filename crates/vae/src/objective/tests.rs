@@ -210,8 +210,9 @@ fn the_training_bound_tightens_with_k_to_the_evaluators_estimate() {
     );
 }
 
-/// The gradients of every variable, for `objective` on a fixed batch and ε.
-fn grads(
+/// The gradients of every variable (in the order of [`sorted`]), for `objective` on a fixed
+/// batch and ε, β = 0.5.
+pub(crate) fn grads(
     m: &Model,
     vars: &VarMap,
     objective: &Objective,
@@ -233,7 +234,8 @@ fn grads(
         .collect()
 }
 
-fn sorted(vars: &VarMap) -> Vec<(String, Var)> {
+/// The model's variables by name.
+pub(crate) fn sorted(vars: &VarMap) -> Vec<(String, Var)> {
     let mut v: Vec<(String, Var)> = vars
         .data()
         .lock()
@@ -286,37 +288,50 @@ fn k_sample_gradients_match_finite_differences() {
     for objective in both(5) {
         let g = grads(&m, &vars, &objective, &x, &eps);
         let loss = |m: &Model| scalar(&objective.terms(m, &x, &eps, 0.5).unwrap().loss);
-        let mut checked = 0;
-        for ((name, var), gv) in sorted(&vars).iter().zip(&g) {
-            // The entry with the largest gradient of each variable.
-            let (at, &want) = gv
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-                .unwrap();
-            let base = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let h = 1e-2f32;
-            let at_shift = |d: f32| {
-                let mut w = base.clone();
-                w[at] += d;
-                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-                loss(&m)
-            };
-            let fd = (at_shift(h) - at_shift(-h)) / (2.0 * f64::from(h));
-            at_shift(0.0);
-            let want = f64::from(want);
-            assert!(
-                (fd - want).abs() < 2e-2 * want.abs().max(0.1),
-                "{objective:?} {name}[{at}]: finite difference {fd} vs gradient {want}"
-            );
-            checked += 1;
-        }
+        let what = format!("{objective:?}");
+        let checked = assert_finite_differences(&vars, &g, || loss(&m), 1e-2, &what);
         assert_eq!(checked, arch().layers().len() * 2);
     }
+}
+
+/// Checks the entry with the largest gradient of every variable against the central finite
+/// difference of `loss` with step `h`; `grads` are in the order of [`sorted`]. Returns how many
+/// variables were checked.
+pub(crate) fn assert_finite_differences(
+    vars: &VarMap,
+    grads: &[Vec<f32>],
+    loss: impl Fn() -> f64,
+    h: f32,
+    what: &str,
+) -> usize {
+    let mut checked = 0;
+    for ((name, var), gv) in sorted(vars).iter().zip(grads) {
+        let (at, &want) = gv
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .unwrap();
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let at_shift = |d: f32| {
+            let mut w = base.clone();
+            w[at] += d;
+            var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            loss()
+        };
+        let fd = (at_shift(h) - at_shift(-h)) / (2.0 * f64::from(h));
+        at_shift(0.0);
+        let want = f64::from(want);
+        assert!(
+            (fd - want).abs() < 2e-2 * want.abs().max(0.1),
+            "{what} {name}[{at}]: finite difference {fd} vs gradient {want}"
+        );
+        checked += 1;
+    }
+    checked
 }

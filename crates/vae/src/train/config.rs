@@ -68,9 +68,7 @@ impl TrainConfig {
 
     /// Every stochastic layer's size, z₁ first.
     pub fn latent_sizes(&self) -> Vec<usize> {
-        std::iter::once(self.latent_dim)
-            .chain(self.stack.above.iter().copied())
-            .collect()
+        self.stack.sizes(self.latent_dim)
     }
 
     /// Latent values per image over every layer (the width of ε).
