@@ -61,6 +61,8 @@ impl Plan {
             .find(|(name, _)| name == key)
             .map(|(_, c)| c)
         {
+            // An empty list (a one-layer run's `latent_layers`) reads as nothing set.
+            Some(Cell::Str(Some(s))) if s.is_empty() => "-".into(),
             Some(Cell::Str(Some(s))) => s,
             Some(Cell::Int(Some(v))) => v.to_string(),
             // As TOML writes floats: 1.0, 0.5, 0.001.

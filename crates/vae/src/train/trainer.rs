@@ -543,6 +543,46 @@ mod tests {
         assert!(after < before - 5.0, "test -ELBO {before} -> {after}");
     }
 
+    /// A two-layer model trains on either body, and its IWAE bound (every layer sampled) sits
+    /// above its ELBO.
+    #[test]
+    fn a_two_layer_model_trains_on_the_mlp_and_the_conv_body() {
+        let data = toy_data();
+        for body in [
+            Body::Mlp { hidden: vec![32] },
+            Body::Conv {
+                channels: vec![8, 16],
+            },
+        ] {
+            let cfg = TrainConfig {
+                body,
+                stack: crate::model::Stack {
+                    above: vec![2],
+                    hidden: vec![16],
+                },
+                ..cfg(ModelKind::Vae)
+            };
+            let mut t = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+            let before = t.evaluate(SplitKind::Test, 0).unwrap().neg_elbo.unwrap();
+            for epoch in 1..=cfg.epochs {
+                t.train_epoch(epoch).unwrap();
+            }
+            let m = t.evaluate(SplitKind::Test, 8).unwrap();
+            let after = m.neg_elbo.unwrap();
+            assert!(
+                after < before - 5.0,
+                "{:?}: test -ELBO {before} -> {after}",
+                cfg.body
+            );
+            assert_eq!(m.kl_per_dim.unwrap().len(), 4);
+            assert_eq!(m.active_by_layer.unwrap().len(), 2);
+            let split = data.split(SplitKind::Test, Binarize::None);
+            let mut r = rng::stream(7, rng::Stream::Iwae, 1);
+            let iw = iwae::estimate(t.model(), split, plan(50, 300), &mut r, &Device::Cpu).unwrap();
+            assert!(iw.log_px > iw.elbo, "{iw:?}");
+        }
+    }
+
     /// Scoring images side by side on single-threaded lanes gives the numbers of one thread,
     /// and the reference ops agree with the fused ones.
     #[test]
