@@ -7,12 +7,13 @@ use vaelab_vae::{Body, Likelihood, Objective, Schedule, Stack, TrainConfig};
 impl RunKeys {
     /// What the trainer needs.
     pub fn train_config(&self) -> TrainConfig {
+        let sizes = self.latent_sizes();
         TrainConfig {
             model: self.model,
             likelihood: Likelihood::new(self.likelihood, self.sigma as f32, self.discretized),
-            latent_dim: self.latent_sizes()[0],
+            latent_dim: sizes[0],
             stack: Stack {
-                above: self.latent_sizes()[1..].to_vec(),
+                above: sizes[1..].to_vec(),
                 hidden: self.latent_hidden.clone(),
             },
             body: Body::new(self.architecture, &self.hidden, &self.channels),

@@ -8,8 +8,8 @@
 //! what the Gaussian family costs.
 
 use super::iwae::{self, IwaeEstimate};
-use crate::model::{Gaussian, Model};
-use crate::objective::{kl_per_dim, mean_field, split_columns};
+use crate::model::Model;
+use crate::objective::{kl_per_dim, mean_field, per_layer, split_columns};
 use crate::rng;
 use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor, Var};
@@ -99,12 +99,13 @@ fn start(model: &Model, mu: Tensor, logvar: Tensor) -> Result<(Tensor, Tensor)> 
     let Some(stack) = model.stack() else {
         return Ok((mu, logvar));
     };
-    let (mut mus, mut lvs) = (vec![mu], vec![logvar]);
-    for n in 0..stack.depth() {
-        let q = stack.posterior(n, &mus[n])?;
-        mus.push(q.mu);
-        lvs.push(q.logvar);
-    }
+    let path = stack.mean_path(&mu)?;
+    let mus: Vec<&Tensor> = std::iter::once(&mu)
+        .chain(path.iter().map(|q| &q.mu))
+        .collect();
+    let lvs: Vec<&Tensor> = std::iter::once(&logvar)
+        .chain(path.iter().map(|q| &q.logvar))
+        .collect();
     Ok((Tensor::cat(&mus, 1)?, Tensor::cat(&lvs, 1)?))
 }
 
@@ -122,11 +123,7 @@ fn elbo_sum(model: &Model, xs: &Tensor, mu: &Tensor, lv: &Tensor, eps: &Tensor) 
         return (log_px / s as f64)? - kl;
     };
     let sizes = model.arch().latent_sizes();
-    let qs: Vec<Gaussian> = split_columns(&rep(mu)?, &sizes)?
-        .into_iter()
-        .zip(split_columns(&rep(lv)?, &sizes)?)
-        .map(|(mu, logvar)| Gaussian { mu, logvar })
-        .collect();
+    let qs = per_layer(&rep(mu)?, &rep(lv)?, &sizes)?;
     let draw = mean_field(stack, &qs, &split_columns(eps, &sizes)?)?;
     let log_px = model.log_prob(&model.decode(&draw.z1)?, xs)?.sum_all()?;
     (log_px - draw.kl.sum_all()?)? / s as f64

@@ -3,7 +3,7 @@
 
 use crate::likelihood::Likelihood;
 use crate::model::{Gaussian, Model, StackNets};
-use crate::objective::{amortized, mean_field, split_columns};
+use crate::objective::{amortized, mean_field, per_layer, split_columns};
 use crate::rng;
 use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor};
@@ -244,14 +244,7 @@ fn stack_draws(
     let parts = split_columns(&eps, &sizes)?;
     let draw = match from {
         Proposal::Amortized => amortized(stack, Gaussian { mu, logvar }, &parts)?,
-        Proposal::MeanField => {
-            let qs: Vec<Gaussian> = split_columns(&mu, &sizes)?
-                .into_iter()
-                .zip(split_columns(&logvar, &sizes)?)
-                .map(|(mu, logvar)| Gaussian { mu, logvar })
-                .collect();
-            mean_field(stack, &qs, &parts)?
-        }
+        Proposal::MeanField => mean_field(stack, &per_layer(&mu, &logvar, &sizes)?, &parts)?,
     };
     let ratio = draw.log_ratio.to_vec1::<f32>()?;
     Ok((draw.z1, ratio.into_iter().map(f64::from).collect()))

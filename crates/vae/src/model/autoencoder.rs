@@ -91,16 +91,15 @@ impl Model {
     }
 
     /// Each layer's posterior mean along the mean path, μ₁ then μ₂(μ₁), … : (B, Σ L_n), the
-    /// codes whose spread over x counts active units (μ₁ alone for one layer).
+    /// codes whose spread over x counts active units (μ₁ alone for one layer). Metrics only:
+    /// the layers above are read off the graph.
     pub fn mean_codes(&self, mu1: &Tensor) -> Result<Tensor> {
         let Some(stack) = &self.stack else {
             return Ok(mu1.clone());
         };
+        let mu1 = mu1.detach();
         let mut codes = vec![mu1.clone()];
-        for n in 0..stack.depth() {
-            let next = stack.posterior(n, &codes[n])?.mu;
-            codes.push(next);
-        }
+        codes.extend(stack.mean_path(&mu1)?.into_iter().map(|q| q.mu));
         Tensor::cat(&codes, 1)
     }
 

@@ -84,6 +84,18 @@ impl StackNets {
         Gaussian::from_head(&self.levels[n].up.forward(z)?)
     }
 
+    /// The posteriors of the layers above z₁ along the mean path from `mu1`: q(z₂|μ₁), then
+    /// q(z₃|μ₂), … (each read at the mean of the one below).
+    pub fn mean_path(&self, mu1: &Tensor) -> Result<Vec<Gaussian>> {
+        let mut path: Vec<Gaussian> = Vec::with_capacity(self.depth());
+        for n in 0..self.depth() {
+            let below = path.last().map_or(mu1, |q| &q.mu);
+            let q = self.posterior(n, below)?;
+            path.push(q);
+        }
+        Ok(path)
+    }
+
     /// p(z_{n+1} | z_{n+2}) for level `n`.
     pub fn conditional(&self, n: usize, z_above: &Tensor) -> Result<Gaussian> {
         Gaussian::from_head(&self.levels[n].down.forward(z_above)?)

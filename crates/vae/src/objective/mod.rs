@@ -11,7 +11,7 @@ mod stack;
 pub use elbo::{batch_terms, k_sample_elbo, BatchTerms};
 pub use iwae::{iwae_terms, log_prior_minus_q};
 pub use kl::kl_per_dim;
-pub use stack::{amortized, mean_field, split_columns, LatentDraw};
+pub use stack::{amortized, mean_field, per_layer, split_columns, LatentDraw};
 
 use crate::model::Model;
 use candle_core::{Result, Tensor};

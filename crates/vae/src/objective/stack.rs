@@ -33,6 +33,15 @@ pub fn split_columns(eps: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Per-layer Gaussians from μ and log σ² of every layer side by side in the columns.
+pub fn per_layer(mu: &Tensor, logvar: &Tensor, sizes: &[usize]) -> Result<Vec<Gaussian>> {
+    Ok(split_columns(mu, sizes)?
+        .into_iter()
+        .zip(split_columns(logvar, sizes)?)
+        .map(|(mu, logvar)| Gaussian { mu, logvar })
+        .collect())
+}
+
 /// Draws every layer from the amortized posterior: z₁ from `q1`, each layer above from the
 /// stack's q(z_{n+1}|z_n), with `eps` split layer by layer.
 pub fn amortized(stack: &StackNets, q1: Gaussian, eps: &[Tensor]) -> Result<LatentDraw> {
@@ -43,7 +52,7 @@ pub fn amortized(stack: &StackNets, q1: Gaussian, eps: &[Tensor]) -> Result<Late
         zs.push(q.sample(&eps[n + 1])?);
         qs.push(q);
     }
-    terms(stack, zs, &qs, eps)
+    terms(stack, &zs, &qs, eps)
 }
 
 /// Draws every layer from its own Gaussian `qs[n]` (a mean-field q, e.g. the E-step's).
@@ -53,13 +62,13 @@ pub fn mean_field(stack: &StackNets, qs: &[Gaussian], eps: &[Tensor]) -> Result<
         .zip(eps)
         .map(|(q, e)| q.sample(e))
         .collect::<Result<Vec<_>>>()?;
-    terms(stack, zs, qs, eps)
+    terms(stack, &zs, qs, eps)
 }
 
 /// The KL estimate and log-ratio of draws `zs[n] = μ_n + σ_n ε_n` of `qs`.
 fn terms(
     stack: &StackNets,
-    zs: Vec<Tensor>,
+    zs: &[Tensor],
     qs: &[Gaussian],
     eps: &[Tensor],
 ) -> Result<LatentDraw> {
@@ -67,31 +76,24 @@ fn terms(
     // log q of its own draw: −½ε² − ½ log σ² (no 2π, as in every density here).
     let log_q = |n: usize| (eps[n].sqr()? + &qs[n].logvar)? * -0.5;
     let mut kl = Vec::with_capacity(zs.len());
-    let mut log_ratio: Option<Tensor> = None;
-    let mut add = |t: Tensor| -> Result<()> {
-        let s = t.sum(D::Minus1)?;
-        log_ratio = Some(match log_ratio.take() {
-            Some(acc) => (acc + s)?,
-            None => s,
-        });
-        Ok(())
-    };
+    // Each layer's Σ_d (log p − log q), summed layer after layer below.
+    let mut ratios = Vec::with_capacity(zs.len());
     for n in 0..top {
         let log_p = stack.conditional(n, &zs[n + 1])?.log_density(&zs[n])?;
         let diff = (log_q(n)? - log_p)?;
-        add(diff.neg()?)?;
+        ratios.push(diff.neg()?.sum(D::Minus1)?);
         kl.push(diff);
     }
-    add((crate::model::log_standard(&zs[top])? - log_q(top)?)?)?;
+    ratios.push((crate::model::log_standard(&zs[top])? - log_q(top)?)?.sum(D::Minus1)?);
     kl.push(kl_per_dim(&qs[top].mu, &qs[top].logvar)?);
-    let log_ratio = log_ratio.ok_or_else(|| candle_core::Error::Msg("no latent layer".into()))?;
+    let mut ratios = ratios.into_iter();
+    let first = ratios
+        .next()
+        .ok_or_else(|| candle_core::Error::Msg("no latent layer".into()))?;
     Ok(LatentDraw {
-        z1: zs
-            .into_iter()
-            .next()
-            .ok_or_else(|| candle_core::Error::Msg("no z₁".into()))?,
+        z1: zs[0].clone(),
         kl: Tensor::cat(&kl, 1)?,
-        log_ratio,
+        log_ratio: ratios.try_fold(first, |acc, r| acc + r)?,
     })
 }
 
