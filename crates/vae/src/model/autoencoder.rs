@@ -255,27 +255,39 @@ mod tests {
         assert!(conv(grey, &[32, 64], Likelihood::Bernoulli).check().is_ok());
     }
 
-    /// Burda et al.'s two-layer MNIST network, 784-200-200-100-100-50: the body's layers are
-    /// the one-layer model's, first and in its order, and the stack's follow.
-    #[test]
-    fn two_layers_add_the_stack_after_the_one_layer_models_layers() {
+    /// A one-layer MLP VAE on `side`×`side` grey images, and the same with `above` stacked on it.
+    fn one_and_two(
+        side: usize,
+        hidden: &[usize],
+        latent: usize,
+        above: usize,
+        between: &[usize],
+    ) -> (Architecture, Architecture) {
         let one = Architecture {
             kind: ModelKind::Vae,
-            image: ImageShape::grey(28, 28),
+            image: ImageShape::grey(side, side),
             body: Body::Mlp {
-                hidden: vec![200, 200],
+                hidden: hidden.to_vec(),
             },
-            latent_dim: 100,
+            latent_dim: latent,
             likelihood: Likelihood::Bernoulli,
             stack: Default::default(),
         };
         let two = Architecture {
             stack: crate::model::Stack {
-                above: vec![50],
-                hidden: vec![100, 100],
+                above: vec![above],
+                hidden: between.to_vec(),
             },
             ..one.clone()
         };
+        (one, two)
+    }
+
+    /// Burda et al.'s two-layer MNIST network, 784-200-200-100-100-50: the body's layers are
+    /// the one-layer model's, first and in its order, and the stack's follow.
+    #[test]
+    fn two_layers_add_the_stack_after_the_one_layer_models_layers() {
+        let (one, two) = one_and_two(28, &[200, 200], 100, 50, &[100, 100]);
         let layers = two.layers();
         assert_eq!(layers[..one.layers().len()], one.layers()[..]);
         let s = |n: &str, v: &[usize]| (n.to_string(), v.to_vec());
@@ -300,21 +312,7 @@ mod tests {
     /// weights for the shared layers, and the same q(z₁|x) and p(x|z₁) bit for bit.
     #[test]
     fn the_two_layer_model_without_its_top_layer_is_the_one_layer_model() {
-        let one = Architecture {
-            kind: ModelKind::Vae,
-            image: ImageShape::grey(6, 6),
-            body: Body::Mlp { hidden: vec![16] },
-            latent_dim: 4,
-            likelihood: Likelihood::Bernoulli,
-            stack: Default::default(),
-        };
-        let two = Architecture {
-            stack: crate::model::Stack {
-                above: vec![3],
-                hidden: vec![8],
-            },
-            ..one.clone()
-        };
+        let (one, two) = one_and_two(6, &[16], 4, 3, &[8]);
         let (v1, v2) = (VarMap::new(), VarMap::new());
         crate::model::init::seeded(&one, &v1, 7, &Device::Cpu).unwrap();
         crate::model::init::seeded(&two, &v2, 7, &Device::Cpu).unwrap();

@@ -66,12 +66,7 @@ pub fn mean_field(stack: &StackNets, qs: &[Gaussian], eps: &[Tensor]) -> Result<
 }
 
 /// The KL estimate and log-ratio of draws `zs[n] = μ_n + σ_n ε_n` of `qs`.
-fn terms(
-    stack: &StackNets,
-    zs: &[Tensor],
-    qs: &[Gaussian],
-    eps: &[Tensor],
-) -> Result<LatentDraw> {
+fn terms(stack: &StackNets, zs: &[Tensor], qs: &[Gaussian], eps: &[Tensor]) -> Result<LatentDraw> {
     let top = zs.len() - 1;
     // log q of its own draw: −½ε² − ½ log σ² (no 2π, as in every density here).
     let log_q = |n: usize| (eps[n].sqr()? + &qs[n].logvar)? * -0.5;

@@ -61,6 +61,15 @@ fn noise(seed: u64, rows: usize, width: usize) -> Tensor {
     rng::normal_tensor(&mut r, (rows, width), &Device::Cpu).unwrap()
 }
 
+/// K samples on the first `images` images, no mass.
+fn plan(images: usize, samples: usize) -> Plan {
+    Plan {
+        images,
+        samples,
+        mass: None,
+    }
+}
+
 fn scalar(t: &Tensor) -> f64 {
     f64::from(t.to_scalar::<f32>().unwrap())
 }
@@ -120,11 +129,7 @@ fn the_two_layer_iwae_bound_reaches_log_px_by_quadrature() {
     let px = pixels(n);
     let exact = log_px_by_quadrature(&m, &px, n);
     let split = Split::new(px.clone(), vec![0; n], a.image);
-    let plan = |samples| Plan {
-        images: n,
-        samples,
-        mass: None,
-    };
+    let plan = |samples| plan(n, samples);
     let mut r = rng::stream(2, rng::Stream::Iwae, 0);
     let est = iwae::estimate(&m, &split, plan(5000), &mut r, &Device::Cpu).unwrap();
     // A broad mean-field proposal: N(0, 2²) for both layers.
@@ -177,11 +182,7 @@ fn the_two_layer_training_bounds_agree_with_the_evaluator() {
         .sum::<f64>()
         / draws as f64;
     let split = Split::new(px, vec![0; n], a.image);
-    let plan = Plan {
-        images: n,
-        samples: 4000,
-        mass: None,
-    };
+    let plan = plan(n, 4000);
     let mut r = rng::stream(3, rng::Stream::Iwae, 0);
     let est = iwae::estimate(&m, &split, plan, &mut r, &Device::Cpu).unwrap();
     assert!(
@@ -268,11 +269,7 @@ fn the_two_layer_estep_improves_every_layers_q() {
         "one (μ, log σ²) per value of each layer"
     );
     let (first, last) = (best.curve[0], *best.curve.last().unwrap());
-    let plan = Plan {
-        images: n,
-        samples: 5000,
-        mass: None,
-    };
+    let plan = plan(n, 5000);
     let star = iwae::estimate_with(
         &m,
         &split,
