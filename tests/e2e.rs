@@ -378,6 +378,7 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             &vec![1; n as usize],
         );
     }
+    common::idx_folder(&tmp.path().join("truncated-whole"), (20, 28), (5, 28));
     let img = truncated.join("train-images-idx3-ubyte");
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
@@ -452,6 +453,43 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             "ae_layers",
             "model = \"ae\"\nlatent_layers = [10, 5]\n".into(),
             vec!["ae_layers.toml:3:", "`latent_layers`", "model = \"ae\""],
+        ),
+        (
+            "vamp_ae",
+            "model = \"ae\"\nprior = \"vamp\"\n".into(),
+            vec!["vamp_ae.toml:3:", "`prior`", "model = \"ae\""],
+        ),
+        (
+            "vamp_layers",
+            "latent_layers = [10, 5]\nprior = \"vamp\"\n".into(),
+            vec![
+                "vamp_layers.toml:3:",
+                "`prior`",
+                "more than one latent layer",
+            ],
+        ),
+        (
+            "vamp_free_bits",
+            "free_bits = 0.5\nprior = \"vamp\"\n".into(),
+            vec!["vamp_free_bits.toml:3:", "`prior`", "free_bits"],
+        ),
+        (
+            "vamp_subset",
+            "prior = \"vamp\"\ntrain_subset = 100\npseudo_inputs = 200\n".into(),
+            vec![
+                "vamp_subset.toml:4:",
+                "`pseudo_inputs` = 200",
+                "train_subset = 100",
+            ],
+        ),
+        (
+            "vamp_images",
+            format!("data_dir = \"{t}-whole\"\nprior = \"vamp\"\npseudo_inputs = 50\n"),
+            vec![
+                "vamp_images.toml:4:",
+                "`pseudo_inputs` = 50",
+                "at most the 20 training images",
+            ],
         ),
         (
             "truncated",
@@ -1548,5 +1586,71 @@ fn a_two_layer_run_reports_every_measurement_and_resumes_exactly() {
     assert_eq!(
         metrics_without_timing(&results.join("two")),
         metrics_without_timing(&run)
+    );
+}
+
+/// A VampPrior VAE trains through the binary: its KL is one sampled number per image (no
+/// per-dimension split), the IWAE bound sits above the ELBO, the E-step splits the gap, and the
+/// checkpoint holds the learned pseudo-inputs, which the run learned away from their start.
+#[test]
+fn a_vampprior_run_reports_a_sampled_kl_and_saves_its_pseudo_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = train(
+        tmp.path(),
+        "vamp",
+        &small("prior = \"vamp\"\npseudo_inputs = 12\ngap_test_n = 20\nestep_iters = 20\n"),
+    );
+    let s = read(&run.join("summary.parquet"));
+    assert_eq!(common::strings(&s, "prior"), ["vamp"]);
+    assert_eq!(
+        s.column("pseudo_inputs").unwrap().i64().unwrap().get(0),
+        Some(12)
+    );
+    let m = read(&run.join("metrics.parquet"));
+    assert_eq!(
+        m.column("kl_per_dim").unwrap().null_count(),
+        m.height(),
+        "a mixture prior's KL does not split by dimension"
+    );
+    assert!(f64s(&m, "kl").iter().all(|k| k.is_some_and(f64::is_finite)));
+    let get = |c: &str| f64s(&s, c)[0].unwrap_or_else(|| panic!("{c} is null"));
+    let (log_px, elbo) = (get("log_px_iw"), get("elbo_iw"));
+    assert!(log_px > elbo, "log p(x) {log_px} vs ELBO {elbo}");
+    assert!(get("amortization_gap").is_finite() && get("approximation_gap").is_finite());
+    assert!(get("nll_bpd") > 0.0);
+    let ckpt = candle_core::safetensors::load(
+        run.join("checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let u = ckpt
+        .get("prior.pseudo_inputs")
+        .expect("the pseudo-inputs are saved");
+    assert_eq!(u.dims(), [12, 784]);
+    // They are trained: Adam's first moment of every pixel is nonzero (a frozen or detached
+    // parameter keeps zeros), and 16 steps of lr 1e-3 spread them past the start's N(0.05, 0.01²).
+    let m = ckpt
+        .get("optim.m.prior.pseudo_inputs")
+        .expect("Adam's state of the pseudo-inputs");
+    let m: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+    let zeros = m.iter().filter(|g| **g == 0.0).count();
+    assert!(
+        zeros < m.len() / 100,
+        "{zeros} of {} moments are zero",
+        m.len()
+    );
+    let v: Vec<f64> = u
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    assert!(
+        std > 0.0115,
+        "the pseudo-inputs did not move: std {std:.4} around {mean:.4}"
     );
 }

@@ -216,6 +216,7 @@ fn figures_a_sweep_cannot_show_are_skipped_with_a_reason_not_drawn_empty() {
         "elbo_gap",
         "kl_per_dim",
         "manifold",
+        "pseudo_inputs",
     ] {
         assert!(
             !drawn.iter().any(|f| f.starts_with(absent)),
@@ -237,7 +238,30 @@ fn figures_a_sweep_cannot_show_are_skipped_with_a_reason_not_drawn_empty() {
         "no finished VAE run has an IWAE estimate",
         "no finished VAE run has bits/dim",
         "no run has latent_dim = 2",
+        "only a VampPrior learns pseudo-inputs",
     ] {
         assert!(html.contains(why), "the page does not say {why:?}");
     }
+}
+
+/// A VampPrior run beside a standard one: the pseudo-inputs figure shows the VampPrior's
+/// learned pseudo-inputs (and only its), the KL-per-dimension figure the standard run's.
+#[test]
+fn a_vampprior_sweep_draws_its_pseudo_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[sweep]\nname = \"vamp\"\njobs = 2\n\n[base]\n{BASE}latent_dim = 3\npseudo_inputs = 16\n\n[grid]\nprior = [\"standard\", \"vamp\"]\n"
+    );
+    let dir = sweep(tmp.path(), "vamp", &body);
+    let figures = dir.join("figures");
+    let drawn = files(&figures);
+    for name in ["pseudo_inputs.png", "kl_per_dim.png", "samples.png"] {
+        assert!(drawn.contains(name), "{name} missing: {drawn:?}");
+    }
+    let (w, h, std) = png_stats(&figures.join("pseudo_inputs.png"));
+    // One panel of 8 × 8 images would need 64 pseudo-inputs: 16 fill two rows of the grid.
+    assert!(w >= 300 && h >= 100, "{w}x{h}");
+    assert!(std > 10.0, "looks blank (pixel std {std:.1})");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("src=\"figures/pseudo_inputs.png\""));
 }

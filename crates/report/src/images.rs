@@ -39,6 +39,15 @@ impl Restored {
         self.decode_tensor(&self.model.prior_sample(&rows(eps)?)?)
     }
 
+    /// The VampPrior's learned pseudo-inputs as pixel rows (at most `n`), or None under N(0, I).
+    pub fn pseudo_inputs(&self, n: usize) -> candle_core::Result<Option<Vec<Vec<f32>>>> {
+        let Some(u) = self.model.pseudo_inputs()? else {
+            return Ok(None);
+        };
+        let n = n.min(u.dim(0)?);
+        Ok(Some(u.narrow(0, 0, n)?.to_vec2::<f32>()?))
+    }
+
     /// Latent values per image over every layer.
     pub fn latent_width(&self) -> usize {
         self.model.arch().latent_width()

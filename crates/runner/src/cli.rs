@@ -257,9 +257,26 @@ fn report(sweep_dir: &Path) -> Result<(), Failure> {
 }
 
 /// Refuses a network that cannot read the dataset's images (a conv body whose stride-2 layers
-/// do not divide the image sides), naming the file and the key.
+/// do not divide the image sides), and more VampPrior pseudo-inputs than training images,
+/// naming the file and the key.
 fn check_fits(keys: &crate::config::RunKeys, data: &Dataset, file: &Path) -> Result<(), Failure> {
-    keys.train_config().architecture(data).check().map_err(|e| {
+    let cfg = keys.train_config();
+    if let vaelab_vae::Prior::Vamp { pseudo_inputs } = cfg.prior {
+        let images = cfg.images(data, vaelab_data::SplitKind::Train);
+        if pseudo_inputs > images {
+            let line = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| crate::config::line_of(&text, "pseudo_inputs"))
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            return Err(Failure::Input(anyhow!(
+                "{}{line}: key `pseudo_inputs` = {pseudo_inputs} is not allowed; allowed: at most the {images} training images of {} (the VampPrior's components are learned images)",
+                file.display(),
+                data.name()
+            )));
+        }
+    }
+    cfg.architecture(data).check().map_err(|e| {
         Failure::Input(anyhow!(
             "{}: key `channels` = {:?} does not fit {}'s images: {e}",
             file.display(),

@@ -89,7 +89,7 @@ pub fn is_safe_name(name: &str) -> bool {
 }
 
 /// The 1-based line where `key = …` is set, for error messages.
-fn line_of(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn line_of(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let l = l.trim_start();

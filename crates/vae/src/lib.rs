@@ -21,7 +21,7 @@ pub use likelihood::{
 };
 pub use model::{
     Architecture, Body, BodyKind, ImageShape, LayerKind, LayerSpec, Model, ModelKind, Posterior,
-    Stack,
+    Prior, PriorKind, Stack,
 };
 pub use objective::{Bound, Objective};
 pub use train::{Schedule, ScheduleKind, TrainConfig, TrainError, Trainer};

@@ -1,5 +1,6 @@
 //! Figures decoded from checkpoints: reconstructions, prior samples (VAE and AE side by side),
-//! the decoded manifold of 2-d latents, and the test set's posterior means coloured by label.
+//! the decoded manifold of 2-d latents, the test set's posterior means coloured by label, and a
+//! VampPrior's learned pseudo-inputs.
 
 use crate::canvas::{self, category, padded_range, text, Chart, DrawResult};
 use crate::figure::{Drawn, Inputs, ModelRef};
@@ -22,6 +23,8 @@ const SAMPLE_SIDE: usize = 6;
 const MANIFOLD_SIDE: usize = 15;
 /// Test images in the latent scatter.
 const SCATTER_IMAGES: usize = 2000;
+/// Pseudo-inputs drawn per VampPrior run: a square grid of this side.
+const PSEUDO_SIDE: usize = 8;
 
 const RECON_CAPTION: &str = "Top row: test images. Each row below: one run's reconstructions, \
 decoded from the posterior mean. Blurry rows trade recon for KL (large β, small latents); the \
@@ -36,6 +39,10 @@ nothing recognisable.";
 const LATENT_CAPTION: &str = "Posterior means of 2000 test images, coloured by their class label \
 (2-d latents as they are, larger ones projected onto their first two principal components). The \
 VAE's codes fill a round N(0, I)-like blob; the AE's spread out at whatever scale it likes.";
+const PSEUDO_CAPTION: &str = "The first 64 learned pseudo-inputs u_k of each VampPrior run, as \
+pixels (clamped to [0, 1]). The prior is the mixture (1/K) Σ q(z | u_k): trained pseudo-inputs come \
+to look like prototypes of the data, one per mode the prior covers; at initialisation they are \
+near-uniform grey noise.";
 
 /// (file stem, title, caption, files or why skipped).
 pub type PictureOutcome = (String, String, &'static str, Result<Vec<PathBuf>, String>);
@@ -70,6 +77,11 @@ pub fn draw_all(
             "The latent space of the test set",
             LATENT_CAPTION,
         ),
+        (
+            "pseudo_inputs",
+            "The VampPrior's pseudo-inputs",
+            PSEUDO_CAPTION,
+        ),
     ];
     let skip_all = |why: String| {
         names
@@ -95,6 +107,7 @@ pub fn draw_all(
     push(1, samples(&shown, &datasets, dir)?);
     push(2, manifold(&shown, &datasets, dir)?);
     push(3, latent_space(&shown, &datasets, dir)?);
+    push(4, pseudo_inputs(&shown, &datasets, dir)?);
     Ok(out)
 }
 
@@ -265,6 +278,31 @@ fn latent_space(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
     }
     let chart = LatentSpace { panels };
     Ok(Ok(canvas::save_png_svg(dir, "latent_space", &chart)?))
+}
+
+fn pseudo_inputs(shown: &[Shown], data: &[Dataset], dir: &Path) -> Drawn {
+    let mut panels = Vec::new();
+    for s in shown.iter().filter(|s| s.data == shown[0].data) {
+        let drawn = s
+            .model
+            .pseudo_inputs(PSEUDO_SIDE * PSEUDO_SIDE)
+            .map_err(candle_err("pseudo_inputs"))?;
+        if let Some(images) = drawn {
+            panels.push(Panel {
+                label: s.label.clone(),
+                images,
+                cols: PSEUDO_SIDE,
+            });
+        }
+    }
+    if panels.is_empty() {
+        return Ok(Err(
+            "no run has prior = \"vamp\"; only a VampPrior learns pseudo-inputs".into(),
+        ));
+    }
+    let d = &data[shown[0].data];
+    let mosaic = Mosaic::new("Learned pseudo-inputs of the VampPrior", panels, d, 2, 2);
+    Ok(Ok(vec![canvas::save_png(dir, "pseudo_inputs", &mosaic)?]))
 }
 
 /// Projection onto the first two principal components, and the share of variance they hold.

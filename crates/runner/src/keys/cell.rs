@@ -107,5 +107,6 @@ named!(
     vaelab_vae::LikelihoodKind,
     vaelab_vae::BodyKind,
     vaelab_vae::ScheduleKind,
-    vaelab_vae::Bound
+    vaelab_vae::Bound,
+    vaelab_vae::PriorKind
 );

@@ -11,7 +11,7 @@ use super::{allowed_if, name_of, requires, run_keys, Check};
 use crate::config::is_safe_name;
 use std::path::PathBuf;
 use vaelab_data::{Binarize, DatasetName, DATASET_NAMES};
-use vaelab_vae::{BodyKind, Bound, LikelihoodKind, ModelKind, ScheduleKind};
+use vaelab_vae::{BodyKind, Bound, LikelihoodKind, ModelKind, PriorKind, ScheduleKind};
 
 run_keys! {
     /// The run's folder under the results directory (required in a run file; a sweep names
@@ -253,6 +253,27 @@ run_keys! {
         },
         omitted_at_default: true,
     },
+    /// p(z): `standard`, N(0, I), or `vamp`, the VampPrior of Tomczak & Welling (2018): the
+    /// mixture of the encoder's posteriors at `pseudo_inputs` learned pseudo-inputs, its KL
+    /// estimated by Monte Carlo (see "A learned prior").
+    prior: PriorKind = PriorKind::Standard => {
+        allowed: "\"standard\" | \"vamp\"; \"vamp\" only with model = \"vae\", one latent layer and free_bits = 0",
+        uses: vae,
+        check: |k| vamp_alone(k),
+        omitted_at_default: true,
+    },
+    /// K, the VampPrior's pseudo-inputs (its mixture's components), learned with the decoder.
+    pseudo_inputs: usize = 500 => {
+        allowed: "an integer from 1 to 100000, at most the training images (train_subset, if set); used with prior = \"vamp\"",
+        uses: |k| vae(k) && k.prior == PriorKind::Vamp,
+        check: |k| {
+            allowed_if((1..=100_000).contains(&k.pseudo_inputs))?;
+            requires(k.prior == PriorKind::Standard || k.train_subset.is_none_or(|n| k.pseudo_inputs <= n), || {
+                format!("at most train_subset = {} (no more pseudo-inputs than training images)", k.train_subset.unwrap_or(0))
+            })
+        },
+        omitted_at_default: true,
+    },
 }
 
 impl RunKeys {
@@ -288,6 +309,22 @@ fn iwae_alone(k: &RunKeys) -> Check {
             "\"elbo\" with {} set (the IWAE bound has no separate KL term to weight, warm up or cut: leave them at beta = 1, kl_warmup_epochs = 0, free_bits = 0)",
             set.join(", ")
         )
+    })
+}
+
+/// `prior = "vamp"`: a one-layer VAE whose KL is not cut per dimension.
+fn vamp_alone(k: &RunKeys) -> Check {
+    if k.prior == PriorKind::Standard {
+        return Ok(());
+    }
+    requires(vae(k), || {
+        "\"standard\" for model = \"ae\" (the VampPrior is a mixture of q(z|x) at pseudo-inputs; an AE has no q and no prior)".into()
+    })?;
+    requires(k.latent_layers.len() < 2, || {
+        "\"standard\" with more than one latent layer (the VampPrior over a hierarchy's top layer is not built; use one latent layer)".into()
+    })?;
+    requires(k.free_bits == 0.0, || {
+        "\"standard\" with free_bits set (free bits cut the KL per latent dimension; the VampPrior's KL is one number per image: leave free_bits = 0)".into()
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::RunKeys;
 use vaelab_data::{DataSource, HubColumns};
-use vaelab_vae::{Body, Likelihood, Objective, Schedule, Stack, TrainConfig};
+use vaelab_vae::{Body, Likelihood, Objective, Prior, Schedule, Stack, TrainConfig};
 
 impl RunKeys {
     /// What the trainer needs.
@@ -16,6 +16,7 @@ impl RunKeys {
                 above: sizes[1..].to_vec(),
                 hidden: self.latent_hidden.clone(),
             },
+            prior: Prior::new(self.prior, self.pseudo_inputs),
             body: Body::new(self.architecture, &self.hidden, &self.channels),
             objective: Objective {
                 beta: self.beta,

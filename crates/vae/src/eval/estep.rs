@@ -8,8 +8,8 @@
 //! what the Gaussian family costs.
 
 use super::iwae::{self, IwaeEstimate};
-use crate::model::Model;
-use crate::objective::{kl_per_dim, mean_field, per_layer, split_columns};
+use crate::model::{Gaussian, Model};
+use crate::objective::{kl_per_dim, log_prior_ratio, mean_field, per_layer, split_columns};
 use crate::rng;
 use crate::train::TrainError;
 use candle_core::{Device, Result, Tensor, Var};
@@ -111,7 +111,8 @@ fn start(model: &Model, mu: Tensor, logvar: Tensor) -> Result<(Tensor, Tensor)> 
 
 /// Σ over images of the S-sample ELBO, (1/S) Σ_s log p(x|z_s) − KL(q ‖ p), with z_s = μ + σ ε_s;
 /// `xs` and `eps` hold S copies of the images' rows, sample after sample. A hierarchy's q is
-/// a Gaussian per layer (every layer's parameters optimized), its KL as in training.
+/// a Gaussian per layer (every layer's parameters optimized), its KL as in training; under the
+/// VampPrior the KL is sampled at the same draws.
 fn elbo_sum(model: &Model, xs: &Tensor, mu: &Tensor, lv: &Tensor, eps: &Tensor) -> Result<Tensor> {
     let s = xs.dim(0)? / mu.dim(0)?;
     let rep = |t: &Tensor| Tensor::cat(&vec![t; s], 0);
@@ -119,8 +120,17 @@ fn elbo_sum(model: &Model, xs: &Tensor, mu: &Tensor, lv: &Tensor, eps: &Tensor) 
         let std = (lv * 0.5)?.exp()?;
         let z = (rep(mu)? + (eps * rep(&std)?)?)?;
         let log_px = model.log_prob(&model.decode(&z)?, xs)?.sum_all()?;
-        let kl = kl_per_dim(mu, lv)?.sum_all()?;
-        return (log_px / s as f64)? - kl;
+        let Some(prior) = model.vamp()? else {
+            let kl = kl_per_dim(mu, lv)?.sum_all()?;
+            return (log_px / s as f64)? - kl;
+        };
+        // The VampPrior's KL has no closed form: sampled at the same S draws, as in training.
+        let q = Gaussian {
+            mu: rep(mu)?,
+            logvar: rep(lv)?,
+        };
+        let ratio = log_prior_ratio(&prior.detached(), &q, &z, eps)?.sum_all()?;
+        return (log_px + ratio)? / s as f64;
     };
     let sizes = model.arch().latent_sizes();
     let qs = per_layer(&rep(mu)?, &rep(lv)?, &sizes)?;

@@ -2,7 +2,7 @@
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
 use crate::likelihood::Likelihood;
-use crate::model::{Gaussian, Model, StackNets};
+use crate::model::{Gaussian, Mixture, Model, StackNets};
 use crate::objective::{amortized, mean_field, per_layer, split_columns};
 use crate::rng;
 use crate::train::TrainError;
@@ -176,11 +176,13 @@ fn score(
 }
 
 /// K draws of z per image of a one-layer model from q = N(μ, σ²) given as rows, with each
-/// draw's log p(z) − log q(z|x), in f64 on the host: (rows of z, log ratios).
+/// draw's log p(z) − log q(z|x), in f64 on the host: (rows of z, log ratios). Under a
+/// VampPrior `vamp`, log p(z) is the mixture's, on the device in blocks of rows.
 fn one_layer_draws(
     mu: &[Vec<f32>],
     logvar: &[Vec<f32>],
     k: usize,
+    vamp: Option<&Mixture>,
     r: &mut rng::Rng64,
     device: &Device,
 ) -> Result<(Tensor, Vec<f64>)> {
@@ -197,15 +199,32 @@ fn one_layer_draws(
             for j in 0..l {
                 let zj = mu[j] + e[j] * std[j];
                 z.push(zj);
-                // log p(z) − log q(z|x); the 2π terms cancel.
-                acc += -0.5 * f64::from(zj).powi(2)
-                    + 0.5 * f64::from(e[j]).powi(2)
-                    + 0.5 * f64::from(lv[j]);
+                // log p(z) − log q(z|x); the 2π terms cancel. The VampPrior's log p(z) is
+                // added below.
+                let log_p = if vamp.is_some() {
+                    0.0
+                } else {
+                    -0.5 * f64::from(zj).powi(2)
+                };
+                acc += log_p + 0.5 * f64::from(e[j]).powi(2) + 0.5 * f64::from(lv[j]);
             }
             log_prior_minus_q.push(acc);
         }
     }
-    Ok((Tensor::from_vec(z, (rows, l), device)?, log_prior_minus_q))
+    let z = Tensor::from_vec(z, (rows, l), device)?;
+    if let Some(prior) = vamp {
+        for start in (0..rows).step_by(ROWS_PER_PASS) {
+            let len = ROWS_PER_PASS.min(rows - start);
+            let log_p = prior.log_density(&z.narrow(0, start, len)?)?;
+            for (acc, p) in log_prior_minus_q[start..start + len]
+                .iter_mut()
+                .zip(log_p.to_vec1::<f32>()?)
+            {
+                *acc += f64::from(p);
+            }
+        }
+    }
+    Ok((z, log_prior_minus_q))
 }
 
 /// Where the draws of a hierarchy come from.
@@ -300,6 +319,8 @@ pub fn estimate_with(
     let (mut elbos, mut bounds) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..n).collect();
+    // The VampPrior's components, once: the model is fixed while it is evaluated.
+    let vamp = model.vamp()?.map(|m| m.detached());
     // The fused CPU kernels score images side by side, one single-threaded lane per core:
     // no synchronization inside the products, and each core's tile stays in its cache.
     let threads = rayon::current_num_threads();
@@ -335,7 +356,7 @@ pub fn estimate_with(
             }
         };
         let (z, log_prior_minus_q) = match model.stack() {
-            None => one_layer_draws(&mu, &logvar, k, r, device)?,
+            None => one_layer_draws(&mu, &logvar, k, vamp.as_ref(), r, device)?,
             Some(stack) => {
                 let from = if given.is_some() {
                     Proposal::MeanField

@@ -26,7 +26,8 @@ pub struct EpochMetrics {
     pub kl_weighted: Option<f64>,
     /// The KL weight in force (at the end of the epoch for train).
     pub beta: f64,
-    /// KL per latent dimension; `None` for the AE.
+    /// KL per latent dimension; `None` for the AE and under the VampPrior (no per-dimension
+    /// KL: its mixture does not factorize).
     pub kl_per_dim: Option<Vec<f64>>,
     /// Latent dimensions with Var(μ_d) > 0.01 over the split; `None` for the AE.
     pub active_units: Option<usize>,
@@ -57,7 +58,11 @@ pub(crate) struct Sums {
     n: usize,
     loss: f64,
     recon: f64,
+    /// Σ KL over images and dimensions.
+    kl: f64,
     kl_dim: Vec<f64>,
+    /// Whether every batch had a KL per dimension (not under the VampPrior).
+    per_dim: bool,
     mu: Vec<f64>,
     mu_sq: Vec<f64>,
     /// Σ −log P(k|z) over images, when the batches were also scored as masses.
@@ -73,7 +78,9 @@ impl Sums {
             n: 0,
             loss: 0.0,
             recon: 0.0,
+            kl: 0.0,
             kl_dim: vec![0.0; latent],
+            per_dim: true,
             mu: vec![0.0; latent],
             mu_sq: vec![0.0; latent],
             neg_log_mass: None,
@@ -92,7 +99,17 @@ impl Sums {
         self.loss += loss * b as f64;
         self.recon += f64::from(terms.recon.sum_all()?.to_scalar::<f32>()?);
         if let Some(kl) = &terms.kl {
-            add_into(&mut self.kl_dim, &kl.sum(0)?.to_vec1::<f32>()?);
+            match kl.per_dim() {
+                Some(per_dim) => {
+                    let sums = per_dim.sum(0)?.to_vec1::<f32>()?;
+                    self.kl += sums.iter().map(|&v| f64::from(v)).sum::<f64>();
+                    add_into(&mut self.kl_dim, &sums);
+                }
+                None => {
+                    self.per_dim = false;
+                    self.kl += f64::from(kl.per_image()?.sum_all()?.to_scalar::<f32>()?);
+                }
+            }
         }
         add_into(&mut self.mu, &terms.mu.sum(0)?.to_vec1::<f32>()?);
         add_into(&mut self.mu_sq, &terms.mu.sqr()?.sum(0)?.to_vec1::<f32>()?);
@@ -113,7 +130,11 @@ impl Sums {
         let loss = self.loss / n;
         let vae = kind == ModelKind::Vae;
         let kl_per_dim: Vec<f64> = self.kl_dim.iter().map(|s| s / n).collect();
-        let kl: f64 = kl_per_dim.iter().sum();
+        let kl: f64 = if self.per_dim {
+            kl_per_dim.iter().sum()
+        } else {
+            self.kl / n
+        };
         let is_active: Vec<bool> = self
             .mu
             .iter()
@@ -140,7 +161,7 @@ impl Sums {
             kl: vae.then_some(kl),
             kl_weighted: vae.then_some(loss - recon),
             beta,
-            kl_per_dim: vae.then_some(kl_per_dim),
+            kl_per_dim: (vae && self.per_dim).then_some(kl_per_dim),
             active_units: vae.then_some(active),
             active_by_layer: vae.then_some(by_layer),
             recon_bpd: self.neg_log_mass.map(|m| bits_per_dim(m / n, dims)),

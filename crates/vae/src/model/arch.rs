@@ -1,6 +1,7 @@
 //! What a model is made of: its kind, body, layer shapes and sizes, checked before any weight
 //! exists.
 
+use super::prior::Prior;
 use crate::likelihood::Likelihood;
 use candle_core::Result;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,8 @@ pub struct Architecture {
     pub likelihood: Likelihood,
     /// The layers above z₁ (VAE only).
     pub stack: Stack,
+    /// p(z): N(0, I) or the VampPrior (VAE with one layer only).
+    pub prior: Prior,
 }
 
 /// How a layer maps its input.
@@ -179,6 +182,13 @@ impl Architecture {
     /// Why this architecture cannot read its images, if it cannot: every stride-2 layer halves
     /// them, so their sides must be divisible by 2^layers.
     pub fn check(&self) -> Result<()> {
+        if let Prior::Vamp { pseudo_inputs } = self.prior {
+            if self.kind != ModelKind::Vae || !self.stack.above.is_empty() || pseudo_inputs == 0 {
+                candle_core::bail!(
+                    "the VampPrior needs a one-layer VAE and at least one pseudo-input"
+                );
+            }
+        }
         if let Body::Conv { channels } = &self.body {
             let halvings = 1usize << channels.len();
             let (h, w) = (self.image.height, self.image.width);

@@ -2,7 +2,9 @@
 //! that reads the decoder's output.
 
 use super::arch::{Architecture, ModelKind};
+use super::gaussian::Gaussian;
 use super::layers::{networks, Net};
+use super::prior::{pseudo_pixels, Mixture, Prior, PSEUDO_INPUTS};
 use super::stack::StackNets;
 use crate::likelihood::{self, Likelihood};
 use candle_core::{Module, Result, Tensor};
@@ -24,6 +26,8 @@ pub struct Model {
     decoder: Net,
     /// The layers above z₁, if any.
     stack: Option<StackNets>,
+    /// The VampPrior's raw pseudo-inputs (K, pixels), if the prior is one.
+    pseudo_inputs: Option<Tensor>,
     kernels: Kernels,
 }
 
@@ -39,10 +43,17 @@ impl Model {
         let kernels = kernels.for_device(vb.device());
         let (encoder, decoder) = networks(&arch, &vb, kernels)?;
         let stack = StackNets::new(&arch, &vb, kernels)?;
+        let pseudo_inputs = match arch.prior {
+            Prior::Standard => None,
+            Prior::Vamp { pseudo_inputs } => {
+                Some(vb.get((pseudo_inputs, arch.input_dim()), PSEUDO_INPUTS)?)
+            }
+        };
         Ok(Self {
             encoder,
             decoder,
             stack,
+            pseudo_inputs,
             arch,
             kernels,
         })
@@ -90,6 +101,27 @@ impl Model {
         self.stack.as_ref()
     }
 
+    /// The VampPrior's pseudo-inputs as images, (K, pixels) in [0, 1]; `None` under N(0, I).
+    pub fn pseudo_inputs(&self) -> Result<Option<Tensor>> {
+        self.pseudo_inputs.as_ref().map(pseudo_pixels).transpose()
+    }
+
+    /// The VampPrior, (1/K) Σ_k q(z|u_k): the encoder's posteriors at the pseudo-inputs, so it
+    /// is recomputed per call (it moves with the encoder and the u_k); `None` under N(0, I).
+    pub fn vamp(&self) -> Result<Option<Mixture>> {
+        let Some(u) = self.pseudo_inputs()? else {
+            return Ok(None);
+        };
+        let post = self.encode(&u)?;
+        let Some(logvar) = post.logvar else {
+            candle_core::bail!("the VampPrior needs a stochastic encoder (model = \"vae\")");
+        };
+        Ok(Some(Mixture::new(Gaussian {
+            mu: post.mu,
+            logvar,
+        })))
+    }
+
     /// Each layer's posterior mean along the mean path, μ₁ then μ₂(μ₁), … : (B, Σ L_n), the
     /// codes whose spread over x counts active units (μ₁ alone for one layer). Metrics only:
     /// the layers above are read off the graph.
@@ -104,8 +136,12 @@ impl Model {
     }
 
     /// Ancestral draws of z₁ from the prior, one per row of ε (B, Σ L_n): z_top = ε_top, then
-    /// each layer below from p(z_n|z_{n+1}) (ε itself for one layer).
+    /// each layer below from p(z_n|z_{n+1}) (ε itself for one layer under N(0, I); under the
+    /// VampPrior, row i from pseudo-input ⌊i·K/B⌋).
     pub fn prior_sample(&self, eps: &Tensor) -> Result<Tensor> {
+        if let Some(mix) = self.vamp()? {
+            return mix.sample(eps);
+        }
         let Some(stack) = &self.stack else {
             return Ok(eps.clone());
         };
@@ -150,6 +186,7 @@ mod tests {
             latent_dim: 16,
             likelihood,
             stack: Default::default(),
+            prior: Prior::Standard,
         }
     }
 
@@ -272,6 +309,7 @@ mod tests {
             latent_dim: latent,
             likelihood: Likelihood::Bernoulli,
             stack: Default::default(),
+            prior: Prior::Standard,
         };
         let two = Architecture {
             stack: crate::model::Stack {

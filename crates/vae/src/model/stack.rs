@@ -2,45 +2,11 @@
 //! Gaussians whose μ and log σ² an MLP gives, under p(z_top) = N(0, I).
 
 use super::arch::Architecture;
+use super::gaussian::Gaussian;
 use super::layers::Mlp;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use vaelab_kernels::Kernels;
-
-/// A diagonal Gaussian per row: means and log-variances, (rows, size) each.
-#[derive(Debug, Clone)]
-pub struct Gaussian {
-    pub mu: Tensor,
-    pub logvar: Tensor,
-}
-
-impl Gaussian {
-    /// Splits a head's output (rows, 2·size) into μ and log σ².
-    fn from_head(out: &Tensor) -> Result<Self> {
-        let size = out.dim(1)? / 2;
-        Ok(Self {
-            mu: out.narrow(1, 0, size)?,
-            logvar: out.narrow(1, size, size)?,
-        })
-    }
-
-    /// μ + σ·ε.
-    pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
-        &self.mu + (eps * (&self.logvar * 0.5)?.exp()?)?
-    }
-
-    /// log N(z; μ, σ²) per row and dimension, without the −½ log 2π every Gaussian of the
-    /// bound shares (they cancel between p and q).
-    pub fn log_density(&self, z: &Tensor) -> Result<Tensor> {
-        let d = (z - &self.mu)?;
-        ((d.sqr()? * (self.logvar.neg()?.exp()?))? + &self.logvar)? * -0.5
-    }
-}
-
-/// log N(z; 0, I) per row and dimension, without the −½ log 2π.
-pub fn log_standard(z: &Tensor) -> Result<Tensor> {
-    z.sqr()? * -0.5
-}
 
 /// One level between z_n and z_{n+1}.
 #[derive(Debug, Clone)]

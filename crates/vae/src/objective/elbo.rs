@@ -1,7 +1,7 @@
-//! −ELBO = recon + β·KL (KL after free bits; in closed form for one layer, see `stack.rs` for a
-//! hierarchy), from one or k draws of z.
+//! −ELBO = recon + β·KL (KL after free bits; in closed form for one layer under N(0, I),
+//! sampled under the VampPrior, see `stack.rs` for a hierarchy), from one or k draws of z.
 
-use super::kl::kl_per_dim;
+use super::kl::{kl_per_dim, log_prior_ratio, Kl};
 use super::stack::{amortized, split_columns, LatentDraw};
 use crate::model::{Gaussian, Model, Posterior};
 use candle_core::{Result, Tensor};
@@ -13,8 +13,8 @@ pub struct BatchTerms {
     pub loss: Tensor,
     /// (B,): −log p(x|z) per sample.
     pub recon: Tensor,
-    /// (B, L): KL per sample and latent dimension; `None` for the AE.
-    pub kl: Option<Tensor>,
+    /// The KL per sample, per latent dimension where the prior factorizes; `None` for the AE.
+    pub kl: Option<Kl>,
     /// (B, L): posterior means (the AE's codes).
     pub mu: Tensor,
     /// (B, P·D): the decoder's output for the sampled z, to score it in other ways.
@@ -36,7 +36,17 @@ pub fn batch_terms(
         (Some(logvar), None) => {
             let std = (logvar * 0.5)?.exp()?;
             let z = (&post.mu + (eps * std)?)?;
-            (z, Some(kl_per_dim(&post.mu, logvar)?), post.mu)
+            let kl = match model.vamp()? {
+                None => Kl::PerDim(kl_per_dim(&post.mu, logvar)?),
+                Some(prior) => {
+                    let q = Gaussian {
+                        mu: post.mu.clone(),
+                        logvar: logvar.clone(),
+                    };
+                    Kl::PerImage(log_prior_ratio(&prior, &q, &z, eps)?.neg()?)
+                }
+            };
+            (z, Some(kl), post.mu)
         }
         (Some(logvar), Some(stack)) => {
             let q1 = Gaussian {
@@ -45,7 +55,11 @@ pub fn batch_terms(
             };
             let parts = split_columns(eps, &model.arch().latent_sizes())?;
             let draw = amortized(stack, q1, &parts)?;
-            (draw.z1, Some(draw.kl), model.mean_codes(&post.mu)?)
+            (
+                draw.z1,
+                Some(Kl::PerDim(draw.kl)),
+                model.mean_codes(&post.mu)?,
+            )
         }
         (None, _) => (post.mu.clone(), None, post.mu),
     };
@@ -65,12 +79,17 @@ pub fn batch_terms(
 }
 
 /// The KL term the loss weights by β: the batch mean of Σ_d KL_d, or with free bits
-/// Σ_d max(mean_batch KL_d, λ).
-fn kl_penalty(kl: &Tensor, free_bits: f64) -> Result<Tensor> {
-    if free_bits > 0.0 {
-        kl.mean(0)?.maximum(free_bits)?.sum_all()
-    } else {
-        kl.sum_all()? / kl.dim(0)? as f64
+/// Σ_d max(mean_batch KL_d, λ) (which needs a KL per dimension).
+fn kl_penalty(kl: &Kl, free_bits: f64) -> Result<Tensor> {
+    match (kl, free_bits > 0.0) {
+        (Kl::PerDim(kl), true) => kl.mean(0)?.maximum(free_bits)?.sum_all(),
+        (Kl::PerDim(kl), false) => kl.sum_all()? / kl.dim(0)? as f64,
+        (Kl::PerImage(kl), false) => kl.sum_all()? / kl.dim(0)? as f64,
+        (Kl::PerImage(_), true) => {
+            candle_core::bail!(
+                "free bits need a KL per latent dimension; the VampPrior's is per image"
+            )
+        }
     }
 }
 
@@ -83,6 +102,8 @@ pub(crate) struct KPass {
     pub z: Tensor,
     /// The layers above z₁, drawn with z (`None` for one layer).
     pub stack: Option<LatentDraw>,
+    /// (k·B,) log p(z) − log q(z|x) of each draw under a VampPrior (`None` under N(0, I)).
+    pub vamp_ratio: Option<Tensor>,
     /// (k·B, P·D) the decoder's output.
     pub params: Tensor,
     /// (k·B,) log p(x_i | z) per row.
@@ -95,10 +116,18 @@ pub(crate) fn k_pass(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Resul
     let Some(logvar) = post.logvar.clone() else {
         candle_core::bail!("{k} samples of z need a stochastic encoder (model = \"vae\")");
     };
+    let mut vamp_ratio = None;
     let (z, stack) = match model.stack() {
         None => {
             let std = (&logvar * 0.5)?.exp()?;
             let z = (post.mu.repeat((k, 1))? + (eps * std.repeat((k, 1))?)?)?;
+            if let Some(prior) = model.vamp()? {
+                let q = Gaussian {
+                    mu: post.mu.repeat((k, 1))?,
+                    logvar: logvar.repeat((k, 1))?,
+                };
+                vamp_ratio = Some(log_prior_ratio(&prior, &q, &z, eps)?);
+            }
             (z, None)
         }
         Some(stack) => {
@@ -118,21 +147,23 @@ pub(crate) fn k_pass(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Resul
         logvar,
         z,
         stack,
+        vamp_ratio,
         params,
         log_px_z,
     })
 }
 
 impl KPass {
-    /// (B, Σ L_n) the KL per dimension: in closed form for one layer, else the mean over the
-    /// k draws of the stack's estimate.
-    pub fn kl(&self, k: usize) -> Result<Tensor> {
-        match &self.stack {
-            None => kl_per_dim(&self.post.mu, &self.logvar),
-            Some(draw) => {
+    /// The KL: per dimension in closed form for one layer under N(0, I), the mean over the k
+    /// draws of the VampPrior's estimate per image, or of the stack's per dimension.
+    pub fn kl(&self, k: usize) -> Result<Kl> {
+        match (&self.stack, &self.vamp_ratio) {
+            (Some(draw), _) => {
                 let (rows, w) = draw.kl.dims2()?;
-                draw.kl.reshape((k, rows / k, w))?.mean(0)
+                Ok(Kl::PerDim(draw.kl.reshape((k, rows / k, w))?.mean(0)?))
             }
+            (None, Some(ratio)) => Ok(Kl::PerImage(mean_over_draws(&ratio.neg()?, k)?)),
+            (None, None) => Ok(Kl::PerDim(kl_per_dim(&self.post.mu, &self.logvar)?)),
         }
     }
 }

@@ -27,9 +27,10 @@ fn log_mean_exp_over_draws(lw: &Tensor, k: usize) -> Result<Tensor> {
 /// report the mean recon of the draws and the closed-form KL, as the ELBO's metrics do.
 pub fn iwae_terms(model: &Model, x: &Tensor, eps: &Tensor, k: usize) -> Result<BatchTerms> {
     let pass = k_pass(model, x, eps, k)?;
-    let latent = match &pass.stack {
-        None => log_prior_minus_q(&pass.z, eps, &pass.logvar.repeat((k, 1))?)?,
-        Some(draw) => draw.log_ratio.clone(),
+    let latent = match (&pass.stack, &pass.vamp_ratio) {
+        (Some(draw), _) => draw.log_ratio.clone(),
+        (None, Some(ratio)) => ratio.clone(),
+        (None, None) => log_prior_minus_q(&pass.z, eps, &pass.logvar.repeat((k, 1))?)?,
     };
     let lw = (&pass.log_px_z + latent)?;
     let bound = log_mean_exp_over_draws(&lw, k)?;

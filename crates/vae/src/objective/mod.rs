@@ -10,7 +10,7 @@ mod stack;
 
 pub use elbo::{batch_terms, k_sample_elbo, BatchTerms};
 pub use iwae::{iwae_terms, log_prior_minus_q};
-pub use kl::kl_per_dim;
+pub use kl::{kl_per_dim, log_prior_ratio, Kl};
 pub use stack::{amortized, mean_field, per_layer, split_columns, LatentDraw};
 
 use crate::model::Model;
@@ -86,3 +86,6 @@ impl Objective {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+#[path = "vamp_tests.rs"]
+mod vamp_tests;

@@ -29,6 +29,7 @@ fn arch(l1: usize, l2: usize) -> Architecture {
             above: vec![l2],
             hidden: vec![8],
         },
+        prior: crate::model::Prior::Standard,
     }
 }
 
@@ -176,7 +177,7 @@ fn the_two_layer_training_bounds_agree_with_the_evaluator() {
     let elbo: f64 = (0..draws)
         .map(|s| {
             let t = batch_terms(&m, &x, &noise(s, n, w), 1.0, 0.0).unwrap();
-            let kl = scalar(&t.kl.unwrap().sum_all().unwrap());
+            let kl = scalar(&t.kl.unwrap().per_dim().unwrap().sum_all().unwrap());
             -(scalar(&t.recon.sum_all().unwrap()) + kl) / n as f64
         })
         .sum::<f64>()

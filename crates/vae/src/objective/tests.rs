@@ -23,6 +23,7 @@ fn arch() -> Architecture {
         latent_dim: LATENT,
         likelihood: Likelihood::Bernoulli,
         stack: Default::default(),
+        prior: crate::model::Prior::Standard,
     }
 }
 

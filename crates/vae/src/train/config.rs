@@ -3,7 +3,7 @@
 
 use super::schedule::Schedule;
 use crate::likelihood::{Likelihood, LEVELS_8BIT};
-use crate::model::{Architecture, Body, ModelKind, Stack};
+use crate::model::{Architecture, Body, ModelKind, Prior, Stack};
 use crate::objective::Objective;
 use vaelab_data::{Binarize, Dataset, SplitKind};
 
@@ -15,6 +15,8 @@ pub struct TrainConfig {
     pub latent_dim: usize,
     /// The stochastic layers above z₁ (empty: one layer).
     pub stack: Stack,
+    /// p(z): N(0, I) or the VampPrior.
+    pub prior: Prior,
     /// The encoder's and decoder's network.
     pub body: Body,
     pub objective: Objective,
@@ -63,6 +65,7 @@ impl TrainConfig {
             latent_dim: self.latent_dim,
             likelihood: self.likelihood,
             stack: self.stack.clone(),
+            prior: self.prior,
         }
     }
 

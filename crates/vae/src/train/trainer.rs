@@ -253,6 +253,7 @@ mod tests {
             likelihood: Likelihood::Bernoulli,
             latent_dim: 2,
             stack: Default::default(),
+            prior: crate::model::Prior::Standard,
             body: Body::Mlp { hidden: vec![32] },
             objective: Objective::default(),
             epochs: 8,
@@ -583,6 +584,39 @@ mod tests {
         }
     }
 
+    /// A VampPrior model trains: its test −ELBO falls, its KL has no per-dimension split, its
+    /// pseudo-inputs move (with the decoder) and stay images, its IWAE bound sits above its
+    /// ELBO, and the E-step's optimum beats the encoder's q.
+    #[test]
+    fn a_vampprior_model_trains_and_its_gap_splits() {
+        let data = toy_data();
+        let cfg = TrainConfig {
+            prior: crate::model::Prior::Vamp { pseudo_inputs: 10 },
+            ..cfg(ModelKind::Vae)
+        };
+        let mut t = Trainer::new(cfg.clone(), &data, Device::Cpu).unwrap();
+        let pseudo = |t: &Trainer<'_>| weights_of(t, crate::model::PSEUDO_INPUTS);
+        let (start, before) = (
+            pseudo(&t),
+            t.evaluate(SplitKind::Test, 0).unwrap().neg_elbo.unwrap(),
+        );
+        for epoch in 1..=cfg.epochs {
+            t.train_epoch(epoch).unwrap();
+        }
+        let m = t.evaluate(SplitKind::Test, 8).unwrap();
+        let after = m.neg_elbo.unwrap();
+        assert!(after < before - 5.0, "test -ELBO {before} -> {after}");
+        assert!(m.kl_per_dim.is_none() && m.kl.unwrap() > 0.0, "{m:?}");
+        assert_ne!(pseudo(&t), start, "the pseudo-inputs did not move");
+        let u = t.model().pseudo_inputs().unwrap().unwrap();
+        let u = u.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(u.iter().all(|p| (0.0..=1.0).contains(p)));
+        let iw = t.iwae_with(None, 0).unwrap().unwrap();
+        assert!(iw.log_px > iw.elbo, "{iw:?}");
+        let gap = t.gap_split(&iw).unwrap().unwrap();
+        assert!(gap.elbo_star > iw.elbo, "{gap:?}");
+    }
+
     /// Scoring images side by side on single-threaded lanes gives the numbers of one thread,
     /// and the reference ops agree with the fused ones.
     #[test]
@@ -722,16 +756,22 @@ mod tests {
             },
             Schedule::Aggressive,
         ];
+        let standard = crate::model::Prior::Standard;
+        let vamp = crate::model::Prior::Vamp { pseudo_inputs: 6 };
         let runs = schedules
-            .map(|s| (s, Objective::default()))
+            .map(|s| (s, Objective::default(), standard))
             .into_iter()
-            .chain([(Schedule::Joint, iwae(3))]);
-        for (schedule, objective) in runs {
+            .chain([
+                (Schedule::Joint, iwae(3), standard),
+                (Schedule::Aggressive, Objective::default(), vamp),
+            ]);
+        for (schedule, objective, prior) in runs {
             let data = toy_data();
             let c = TrainConfig {
                 binarize: Binarize::Dynamic,
                 schedule,
                 objective,
+                prior,
                 ..cfg(ModelKind::Vae)
             };
             let mut straight = Trainer::new(c.clone(), &data, Device::Cpu).unwrap();
@@ -755,7 +795,7 @@ mod tests {
             assert_eq!(
                 got,
                 want[2..],
-                "{schedule:?} {objective:?}: bit-identical after a resume"
+                "{schedule:?} {objective:?} {prior:?}: bit-identical after a resume"
             );
         }
     }
