@@ -160,6 +160,11 @@ compare-torch:
     python3 scripts/compare_torch.py --epochs 3 --iw --sweep 4
 
 # IWAE k = 5 and 50 epochs and the two-layer model (latent_layers = [20, 10]) beside PyTorch's same losses (scripts/torch_bounds.py), one sitting (TORCH_PYTHON: a Python with torch).
+# Load time and peak memory at CelebA's size (a generated dataset in a fake hf-hub cache): the
+# decoded cache off, first and cached loads, a conv run and a 2-run sweep, per sitting.
+bench-data SITTINGS="3":
+    python3 scripts/bench_data.py --sittings {{SITTINGS}}
+
 bench-bounds:
     cargo build --quiet -p vaelab --bins
     python3 scripts/compare_torch.py --objective iwae --train-samples 5 --epochs 3 --threads 1

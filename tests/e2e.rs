@@ -1654,3 +1654,43 @@ fn a_vampprior_run_reports_a_sampled_kl_and_saves_its_pseudo_inputs() {
         "the pseudo-inputs did not move: std {std:.4} around {mean:.4}"
     );
 }
+
+/// The decoded cache: a first run decodes Fashion-MNIST and writes it, a second process maps it,
+/// a damaged file is rebuilt rather than read, and with the cache off the pixels are decoded
+/// into memory; every way trains the same model to the same metrics.
+#[test]
+fn the_decoded_cache_is_mapped_by_the_next_process_and_changes_no_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let cache_env = cache.to_str().unwrap();
+    let file = run_file(tmp.path(), "cached", &small(""));
+    let run = |results: &str, env: &str, says: &str| {
+        let results = tmp.path().join(results);
+        let out = run_into(&file, &results, &[("VAELAB_CACHE_DIR", env)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(says),
+            "not {says:?}: {}",
+            stderr(&out)
+        );
+        let run = results.join("cached");
+        let weights = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+        (metrics_without_timing(&run), weights)
+    };
+    let first = run("first", cache_env, "decoded and cached in");
+    let files: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        run("mapped", cache_env, "mapped from the decoded cache"),
+        first
+    );
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0x10;
+    std::fs::write(&files[0], &bytes).unwrap();
+    assert_eq!(run("rebuilt", cache_env, "checksum mismatch"), first);
+    assert_eq!(run("off", "off", "decoded into memory (no cache)"), first);
+}

@@ -1,125 +1,9 @@
 //! The in-memory dataset every run shares.
 
+use crate::cache::CacheStatus;
+use crate::split::{Split, SplitKind};
 use crate::{Binarize, ImageShape};
-use rand::Rng;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
-
-/// Which half of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SplitKind {
-    Train,
-    Test,
-}
-
-impl SplitKind {
-    /// The name used in tables: "train" or "test".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SplitKind::Train => "train",
-            SplitKind::Test => "test",
-        }
-    }
-}
-
-/// Images (CHW, f32 in [0, 1]) and their labels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Split {
-    images: Vec<f32>,
-    labels: Vec<u8>,
-    shape: ImageShape,
-}
-
-impl Split {
-    /// Builds a split from u8 pixels (scaled to [0, 1]).
-    pub fn from_u8(pixels: &[u8], labels: Vec<u8>, shape: ImageShape) -> Self {
-        let images = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-        Self::new(images, labels, shape)
-    }
-
-    /// Builds a split from f32 pixels; `images.len()` must be `labels.len() * shape.dim()`.
-    pub fn new(images: Vec<f32>, labels: Vec<u8>, shape: ImageShape) -> Self {
-        debug_assert_eq!(images.len(), labels.len() * shape.dim());
-        Self {
-            images,
-            labels,
-            shape,
-        }
-    }
-
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when the split holds no image.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Channels, height and width of one image.
-    pub fn shape(&self) -> ImageShape {
-        self.shape
-    }
-
-    /// Values per image (channels × height × width).
-    pub fn dim(&self) -> usize {
-        self.shape.dim()
-    }
-
-    /// All pixels, image after image.
-    pub fn images(&self) -> &[f32] {
-        &self.images
-    }
-
-    /// All labels.
-    pub fn labels(&self) -> &[u8] {
-        &self.labels
-    }
-
-    /// The pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        let d = self.dim();
-        &self.images[i * d..(i + 1) * d]
-    }
-
-    /// Appends the images at `indices` to `out`; with `dynamic` every pixel is replaced by a
-    /// Bernoulli draw with its intensity as probability (dynamic binarization).
-    pub fn gather(&self, indices: &[usize], dynamic: Option<&mut ChaCha8Rng>, out: &mut Vec<f32>) {
-        out.clear();
-        out.reserve(indices.len() * self.dim());
-        match dynamic {
-            None => indices
-                .iter()
-                .for_each(|&i| out.extend_from_slice(self.image(i))),
-            Some(rng) => {
-                for &i in indices {
-                    out.extend(self.image(i).iter().map(|&p| bernoulli(p, rng)));
-                }
-            }
-        }
-    }
-
-    /// One fixed Bernoulli draw of every pixel (static binarization), seeded by `seed`.
-    fn binarized(&self, seed: u64) -> Split {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let images = self
-            .images
-            .iter()
-            .map(|&p| bernoulli(p, &mut rng))
-            .collect();
-        Split::new(images, self.labels.clone(), self.shape)
-    }
-}
-
-fn bernoulli(p: f32, rng: &mut ChaCha8Rng) -> f32 {
-    if rng.random::<f32>() < p {
-        1.0
-    } else {
-        0.0
-    }
-}
 
 /// Seeds of the fixed binarized copies: the same for every run, so runs compare on one dataset.
 const STATIC_SEED_TRAIN: u64 = 0x5eed_0001;
@@ -133,6 +17,7 @@ pub struct Dataset {
     train: Split,
     test: Split,
     binarized: OnceLock<(Split, Split)>,
+    cache: CacheStatus,
 }
 
 impl Dataset {
@@ -149,7 +34,23 @@ impl Dataset {
             train,
             test,
             binarized: OnceLock::new(),
+            cache: CacheStatus::Off,
         }
+    }
+
+    /// The same dataset, noting how the decoded cache served it.
+    pub fn with_cache(self, cache: CacheStatus) -> Self {
+        Self { cache, ..self }
+    }
+
+    /// How the decoded cache served this load (mapped, built, unwritable or off).
+    pub fn cache(&self) -> &CacheStatus {
+        &self.cache
+    }
+
+    /// Bytes of pixels held in memory by both splits (mapped pixels count 0).
+    pub fn resident_bytes(&self) -> usize {
+        self.train.resident_bytes() + self.test.resident_bytes()
     }
 
     /// The dataset's name (e.g. "fashion-mnist").
@@ -204,30 +105,6 @@ mod tests {
             vec![0, 1, 2],
             ImageShape::grey(1, 2),
         )
-    }
-
-    #[test]
-    fn gather_copies_rows() {
-        let s = split();
-        let mut out = vec![];
-        s.gather(&[2, 0], None, &mut out);
-        assert_eq!(out, vec![0.75, 1.0, 0.0, 0.5]);
-    }
-
-    #[test]
-    fn dynamic_binarization_is_binary_and_follows_intensity() {
-        let s = Split::new(vec![0.0, 0.3, 1.0], vec![0], ImageShape::grey(1, 3));
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut out = vec![];
-        let mut ones = 0.0;
-        for _ in 0..2000 {
-            s.gather(&[0], Some(&mut rng), &mut out);
-            assert!(out.iter().all(|&p| p == 0.0 || p == 1.0));
-            assert_eq!((out[0], out[2]), (0.0, 1.0));
-            ones += out[1];
-        }
-        let freq = ones / 2000.0;
-        assert!((freq - 0.3).abs() < 0.04, "{freq}");
     }
 
     #[test]

@@ -42,6 +42,31 @@ impl FakeHubRepo {
         images: &[DynamicImage],
         labels: &[i64],
     ) -> PathBuf {
+        let file = self.shard(cache, split);
+        let mut df = self.frame(images, labels);
+        let out = std::fs::File::create(&file).expect("parquet file");
+        ParquetWriter::new(out).finish(&mut df).expect("parquet");
+        file
+    }
+
+    /// Writes already encoded images (PNG or JPEG bytes) as shard 0 of `split`, as [`write`].
+    ///
+    /// [`write`]: FakeHubRepo::write
+    pub fn write_encoded(
+        &self,
+        cache: &Path,
+        split: &str,
+        encoded: &[Vec<u8>],
+        labels: &[i64],
+    ) -> PathBuf {
+        let file = self.shard(cache, split);
+        let mut df = self.frame_of(encoded, labels);
+        let out = std::fs::File::create(&file).expect("parquet file");
+        ParquetWriter::new(out).finish(&mut df).expect("parquet");
+        file
+    }
+
+    fn shard(&self, cache: &Path, split: &str) -> PathBuf {
         let (owner, name) = hf_hub::split_id(&self.repo_id);
         let repo = cache.join(format!("datasets--{owner}--{name}"));
         let refs = repo.join("refs/refs/convert/parquet");
@@ -54,15 +79,16 @@ impl FakeHubRepo {
             .join(split)
             .join("0000.parquet");
         std::fs::create_dir_all(file.parent().expect("split folder")).expect("split folder");
-        let mut df = self.frame(images, labels);
-        let out = std::fs::File::create(&file).expect("parquet file");
-        ParquetWriter::new(out).finish(&mut df).expect("parquet");
         file
     }
 
     fn frame(&self, images: &[DynamicImage], labels: &[i64]) -> DataFrame {
-        let n = images.len();
         let pngs: Vec<Vec<u8>> = images.iter().map(png).collect();
+        self.frame_of(&pngs, labels)
+    }
+
+    fn frame_of(&self, pngs: &[Vec<u8>], labels: &[i64]) -> DataFrame {
+        let n = pngs.len();
         let bytes = Series::new(
             "bytes".into(),
             pngs.iter().map(Vec::as_slice).collect::<Vec<_>>(),

@@ -2,6 +2,7 @@
 //! image dataset (MNIST and Fashion-MNIST included), read from the local cache first and
 //! downloaded only when allowed.
 
+use crate::cache::{self, Identity};
 use crate::{DataError, Dataset, ImageShape, Split};
 use hf_hub::repository::RepoTreeEntry;
 use hf_hub::{HFClientBuilder, HFClientSync, HFError};
@@ -120,11 +121,20 @@ pub fn load_from_hub(
         }
         _ => fetch(&client, repo)?,
     };
-    let train = read_split(name, &files.train, columns)?;
-    let test = read_split(name, &files.test, columns)?;
-    let (train, test) = agree(name, &files.test[0], train, test)?;
+    let sources: Vec<PathBuf> = files.train.iter().chain(&files.test).cloned().collect();
+    let what = format!(
+        "hub {repo} image_column={:?} label_column={:?} image_size={:?}",
+        columns.image_column, columns.label_column, columns.image_size
+    );
+    let identity = Identity::of(what, &sources)?;
+    let (train, test, cache) =
+        cache::load_or_decode(cache::cache_dir().as_deref(), name, &identity, || {
+            let train = read_split(name, &files.train, columns)?;
+            let test = read_split(name, &files.test, columns)?;
+            agree(name, &files.test[0], train, test)
+        })?;
     let origin = format!("hf-hub {repo} ({})", files.train[0].display());
-    Ok(Dataset::new(name, origin, train, test))
+    Ok(Dataset::new(name, origin, train, test).with_cache(cache))
 }
 
 fn hub_err(e: HFError) -> DataError {
@@ -536,7 +546,8 @@ fn agree(
 fn to_split(raw: RawSplit, shape: ImageShape) -> Split {
     let plane = shape.plane();
     let mut pixels = Vec::with_capacity(raw.images.len() * shape.dim());
-    for img in &raw.images {
+    // By value: each decoded image is freed once copied, so the split is not held twice.
+    for img in raw.images {
         match (img.rgb, shape.channels) {
             (true, _) => (0..3).for_each(|c| pixels.extend(img.bytes.iter().skip(c).step_by(3))),
             (false, 3) => (0..3).for_each(|_| pixels.extend_from_slice(&img.bytes)),
@@ -544,7 +555,7 @@ fn to_split(raw: RawSplit, shape: ImageShape) -> Split {
         }
         debug_assert_eq!(pixels.len() % plane, 0);
     }
-    Split::from_u8(&pixels, raw.labels, shape)
+    Split::from_u8(pixels, raw.labels, shape)
 }
 
 #[cfg(test)]

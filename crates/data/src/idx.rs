@@ -1,6 +1,6 @@
 //! IDX files (LeCun's MNIST format), raw or gzip-compressed.
 
-use crate::{dataset::Split, DataError, ImageShape};
+use crate::{split::Split, DataError, ImageShape};
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -114,10 +114,27 @@ fn read_split(folder: &Path, prefix: &str) -> Result<Split, DataError> {
         });
     }
     Ok(Split::from_u8(
-        &images.data,
+        images.data,
         labels.data,
         ImageShape::grey(images.dims[1], images.dims[2]),
     ))
+}
+
+/// The four files an IDX folder is read from (train and t10k images and labels, raw or .gz).
+pub(crate) fn folder_files(folder: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if !folder.is_dir() {
+        return Err(DataError::MissingFolder(folder.into()));
+    }
+    ["train", "t10k"]
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{p}-images-idx3-ubyte"),
+                format!("{p}-labels-idx1-ubyte"),
+            ]
+        })
+        .map(|stem| find(folder, &stem))
+        .collect()
 }
 
 /// Loads a folder of IDX files: `train-*` and `t10k-*` images and labels, raw or `.gz`.
@@ -179,10 +196,12 @@ pub(crate) mod tests {
         let (b_train, b_test) = load_idx_folder(gz.path()).unwrap();
         assert_eq!(a_train.len(), 5);
         assert_eq!(a_test.len(), 3);
-        assert_eq!(a_train.images(), b_train.images());
+        assert_eq!(a_train, b_train);
         assert_eq!(a_test.labels(), b_test.labels());
-        assert_eq!(a_train.images()[1], 1.0 / 255.0);
-        assert_eq!(a_train.images()[250], 250.0 / 255.0);
+        assert_eq!(a_train.levels().map(<[u8]>::len), Some(5 * 28 * 28));
+        let first = a_train.image(0);
+        assert_eq!(first[1], 1.0 / 255.0);
+        assert_eq!(first[250], 250.0 / 255.0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where a dataset comes from: a configured folder, the Debian package, or the hf-hub cache.
 
+use crate::cache::{self, cache_dir, Identity};
 use crate::hub::{self, HubColumns, HubRepo};
 use crate::{idx::load_idx_folder, DataError, Dataset};
 use serde::{Deserialize, Serialize};
@@ -126,7 +127,12 @@ pub fn load(src: &DataSource) -> Result<Dataset, DataError> {
 }
 
 fn from_folder(name: &str, dir: &Path) -> Result<Dataset, DataError> {
-    let (train, test) = load_idx_folder(dir)?;
+    let files = crate::idx::folder_files(dir)?;
+    let identity = Identity::of(format!("idx {name}"), &files)?;
+    let (train, test, cache) =
+        cache::load_or_decode(cache_dir().as_deref(), name, &identity, || {
+            load_idx_folder(dir)
+        })?;
     if train.shape() != test.shape() {
         return Err(DataError::Mismatch(format!(
             "train images are {}, test images {} in {}",
@@ -135,7 +141,7 @@ fn from_folder(name: &str, dir: &Path) -> Result<Dataset, DataError> {
             dir.display()
         )));
     }
-    Ok(Dataset::new(name, dir.display().to_string(), train, test))
+    Ok(Dataset::new(name, dir.display().to_string(), train, test).with_cache(cache))
 }
 
 #[cfg(test)]

@@ -23,12 +23,13 @@ pub fn load_data<'a>(
         let d =
             vaelab_data::load(&src).with_context(|| format!("{}: key `{key}`", file.display()))?;
         note!(
-            "{}: {} images of {} from {}",
+            "{}: {} images of {} from {}; {}",
             d.name(),
             d.split(vaelab_data::SplitKind::Train, vaelab_data::Binarize::None)
                 .len(),
             d.shape(),
-            d.origin()
+            d.origin(),
+            d.cache()
         );
         data.insert(src, d);
     }
