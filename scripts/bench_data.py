@@ -11,7 +11,8 @@ RSS from the kernel (wait4):
 - conv: one epoch of a 64x64 conv VAE (channels 32-64-128-256, latent 128) on 2,000 images;
 - sweep: two such runs at once (`vaelab sweep`, 2 jobs), cached.
 
-Prints the CPU (family, model, AVX-512 flags) beside the figures.
+Prints the CPU (family, model, AVX-512 flags) beside the figures. `--vs BINARY` times another
+vaelab build the same way in the same sitting (an older one ignores the cache).
 """
 
 import argparse
@@ -80,9 +81,30 @@ def timed(cmd, env):
     return secs, usage.ru_maxrss / 1024
 
 
+def rows(vaelab, work, env):
+    """One sitting of one binary: each figure's line."""
+    cache = work / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    out = []
+    for label, cache_env, file, verb in [
+        ("load, no cache", "off", "tiny.toml", "run"),
+        ("load, first (decode + write)", str(cache), "tiny.toml", "run"),
+        ("load, cached (map)", str(cache), "tiny.toml", "run"),
+        ("conv epoch run, cached", str(cache), "conv.toml", "run"),
+        ("2-run conv sweep, cached", str(cache), "sweep.toml", "sweep"),
+    ]:
+        results = work / "results"
+        shutil.rmtree(results, ignore_errors=True)
+        cmd = [vaelab, verb, str(work / file), "--results-dir", str(results)]
+        secs, rss = timed(cmd, dict(env, VAELAB_CACHE_DIR=cache_env))
+        out.append(f"{label}: {secs:.2f} s, peak RSS {rss:.0f} MB")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sittings", type=int, default=3)
+    ap.add_argument("--vs", help="another vaelab binary, timed in the same sittings")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "vaelab-fake-celeba",
                     help="the fake hf-hub cache (written once, reused)")
     args = ap.parse_args()
@@ -101,23 +123,10 @@ def main():
             '[sweep]\nname = "two"\nseeds = [0, 1]\njobs = 2\n\n[base]\n' + CONV)
         env = dict(os.environ, HF_HUB_CACHE=str(args.data), HF_HUB_OFFLINE="1",
                    RAYON_NUM_THREADS="2")
+        binaries = [("this build", vaelab)] + ([("--vs", args.vs)] if args.vs else [])
         for sitting in range(1, args.sittings + 1):
-            cache = work / "cache"
-            shutil.rmtree(cache, ignore_errors=True)
-            rows = []
-            for label, cache_env, file, verb in [
-                ("load, no cache", "off", "tiny.toml", "run"),
-                ("load, first (decode + write)", str(cache), "tiny.toml", "run"),
-                ("load, cached (map)", str(cache), "tiny.toml", "run"),
-                ("conv epoch run, cached", str(cache), "conv.toml", "run"),
-                ("2-run conv sweep, cached", str(cache), "sweep.toml", "sweep"),
-            ]:
-                results = work / "results"
-                shutil.rmtree(results, ignore_errors=True)
-                cmd = [vaelab, verb, str(work / file), "--results-dir", str(results)]
-                secs, rss = timed(cmd, dict(env, VAELAB_CACHE_DIR=cache_env))
-                rows.append(f"{label}: {secs:.2f} s, peak RSS {rss:.0f} MB")
-            print(f"sitting {sitting}: " + "; ".join(rows), flush=True)
+            for name, binary in binaries:
+                print(f"sitting {sitting}, {name}: " + "; ".join(rows(binary, work, env)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -98,14 +98,7 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn split() -> Split {
-        Split::new(
-            vec![0.0, 0.5, 1.0, 0.25, 0.75, 1.0],
-            vec![0, 1, 2],
-            ImageShape::grey(1, 2),
-        )
-    }
+    use crate::split::tests::split;
 
     #[test]
     fn static_copy_is_shared_and_fixed() {

@@ -162,10 +162,11 @@ fn bernoulli(p: f32, rng: &mut ChaCha8Rng) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn split() -> Split {
+    /// Three 1×2 images of f32 pixels (shared with the dataset's tests).
+    pub(crate) fn split() -> Split {
         Split::new(
             vec![0.0, 0.5, 1.0, 0.25, 0.75, 1.0],
             vec![0, 1, 2],

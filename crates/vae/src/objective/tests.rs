@@ -12,8 +12,9 @@ use candle_nn::{VarBuilder, VarMap};
 use vaelab_data::Split;
 use vaelab_kernels::Kernels;
 
-const SIDE: usize = 6;
-const LATENT: usize = 3;
+/// The toy images' side and latent size (shared with `vamp_tests.rs`).
+pub(super) const SIDE: usize = 6;
+pub(super) const LATENT: usize = 3;
 
 fn arch() -> Architecture {
     Architecture {
@@ -36,22 +37,22 @@ fn model(kernels: Kernels) -> (Model, VarMap) {
 }
 
 /// `n` images of smooth grey pixels in [0, 1].
-fn pixels(n: usize) -> Vec<f32> {
+pub(super) fn pixels(n: usize) -> Vec<f32> {
     (0..n * SIDE * SIDE)
         .map(|i| (0.5 + 0.45 * ((i as f32) * 0.37).sin()).clamp(0.0, 1.0))
         .collect()
 }
 
-fn images(n: usize) -> Tensor {
+pub(super) fn images(n: usize) -> Tensor {
     Tensor::from_vec(pixels(n), (n, SIDE * SIDE), &Device::Cpu).unwrap()
 }
 
-fn noise(seed: u64, rows: usize) -> Tensor {
+pub(super) fn noise(seed: u64, rows: usize) -> Tensor {
     let mut r = rng::stream(seed, rng::Stream::Noise, 0);
     rng::normal_tensor(&mut r, (rows, LATENT), &Device::Cpu).unwrap()
 }
 
-fn scalar(t: &Tensor) -> f64 {
+pub(super) fn scalar(t: &Tensor) -> f64 {
     f64::from(t.to_scalar::<f32>().unwrap())
 }
 

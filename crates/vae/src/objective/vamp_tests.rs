@@ -2,7 +2,9 @@
 //! closed form (one pseudo-input), the IWAE weight computed image by image in f64, candle's
 //! stock ops, finite differences (the pseudo-inputs included) and the evaluator's estimator.
 
-use super::tests::{assert_finite_differences, grads, sorted};
+use super::tests::{
+    assert_finite_differences, grads, images, noise, pixels, scalar, sorted, LATENT, SIDE,
+};
 use super::*;
 use crate::eval::iwae::{self, Plan};
 use crate::likelihood::Likelihood;
@@ -12,9 +14,6 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use vaelab_data::Split;
 use vaelab_kernels::Kernels;
-
-const SIDE: usize = 6;
-const LATENT: usize = 3;
 
 fn arch(pseudo_inputs: usize) -> Architecture {
     Architecture {
@@ -42,25 +41,6 @@ fn model(k: usize, kernels: Kernels) -> (Model, VarMap) {
         .unwrap();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     (Model::with_kernels(arch(k), vb, kernels).unwrap(), varmap)
-}
-
-fn pixels(n: usize) -> Vec<f32> {
-    (0..n * SIDE * SIDE)
-        .map(|i| (0.5 + 0.45 * ((i as f32) * 0.37).sin()).clamp(0.0, 1.0))
-        .collect()
-}
-
-fn images(n: usize) -> Tensor {
-    Tensor::from_vec(pixels(n), (n, SIDE * SIDE), &Device::Cpu).unwrap()
-}
-
-fn noise(seed: u64, rows: usize) -> Tensor {
-    let mut r = rng::stream(seed, rng::Stream::Noise, 0);
-    rng::normal_tensor(&mut r, (rows, LATENT), &Device::Cpu).unwrap()
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    f64::from(t.to_scalar::<f32>().unwrap())
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f64>> {
