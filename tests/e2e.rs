@@ -1694,3 +1694,37 @@ fn the_decoded_cache_is_mapped_by_the_next_process_and_changes_no_number() {
     assert_eq!(run("rebuilt", cache_env, "checksum mismatch"), first);
     assert_eq!(run("off", "off", "decoded into memory (no cache)"), first);
 }
+
+/// A conv run is the same model on 1 thread and on 2, run after run: its weight gradients sum
+/// the batch in a fixed grouping (before, a 2-thread conv run differed from itself).
+#[test]
+fn a_conv_run_gives_the_same_checkpoint_on_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = run_file(
+        tmp.path(),
+        "conv",
+        &small("architecture = \"conv\"\nchannels = [16, 32]\niw_test_n = 0\ngap_test_n = 0\n"),
+    );
+    let train = |threads: &str, i: usize| {
+        let results = tmp.path().join(format!("r{threads}-{i}"));
+        let out = vaelab(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--results-dir",
+                results.to_str().unwrap(),
+                "--threads",
+                threads,
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let run = results.join("conv");
+        let weights = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+        (metrics_without_timing(&run), weights)
+    };
+    let one = train("1", 0);
+    for i in 0..2 {
+        assert!(train("2", i) == one, "2 threads, run {i}: another model");
+    }
+}

@@ -380,59 +380,49 @@ impl CustomOp3 for Conv {
                 } else {
                     (0..d.batch).map(|_| None).collect()
                 };
-                let dw = work
-                    .into_par_iter()
-                    .enumerate()
-                    .fold(
-                        || (vec![0f32; w_len], vec![0f32; rows * cols]),
-                        |(mut dw, mut col), (i, dxb)| {
-                            let xb = &xs[i * in_len..(i + 1) * in_len];
-                            let gb = &gz[i * out_len..(i + 1) * out_len];
-                            // dW (small C, big C·16) += small_b · im2col(big_b)ᵀ: the small map
-                            // is the conv's output gradient or the transposed conv's input.
-                            let (small_b, big_b) =
-                                if self.transposed { (xb, gb) } else { (gb, xb) };
-                            im2col(big_b, g, &mut col);
-                            mm(
-                                (d.small_c, rows, cols),
-                                &mut dw,
-                                true,
-                                (small_b, (cols, 1)),
-                                (&col, (1, cols)),
-                            );
-                            match (dxb, self.transposed) {
-                                // dx_b (Ci, P) = W_r·im2col(g_b), the column matrix in hand.
-                                (Some(dxb), true) => mm(
-                                    (d.small_c, cols, rows),
-                                    dxb,
+                let dw = crate::ordered::ordered_sum(
+                    work,
+                    || (vec![0f32; w_len], vec![0f32; rows * cols]),
+                    |(mut dw, mut col), i, dxb| {
+                        let xb = &xs[i * in_len..(i + 1) * in_len];
+                        let gb = &gz[i * out_len..(i + 1) * out_len];
+                        // dW (small C, big C·16) += small_b · im2col(big_b)ᵀ: the small map
+                        // is the conv's output gradient or the transposed conv's input.
+                        let (small_b, big_b) = if self.transposed { (xb, gb) } else { (gb, xb) };
+                        im2col(big_b, g, &mut col);
+                        mm(
+                            (d.small_c, rows, cols),
+                            &mut dw,
+                            true,
+                            (small_b, (cols, 1)),
+                            (&col, (1, cols)),
+                        );
+                        match (dxb, self.transposed) {
+                            // dx_b (Ci, P) = W_r·im2col(g_b), the column matrix in hand.
+                            (Some(dxb), true) => mm(
+                                (d.small_c, cols, rows),
+                                dxb,
+                                false,
+                                (ws, (rows, 1)),
+                                (&col, (cols, 1)),
+                            ),
+                            // dx_b = col2im(Wᵀ·g_b).
+                            (Some(dxb), false) => {
+                                mm(
+                                    (rows, cols, d.small_c),
+                                    &mut col,
                                     false,
-                                    (ws, (rows, 1)),
-                                    (&col, (cols, 1)),
-                                ),
-                                // dx_b = col2im(Wᵀ·g_b).
-                                (Some(dxb), false) => {
-                                    mm(
-                                        (rows, cols, d.small_c),
-                                        &mut col,
-                                        false,
-                                        (ws, (1, rows)),
-                                        (gb, (cols, 1)),
-                                    );
-                                    col2im(&col, g, dxb);
-                                }
-                                (None, _) => {}
+                                    (ws, (1, rows)),
+                                    (gb, (cols, 1)),
+                                );
+                                col2im(&col, g, dxb);
                             }
-                            (dw, col)
-                        },
-                    )
-                    .map(|(dw, _)| dw)
-                    .reduce(
-                        || vec![0f32; w_len],
-                        |mut a, b| {
-                            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                            a
-                        },
-                    );
+                            (None, _) => {}
+                        }
+                        (dw, col)
+                    },
+                    |(dw, _)| dw,
+                );
                 Ok((dw, dx))
             })
         })?;
@@ -569,6 +559,42 @@ mod tests {
             assert_eq!(bits(&y16), bits(&y8), "values, transposed={transposed}");
             for (name, (a, b)) in ["dx", "dW", "db"].iter().zip(g16.iter().zip(&g8)) {
                 assert_eq!(bits(a), bits(b), "{name}, transposed={transposed}");
+            }
+        }
+    }
+
+    /// The weight gradient sums the batch in a fixed grouping: the same bits on 1 and on 3
+    /// threads, run after run, for im2col + gemm and for every direct width (a batch of 72
+    /// gives several partial sums).
+    #[test]
+    fn gradients_are_the_same_bits_on_any_thread_count() {
+        let dev = Device::Cpu;
+        let widths: Vec<Option<Simd>> = std::iter::once(None)
+            .chain(Simd::available().into_iter().map(Some))
+            .collect();
+        let (batch, ci, co, side) = (72, 33, 17, 8);
+        let x = Var::from_vec(
+            values(batch * ci * side * side, 1.0),
+            (batch, ci, side, side),
+            &dev,
+        )
+        .unwrap();
+        let w = Var::from_vec(values(co * ci * 16, 0.1), (co, ci, 4, 4), &dev).unwrap();
+        let b = Var::from_vec(values(co, 2.0), co, &dev).unwrap();
+        for direct in widths {
+            let dw = |threads: usize| {
+                crate::threads::in_pool(threads, || {
+                    let y = conv_with(&x, &w, &b, true, false, direct).unwrap();
+                    let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
+                    let dw = g.get(&w).unwrap().flatten_all().unwrap();
+                    let dw: Vec<f32> = dw.to_vec1().unwrap();
+                    dw.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+                })
+                .unwrap()
+            };
+            let one = dw(1);
+            for _ in 0..5 {
+                assert_eq!(dw(3), one, "direct={direct:?}");
             }
         }
     }

@@ -398,63 +398,54 @@ pub(crate) fn wgrad(
         .map(|t| std::array::from_fn(|i| t * WR + i).map(|n| big.at(n / 16, (n / 4) % 4, n % 4)))
         .collect();
     let small_len = s * positions;
-    let acc = small_maps
-        .par_chunks(small_len)
-        .zip(big_maps.par_chunks(big.len()))
-        .fold(
-            || {
-                let tiles = vec![[[0f32; NT]; WR]; row_tiles * col_tiles];
-                (tiles, Vec::new(), vec![0f32; positions * s_pad])
-            },
-            |(mut tiles, mut padded, mut small_t), (sb, bb)| {
-                big.pad(bb, &mut padded);
-                // The small map transposed to [p][s], so a tile's 32 columns are one load.
-                for (ch, plane) in sb.chunks(positions).enumerate() {
-                    for (p, &v) in plane.iter().enumerate() {
-                        small_t[p * s_pad + ch] = v;
-                    }
+    let images: Vec<(&[f32], &[f32])> = small_maps
+        .chunks(small_len)
+        .zip(big_maps.chunks(big.len()))
+        .collect();
+    let acc = crate::ordered::ordered_sum(
+        images,
+        || {
+            let tiles = vec![[[0f32; NT]; WR]; row_tiles * col_tiles];
+            (tiles, Vec::new(), vec![0f32; positions * s_pad])
+        },
+        |(mut tiles, mut padded, mut small_t), _, (sb, bb)| {
+            big.pad(bb, &mut padded);
+            // The small map transposed to [p][s], so a tile's 32 columns are one load.
+            for (ch, plane) in sb.chunks(positions).enumerate() {
+                for (p, &v) in plane.iter().enumerate() {
+                    small_t[p * s_pad + ch] = v;
                 }
-                let reach = bases.last().copied().unwrap_or(0) + big.at(big.c - 1, 3, 3);
-                assert!(reach < padded.len(), "direct wgrad: reads past its map");
-                for (rt, offs) in rows.iter().enumerate() {
-                    for ct in 0..col_tiles {
-                        let out = &mut tiles[rt * col_tiles + ct];
-                        let (big, small) = (padded.as_ptr(), small_t[ct * NT..].as_ptr());
-                        // SAFETY: `simd` runs on this CPU (as in `Panel::run`); the assert bounds
-                        // every big-map read and small_t holds positions × s_pad values.
-                        unsafe {
-                            match simd {
-                                Simd::Avx512 => wtile(big, offs, &bases, small, s_pad, out),
-                                Simd::Avx2 => {
-                                    for quarter in 0..4 {
-                                        wtile8(big, offs, &bases, small, s_pad, quarter, out)
-                                    }
+            }
+            let reach = bases.last().copied().unwrap_or(0) + big.at(big.c - 1, 3, 3);
+            assert!(reach < padded.len(), "direct wgrad: reads past its map");
+            for (rt, offs) in rows.iter().enumerate() {
+                for ct in 0..col_tiles {
+                    let out = &mut tiles[rt * col_tiles + ct];
+                    let (big, small) = (padded.as_ptr(), small_t[ct * NT..].as_ptr());
+                    // SAFETY: `simd` runs on this CPU (as in `Panel::run`); the assert bounds
+                    // every big-map read and small_t holds positions × s_pad values.
+                    unsafe {
+                        match simd {
+                            Simd::Avx512 => wtile(big, offs, &bases, small, s_pad, out),
+                            Simd::Avx2 => {
+                                for quarter in 0..4 {
+                                    wtile8(big, offs, &bases, small, s_pad, quarter, out)
                                 }
                             }
-                        };
-                    }
+                        }
+                    };
                 }
-                (tiles, padded, small_t)
-            },
-        )
-        .map(|(tiles, _, _)| tiles)
-        .reduce(
-            || vec![[[0f32; NT]; WR]; row_tiles * col_tiles],
-            |mut a, b| {
-                for (ta, tb) in a.iter_mut().zip(&b) {
-                    for (ra, rb) in ta.iter_mut().zip(tb) {
-                        ra.iter_mut().zip(rb).for_each(|(x, y)| *x += y);
-                    }
-                }
-                a
-            },
-        );
+            }
+            (tiles, padded, small_t)
+        },
+        |(tiles, _, _)| tiles.as_flattened().as_flattened(),
+    );
     let n = big.c * 16;
     let mut dw = vec![0f32; s * n];
     for (k, row) in dw.chunks_mut(n).enumerate() {
         let (ct, j) = (k / NT, k % NT);
         for (col, v) in row.iter_mut().enumerate() {
-            *v = acc[(col / WR) * col_tiles + ct][col % WR][j];
+            *v = acc[(((col / WR) * col_tiles + ct) * WR + col % WR) * NT + j];
         }
     }
     dw

@@ -12,6 +12,7 @@ mod direct;
 pub mod fastmath;
 mod matmul;
 pub mod ops;
+mod ordered;
 pub mod reference;
 pub mod simd;
 #[cfg(test)]
