@@ -116,10 +116,11 @@ impl Model {
         let Some(logvar) = post.logvar else {
             candle_core::bail!("the VampPrior needs a stochastic encoder (model = \"vae\")");
         };
-        Ok(Some(Mixture::new(Gaussian {
+        Mixture::new(Gaussian {
             mu: post.mu,
             logvar,
-        })))
+        })
+        .map(Some)
     }
 
     /// Each layer's posterior mean along the mean path, μ₁ then μ₂(μ₁), … : (B, Σ L_n), the

@@ -57,17 +57,25 @@ pub struct Mixture {
 }
 
 impl Mixture {
-    /// The mixture of these components, one per row.
-    pub fn new(components: Gaussian) -> Self {
-        Self { components }
+    /// The mixture of these components, one per row (stored contiguous: an encoder head's μ
+    /// and log σ² are column slices of one tensor, and row selection needs whole rows).
+    pub fn new(components: Gaussian) -> Result<Self> {
+        Ok(Self {
+            components: Gaussian {
+                mu: components.mu.contiguous()?,
+                logvar: components.logvar.contiguous()?,
+            },
+        })
     }
 
     /// The same mixture cut from the graph (for evaluation).
     pub fn detached(&self) -> Self {
-        Self::new(Gaussian {
-            mu: self.components.mu.detach(),
-            logvar: self.components.logvar.detach(),
-        })
+        Self {
+            components: Gaussian {
+                mu: self.components.mu.detach(),
+                logvar: self.components.logvar.detach(),
+            },
+        }
     }
 
     /// Components in the mixture.
@@ -112,10 +120,9 @@ impl Mixture {
         let (rows, k) = (eps.dim(0)?, self.len()?);
         let picks: Vec<u32> = (0..rows).map(|i| (i * k / rows.max(1)) as u32).collect();
         let idx = Tensor::from_vec(picks, rows, eps.device())?;
-        // The head's μ and log σ² are column slices of one tensor: index_select wants them whole.
         Gaussian {
-            mu: self.components.mu.contiguous()?.index_select(&idx, 0)?,
-            logvar: self.components.logvar.contiguous()?.index_select(&idx, 0)?,
+            mu: self.components.mu.index_select(&idx, 0)?,
+            logvar: self.components.logvar.index_select(&idx, 0)?,
         }
         .sample(eps)
     }
@@ -152,7 +159,8 @@ mod tests {
         let mix = Mixture::new(Gaussian {
             mu: tensor(&mu, (k, l)),
             logvar: tensor(&lv, (k, l)),
-        });
+        })
+        .unwrap();
         let got = mix
             .log_density(&tensor(&z, (rows, l)))
             .unwrap()
@@ -196,7 +204,8 @@ mod tests {
         let copies = Mixture::new(Gaussian {
             mu: g.mu.repeat((4, 1)).unwrap(),
             logvar: g.logvar.repeat((4, 1)).unwrap(),
-        });
+        })
+        .unwrap();
         let (a, b) = (
             one.to_vec1::<f32>().unwrap(),
             copies.log_density(&z).unwrap().to_vec1::<f32>().unwrap(),
@@ -212,7 +221,8 @@ mod tests {
         let mix = Mixture::new(Gaussian {
             mu: tensor(&[0.0, 10.0, 20.0, 30.0], (4, 1)),
             logvar: tensor(&[0.0; 4], (4, 1)),
-        });
+        })
+        .unwrap();
         let z = mix.sample(&tensor(&[0.0; 8], (8, 1))).unwrap();
         assert_eq!(
             z.flatten_all().unwrap().to_vec1::<f32>().unwrap(),

@@ -7,7 +7,7 @@ use crate::eval::iwae::{self, Plan};
 use crate::likelihood::Likelihood;
 use crate::model::{init, Architecture, Body, ImageShape, Model, ModelKind, Stack};
 use crate::objective::batch_terms;
-use crate::objective::tests::{assert_finite_differences, grads, sorted};
+use crate::objective::tests::{assert_finite_differences, assert_grads_agree, grads, sorted};
 use crate::objective::{Bound, Objective};
 use crate::rng;
 use candle_core::{DType, Device, Tensor};
@@ -239,12 +239,7 @@ fn two_layer_gradients_match_finite_differences_and_the_reference_ops() {
         let g = grads(&m, &vars, &objective, &x, &eps);
         let gf = grads(&fused, &vars, &objective, &x, &eps);
         for ((name, _), (gv, gfv)) in sorted(&vars).iter().zip(g.iter().zip(&gf)) {
-            for (a, b) in gfv.iter().zip(gv) {
-                assert!(
-                    (a - b).abs() < 1e-4 * (1.0 + b.abs()),
-                    "{objective:?} {name}: fused {a} vs {b}"
-                );
-            }
+            assert_grads_agree(gfv, gv, &format!("{objective:?} {name}: fused"));
         }
         let what = format!("{objective:?}");
         let checked = assert_finite_differences(&vars, &g, || scalar(&loss(&m)), 3e-3, &what);

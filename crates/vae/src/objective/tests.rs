@@ -271,12 +271,7 @@ fn k_sample_gradients_match_candles_reference_ops() {
         let f = grads(&fused, &vars, &objective, &x, &eps);
         let r = grads(&reference, &vars, &objective, &x, &eps);
         for (gf, gr) in f.iter().zip(&r) {
-            for (a, b) in gf.iter().zip(gr) {
-                assert!(
-                    (a - b).abs() < 1e-4 * (1.0 + b.abs()),
-                    "{objective:?}: {a} vs {b}"
-                );
-            }
+            assert_grads_agree(gf, gr, &format!("{objective:?}"));
         }
     }
 }
@@ -336,4 +331,12 @@ pub(crate) fn assert_finite_differences(
         checked += 1;
     }
     checked
+}
+
+/// Fused gradients `a` against the reference's `b`, entry by entry, to 1e-4 relative
+/// (shared with `vamp_tests.rs` and `stack_tests.rs`).
+pub(super) fn assert_grads_agree(a: &[f32], b: &[f32], what: &str) {
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+    }
 }

@@ -3,7 +3,8 @@
 //! stock ops, finite differences (the pseudo-inputs included) and the evaluator's estimator.
 
 use super::tests::{
-    assert_finite_differences, grads, images, noise, pixels, scalar, sorted, LATENT, SIDE,
+    assert_finite_differences, assert_grads_agree, grads, images, noise, pixels, scalar, sorted,
+    LATENT, SIDE,
 };
 use super::*;
 use crate::eval::iwae::{self, Plan};
@@ -51,19 +52,27 @@ fn rows(t: &Tensor) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// Rows of a matrix, in f64.
+type Rows = Vec<Vec<f64>>;
+
+/// In f64: q(z|x)'s means and log-variances for the rows of `x`, and the VampPrior's components'.
+fn posterior_and_prior(m: &Model, x: &Tensor) -> ((Rows, Rows), (Rows, Rows)) {
+    let post = m.encode(x).unwrap();
+    let prior = m.vamp().unwrap().unwrap();
+    let c = prior.components();
+    (
+        (rows(&post.mu), rows(&post.logvar.unwrap())),
+        (rows(&c.mu), rows(&c.logvar)),
+    )
+}
+
 /// With one pseudo-input the VampPrior is the Gaussian q(z|u): the sampled KL of the
 /// one-sample ELBO averages, over many draws, to KL(N(μ, σ²) ‖ N(m, s²)) in closed form.
 #[test]
 fn with_one_pseudo_input_the_sampled_kl_averages_to_the_gaussian_kl() {
     let (m, _) = model(1, Kernels::Fused);
     let x = images(3);
-    let post = m.encode(&x).unwrap();
-    let (mu, lv) = (rows(&post.mu), rows(&post.logvar.unwrap()));
-    let prior = m.vamp().unwrap().unwrap();
-    let (pm, plv) = (
-        rows(&prior.components().mu),
-        rows(&prior.components().logvar),
-    );
+    let ((mu, lv), (pm, plv)) = posterior_and_prior(&m, &x);
     let closed: Vec<f64> = (0..3)
         .map(|i| {
             (0..LATENT)
@@ -116,13 +125,7 @@ fn the_vamp_iwae_loss_is_the_mixture_weight_computed_image_by_image() {
         ..Objective::default()
     };
     let loss = scalar(&objective.terms(&m, &x, &eps, 1.0).unwrap().loss);
-    let post = m.encode(&x).unwrap();
-    let (mu, lv) = (rows(&post.mu), rows(&post.logvar.unwrap()));
-    let prior = m.vamp().unwrap().unwrap();
-    let (pm, plv) = (
-        rows(&prior.components().mu),
-        rows(&prior.components().logvar),
-    );
+    let ((mu, lv), (pm, plv)) = posterior_and_prior(&m, &x);
     let e = rows(&eps);
     let xs = pixels(b);
     let gauss = |v: f64, m: f64, lv: f64| {
@@ -198,12 +201,7 @@ fn vamp_gradients_match_candles_reference_ops() {
                     "no gradient reaches {name}"
                 );
             }
-            for (a, b) in gf.iter().zip(gr) {
-                assert!(
-                    (a - b).abs() < 1e-4 * (1.0 + b.abs()),
-                    "{objective:?} {name}: {a} vs {b}"
-                );
-            }
+            assert_grads_agree(gf, gr, &format!("{objective:?} {name}"));
         }
     }
 }
