@@ -78,7 +78,11 @@ fn train(dir: &Path, name: &str, body: &str) -> PathBuf {
 #[test]
 fn vae_run_writes_config_metrics_summary_and_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = train(tmp.path(), "vae", &small(""));
+    let run = train(
+        tmp.path(),
+        "vae",
+        &small("").replace("iw_samples = 20", "iw_samples = 100"),
+    );
     let m = read(&run.join("metrics.parquet"));
     assert_eq!(m.height(), 4, "2 epochs x 2 splits");
     let epochs = common::u32s(&m, "epoch");
@@ -140,6 +144,20 @@ fn vae_run_writes_config_metrics_summary_and_checkpoint() {
     );
     assert!((get("test_neg_elbo") - f64s(&m, "neg_elbo")[3].unwrap()).abs() < 1e-9);
     assert!(get("wall_seconds") > 0.0);
+    // PSIS k̂ of the bound's weights: K = 100 fits a 20-weight tail, and the bound is
+    // 1 − 1/log₁₀ 100 = 0.5; the share above it is of the 40 images.
+    let (bound, share, max) = (
+        get("iw_khat_bound"),
+        get("iw_khat_share"),
+        get("iw_khat_max"),
+    );
+    assert_eq!(bound, 0.5);
+    assert!(
+        (0.0..=1.0).contains(&share) && max.is_finite(),
+        "{share} {max}"
+    );
+    assert_eq!((share * 40.0).fract(), 0.0, "{share}");
+    assert_eq!(share > 0.0, max > bound, "share {share}, largest k̂ {max}");
     assert!(
         std::fs::metadata(run.join("checkpoint.safetensors"))
             .unwrap()
@@ -253,6 +271,8 @@ fn autoencoder_leaves_undefined_figures_null() {
         "test_neg_elbo",
         "test_elbo_bpd",
         "nll_bpd",
+        "iw_khat_share",
+        "iw_khat_max",
     ] {
         assert_eq!(f64s(&s, col)[0], None, "AE summary {col}");
     }

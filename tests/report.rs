@@ -6,6 +6,7 @@ mod common;
 
 use common::stderr;
 
+use polars::prelude::{ParquetReader, SerReader};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,7 +34,7 @@ fn sweep(tmp: &Path, name: &str, body: &str) -> PathBuf {
     results.join(name)
 }
 
-const BASE: &str = "data_dir = \"/usr/share/datasets/fashion-mnist\"\nhidden = [32]\nepochs = 2\ntrain_subset = 600\ntest_subset = 200\niw_samples = 10\niw_test_n = 20\n";
+const BASE: &str = "data_dir = \"/usr/share/datasets/fashion-mnist\"\nhidden = [32]\nepochs = 2\ntrain_subset = 600\ntest_subset = 200\niw_samples = 100\niw_test_n = 20\n";
 
 fn files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -165,6 +166,28 @@ fn a_finished_sweep_draws_every_figure_redraws_them_and_the_page_loads_in_chromi
         "TOML text reached the page unescaped"
     );
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+    // The PSIS warning names exactly the runs whose share of images with k̂ above the bound
+    // passes 5 % (read back from runs.parquet, not from the page's own table).
+    let file = std::fs::File::open(dir.join("runs.parquet")).unwrap();
+    let runs = ParquetReader::new(file).finish().unwrap();
+    let ids = runs.column("run_id").unwrap().str().unwrap().clone();
+    let shares = runs.column("iw_khat_share").unwrap().f64().unwrap().clone();
+    let flagged: Vec<&str> = ids
+        .iter()
+        .zip(shares.iter())
+        .filter(|(_, s)| s.is_some_and(|s| s > 0.05))
+        .map(|(id, _)| id.unwrap())
+        .collect();
+    assert_eq!(
+        shares.iter().flatten().count(),
+        2,
+        "the two VAE runs have a k̂ share"
+    );
+    let warning = html.lines().find(|l| l.contains("id=\"khat-warning\""));
+    assert_eq!(warning.is_some(), !flagged.is_empty(), "{warning:?}");
+    for id in &flagged {
+        assert!(warning.unwrap().contains(id), "{id} not in {warning:?}");
+    }
 
     // Redraw from the folder alone: the same files come back.
     std::fs::remove_dir_all(&figures).unwrap();

@@ -29,7 +29,8 @@ margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{bac
 cursor:pointer;user-select:none}td.t,th.t{text-align:left}tr.failed,tr.diverged{background:#fde}\
 figure{margin:2em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{color:#444;\
 max-width:900px}.skipped{color:#866;font-style:italic}pre{background:#f6f6f6;padding:1em;\
-overflow:auto}#broken{display:none;background:#fcc;padding:.5em 1em}";
+overflow:auto}#broken{display:none;background:#fcc;padding:.5em 1em}.warn{background:#fff3cd;\
+padding:.5em 1em}";
 
 /// Sorts a table by the clicked column (numbers numerically), and checks every image loaded:
 /// the result lands in `body[data-images]` ("ok N/N" or "broken K/N") and a visible banner.
@@ -62,7 +63,7 @@ window.addEventListener('load', function () {
 "#;
 
 /// Metric columns of the runs table: (column, header, decimals).
-const COLUMNS: [(&str, &str, usize); 10] = [
+const COLUMNS: [(&str, &str, usize); 11] = [
     ("test_neg_elbo", "test −ELBO", 2),
     ("test_elbo_bpd", "−ELBO bits/dim", 3),
     ("nll_bpd", "IWAE bits/dim", 3),
@@ -70,6 +71,7 @@ const COLUMNS: [(&str, &str, usize); 10] = [
     ("test_kl", "KL", 2),
     ("log_px_iw", "log p(x) IWAE", 2),
     ("elbo_gap", "ELBO gap", 2),
+    ("iw_khat_share", "share k̂ > bound", 2),
     ("active_units", "active units", 0),
     ("train_neg_elbo", "train −ELBO", 2),
     ("wall_seconds", "wall s", 1),
@@ -98,6 +100,7 @@ fn page(inputs: &Inputs, sweep: &Sweep, figures: &[Figure]) -> String {
         escape(&sweep.label_keys()),
     );
     h.push_str(&runs_table(sweep));
+    h.push_str(&khat_warning(sweep));
     for f in figures {
         let _ = writeln!(
             h,
@@ -186,6 +189,47 @@ fn runs_table(sweep: &Sweep) -> String {
     }
     h.push_str("</tbody></table>\n");
     h
+}
+
+/// Above this share of test images with k̂ over the bound, a run's IWAE numbers are flagged.
+pub const KHAT_SHARE_WARN: f64 = 0.05;
+
+/// A warning naming the runs whose IWAE weights are too heavy-tailed on more than
+/// [`KHAT_SHARE_WARN`] of their test images (empty when there are none).
+fn khat_warning(sweep: &Sweep) -> String {
+    let flagged: Vec<String> = sweep
+        .ordered(sweep.runs.iter())
+        .into_iter()
+        .filter(|r| {
+            r.metric("iw_khat_share")
+                .is_some_and(|s| s > KHAT_SHARE_WARN)
+        })
+        .map(|r| {
+            format!(
+                "<code>{}</code> ({:.0} %, k̂ up to {:.2})",
+                escape(&r.id),
+                100.0 * r.metric("iw_khat_share").unwrap_or(0.0),
+                r.metric("iw_khat_max").unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    if flagged.is_empty() {
+        return String::new();
+    }
+    let bound = sweep
+        .runs
+        .iter()
+        .find_map(|r| r.metric("iw_khat_bound"))
+        .unwrap_or(0.7);
+    format!(
+        "<p class=\"warn\" id=\"khat-warning\">IWAE bound not reliable: in {} run(s) more than \
+         {:.0} % of the test images have a PSIS k̂ above {bound:.2} (min(1 − 1/log₁₀ K, 0.7); \
+         Vehtari et al. 2024): the importance weights are so heavy-tailed there that log p(x) may \
+         be far above the printed bound. Use more samples or a better proposal. {}.</p>\n",
+        flagged.len(),
+        100.0 * KHAT_SHARE_WARN,
+        flagged.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ const METRICS: &[&str] = &[
     "elbo_gap",
     "amortization_gap",
     "approximation_gap",
+    "iw_khat_share",
     "test_elbo_bpd",
     "nll_bpd",
     "active_units",
@@ -222,6 +223,10 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
     if let Ok(m) = serde_json::from_str::<crate::manifest::Manifest>(&manifest) {
         crate::output::print(format_args!("{}\n", file_checks(dir, &m)))?;
     }
+    if let Ok(df) = track::read_frame(&dir.join(track::SUMMARY)) {
+        print_table(&final_metrics(&df))?;
+        crate::output::print(format_args!("\n"))?;
+    }
     if let Ok(m) = track::read_frame(&dir.join(track::METRICS)) {
         let cols = [
             "epoch",
@@ -245,6 +250,26 @@ pub fn show(results: &Path, id: &str) -> anyhow::Result<()> {
         print_table(&rows)?;
     }
     Ok(())
+}
+
+/// The run's final metrics that it has (non-null), one per row; the PSIS k̂ line says what
+/// its share is measured against.
+fn final_metrics(summary: &DataFrame) -> Vec<Vec<String>> {
+    let mut rows = vec![vec!["final metric".to_string(), "value".to_string()]];
+    for &col in track::SUMMARY_METRICS {
+        let v = cell(summary, col, 0);
+        if v != "-" {
+            rows.push(vec![col.to_string(), v]);
+        }
+    }
+    if let Some(row) = rows.iter_mut().find(|r| r[0] == "iw_khat_share") {
+        let bound = cell(summary, "iw_khat_bound", 0);
+        row[1] = format!(
+            "{} (of test images with PSIS k̂ > {bound}: IWAE unreliable there)",
+            row[1]
+        );
+    }
+    rows
 }
 
 /// Each file the manifest holds a SHA-256 of, checked against the file now: `ok` or `CHANGED`

@@ -400,6 +400,7 @@ fn metric_cells(
         .and_then(|i| i.log_px_mass)
         .map(|l| vaelab_vae::bits_per_dim(-l, dims));
     let levels = cfg.data_levels();
+    let psis = iw.and_then(IwaeEstimate::reliability);
     let (train, test) = (last.map(|l| &l.0), last.map(|l| &l.1));
     let f = |v: Option<f64>| Cell::Float(v);
     [
@@ -437,6 +438,15 @@ fn metric_cells(
         (
             "bpd_scored_as",
             Cell::Str(Some(cfg.likelihood.mass_label(levels))),
+        ),
+        ("iw_khat_bound", f(psis.map(|p| p.bound))),
+        ("iw_khat_share", f(psis.map(|p| p.share_above))),
+        ("iw_khat_max", f(psis.map(|p| p.max))),
+        ("log_px_iw_star", f(gap.map(|g| g.log_px_star))),
+        ("gap_log_px", f(gap.map(|g| g.log_px_split))),
+        (
+            "gap_log_px_from",
+            Cell::Str(gap.map(|g| g.log_px_from.as_str().to_string())),
         ),
     ]
     .into_iter()

@@ -319,6 +319,12 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "nll_bpd",
     "data_levels",
     "bpd_scored_as",
+    "iw_khat_bound",
+    "iw_khat_share",
+    "iw_khat_max",
+    "log_px_iw_star",
+    "gap_log_px",
+    "gap_log_px_from",
 ];
 
 /// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).

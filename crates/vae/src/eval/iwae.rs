@@ -1,6 +1,7 @@
 //! The importance-weighted bound (Burda et al., 2016) on log p(x):
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
+use super::psis::{self, Reliability};
 use crate::likelihood::Likelihood;
 use crate::model::{Gaussian, Mixture, Model, StackNets};
 use crate::objective::{amortized, mean_field, per_layer, split_columns};
@@ -39,6 +40,8 @@ pub struct IwaeEstimate {
     pub elbos: Vec<f64>,
     /// Each image's K-sample bound, in image order.
     pub bounds: Vec<f64>,
+    /// Each image's PSIS k̂ of its K weights (`None` where it has none), in image order.
+    pub khats: Vec<Option<f64>>,
 }
 
 impl IwaeEstimate {
@@ -59,7 +62,13 @@ impl IwaeEstimate {
             elbo_mass: None,
             elbos: self.elbos[..n].to_vec(),
             bounds: self.bounds[..n].to_vec(),
+            khats: self.khats[..n].to_vec(),
         }
+    }
+
+    /// How far the bound's weights can be trusted: the k̂ of its images against K's bound.
+    pub fn reliability(&self) -> Option<Reliability> {
+        psis::reliability(&self.khats, self.samples)
     }
 }
 
@@ -269,15 +278,19 @@ fn stack_draws(
     Ok((draw.z1, ratio.into_iter().map(f64::from).collect()))
 }
 
-/// Per image: the K-sample bound and the mean log weight, from log p(x|z) and log p(z) − log q.
-fn bound_and_elbo(log_px_z: &[f32], log_prior_minus_q: &[f64]) -> (f64, f64) {
-    let w: Vec<f64> = log_px_z
+/// One image's log weights log p(x|z_k) + log p(z_k) − log q(z_k|x).
+fn log_weights(log_px_z: &[f32], log_prior_minus_q: &[f64]) -> Vec<f64> {
+    log_px_z
         .iter()
         .zip(log_prior_minus_q)
         .map(|(&l, &r)| f64::from(l) + r)
-        .collect();
+        .collect()
+}
+
+/// Per image: the K-sample bound and the mean log weight, from its log weights.
+fn bound_and_elbo(w: &[f64]) -> (f64, f64) {
     (
-        log_mean_exp(&w),
+        log_mean_exp(w),
         w.iter().sum::<f64>() / w.len().max(1) as f64,
     )
 }
@@ -317,6 +330,7 @@ pub fn estimate_with(
     let per_pass = (ROWS_PER_PASS / k).max(1);
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
     let (mut elbos, mut bounds) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut khats = Vec::with_capacity(n);
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..n).collect();
     // The VampPrior's components, once: the model is fixed while it is evaluated.
@@ -369,16 +383,19 @@ pub fn estimate_with(
         let scores = score(model, &x, &z, k, mass, lanes.as_deref())?;
         for i in 0..idx.len() {
             let rows = i * k..(i + 1) * k;
-            let (b, e) = bound_and_elbo(
+            let w = log_weights(
                 &scores.density[rows.clone()],
                 &log_prior_minus_q[rows.clone()],
             );
+            let (b, e) = bound_and_elbo(&w);
             sum_bound += b;
             sum_elbo += e;
             elbos.push(e);
             bounds.push(b);
+            khats.push(psis::khat(&w));
             if mass.is_some() {
-                let (b, e) = bound_and_elbo(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
+                let w = log_weights(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
+                let (b, e) = bound_and_elbo(&w);
                 mass_bound += b;
                 mass_elbo += e;
             }
@@ -402,5 +419,6 @@ pub fn estimate_with(
         elbo_mass,
         elbos,
         bounds,
+        khats,
     })
 }

@@ -1,14 +1,16 @@
 //! Estimators of a trained (or training) model: per-epoch metrics (`metrics`) and the
 //! evaluator that computes them (`evaluator`), the IWAE bound (`iwae`), the explicit E-step and
-//! gap split (`estep`), and the mutual information (`mi`). A new estimator is a file here.
+//! gap split (`estep`), the mutual information (`mi`), and the reliability of importance weights
+//! (`psis`). A new estimator is a file here.
 
 pub mod estep;
 mod evaluator;
 pub mod iwae;
 mod metrics;
 pub mod mi;
+pub mod psis;
 
-pub use estep::GapSplit;
+pub use estep::{GapSplit, LogPxSource};
 pub use evaluator::{gap_split, iwae_bound, Evaluator, Subject, MI_IMAGES};
 pub use iwae::IwaeEstimate;
 pub(crate) use metrics::Sums;

@@ -453,6 +453,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(big.approximation_gap > -0.05, "{big:?}");
+        // Split against the tightest bound: IWAE with q* is at least its own mean log weight
+        // (ELBO*) image by image, so the approximation gap cannot be negative.
+        assert!(big.approximation_gap >= 0.0, "{big:?}");
+        assert_eq!(big.log_px_split, big.log_px.max(big.log_px_star), "{big:?}");
     }
 
     /// On fewer images than the bound's, the split reads the bound's own per-image values.
