@@ -512,6 +512,38 @@ fn bad_input_exits_2_naming_file_key_and_allowed_values_before_training() {
             ],
         ),
         (
+            "ais_layers",
+            "latent_layers = [10, 5]\nais_test_n = 10\n".into(),
+            vec![
+                "ais_layers.toml:3:",
+                "`ais_test_n`",
+                "more than one latent layer",
+            ],
+        ),
+        (
+            "bdmc_layers",
+            "latent_layers = [10, 5]\nbdmc_n = 4\n".into(),
+            vec![
+                "bdmc_layers.toml:3:",
+                "`bdmc_n`",
+                "more than one latent layer",
+            ],
+        ),
+        (
+            "ais_steps",
+            "ais_test_n = 5\nais_steps = 1\n".into(),
+            vec!["ais_steps.toml:3:", "`ais_steps`", "from 2 to 100000"],
+        ),
+        (
+            "ais_images",
+            "test_subset = 10\nais_test_n = 50\n".into(),
+            vec![
+                "ais_images.toml:3:",
+                "`ais_test_n` = 50",
+                "at most the 10 test images",
+            ],
+        ),
+        (
             "truncated",
             format!("data_dir = \"{t}\"\n"),
             vec!["`data_dir`", "train-images-idx3-ubyte", "truncated"],
@@ -1713,6 +1745,44 @@ fn the_decoded_cache_is_mapped_by_the_next_process_and_changes_no_number() {
     std::fs::write(&files[0], &bytes).unwrap();
     assert_eq!(run("rebuilt", cache_env, "checksum mismatch"), first);
     assert_eq!(run("off", "off", "decoded into memory (no cache)"), first);
+}
+
+/// AIS and BDMC in a real run: their columns in the summary, and the gap split against the
+/// tightest of its three lower bounds.
+#[test]
+fn a_run_with_ais_and_bdmc_reports_them_and_splits_its_gap_against_the_tightest_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = "gap_test_n = 8\nais_test_n = 8\nbdmc_n = 4\nais_steps = 20\nais_chains = 4\nais_leapfrog = 3\n";
+    let run = train(
+        tmp.path(),
+        "ais",
+        &small(keys).replace("iw_test_n = 40", "iw_test_n = 8"),
+    );
+    let s = read(&run.join("summary.parquet"));
+    let get = |c: &str| f64s(&s, c)[0].unwrap_or_else(|| panic!("{c} is null"));
+    let ais = get("log_px_ais");
+    assert!(ais < 0.0 && ais.is_finite(), "{ais}");
+    assert!(get("ais_chain_sd") >= 0.0 && get("ais_seconds") > 0.0);
+    let acc = get("ais_acceptance");
+    assert!(acc > 0.0 && acc <= 1.0, "{acc}");
+    let (lo, up, width) = (get("bdmc_lower"), get("bdmc_upper"), get("bdmc_width"));
+    assert!((up - lo - width).abs() < 1e-9 && lo.is_finite() && up.is_finite());
+    // The split's log p(x): the largest of IWAE with q, IWAE with q* and AIS, on the same 8
+    // images, and named.
+    let from = common::strings(&s, "gap_log_px_from");
+    let tightest = [
+        ("iwae_q", get("log_px_iw")),
+        ("iwae_qstar", get("log_px_iw_star")),
+        ("ais", ais),
+    ]
+    .into_iter()
+    .max_by(|a, b| a.1.total_cmp(&b.1))
+    .unwrap();
+    assert_eq!(from, [tightest.0]);
+    assert_eq!(get("gap_log_px"), tightest.1);
+    assert!(get("approximation_gap") >= 0.0);
+    let sum = get("elbo_iw") + get("amortization_gap") + get("approximation_gap");
+    assert!((sum - tightest.1).abs() < 1e-9, "{sum} vs {}", tightest.1);
 }
 
 /// A conv run is the same model on 1 thread and on 2, run after run: its weight gradients sum

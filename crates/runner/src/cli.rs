@@ -257,8 +257,8 @@ fn report(sweep_dir: &Path) -> Result<(), Failure> {
 }
 
 /// Refuses a network that cannot read the dataset's images (a conv body whose stride-2 layers
-/// do not divide the image sides), and more VampPrior pseudo-inputs than training images,
-/// naming the file and the key.
+/// do not divide the image sides), more VampPrior pseudo-inputs than training images, and
+/// more AIS images than test images, naming the file and the key.
 fn check_fits(keys: &crate::config::RunKeys, data: &Dataset, file: &Path) -> Result<(), Failure> {
     let cfg = keys.train_config();
     if let vaelab_vae::Prior::Vamp { pseudo_inputs } = cfg.prior {
@@ -275,6 +275,20 @@ fn check_fits(keys: &crate::config::RunKeys, data: &Dataset, file: &Path) -> Res
                 data.name()
             )));
         }
+    }
+    let tests = cfg.images(data, vaelab_data::SplitKind::Test);
+    if cfg.model == vaelab_vae::ModelKind::Vae && cfg.ais_test_n > tests {
+        let line = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| crate::config::line_of(&text, "ais_test_n"))
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        return Err(Failure::Input(anyhow!(
+            "{}{line}: key `ais_test_n` = {} is not allowed; allowed: at most the {tests} test images of {} (test_subset, if set)",
+            file.display(),
+            cfg.ais_test_n,
+            data.name()
+        )));
     }
     cfg.architecture(data).check().map_err(|e| {
         Failure::Input(anyhow!(

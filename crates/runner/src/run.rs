@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vaelab_data::{Dataset, SplitKind};
 use vaelab_track::{self as track, Cell, MetricsRow, RunDir};
-use vaelab_vae::{EpochMetrics, GapSplit, IwaeEstimate, TrainError, Trainer};
+use vaelab_vae::{
+    AisEstimate, Bdmc, EpochMetrics, GapSplit, IwaeEstimate, LogPxSource, TrainError, Trainer,
+};
 
 /// Everything one run needs.
 pub struct RunJob<'a> {
@@ -151,8 +153,7 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
             job,
             status,
             progress.last.as_ref(),
-            progress.iw.as_ref(),
-            progress.gap.as_ref(),
+            &progress.estimates,
             progress.carried_seconds + start.elapsed().as_secs_f64(),
         );
         // Best effort: a run that failed writing its results may fail here again.
@@ -167,13 +168,21 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     outcome
 }
 
+/// The final evaluation's estimates (each `None` where skipped or not reached).
+#[derive(Default)]
+pub struct Estimates {
+    pub iw: Option<IwaeEstimate>,
+    pub gap: Option<GapSplit>,
+    pub ais: Option<AisEstimate>,
+    pub bdmc: Option<Bdmc>,
+}
+
 /// What the summary needs from training, kept however training ends.
 #[derive(Default)]
 struct Progress {
     /// Train and test rows of the last epoch (set when every epoch ran).
     last: Option<(MetricsRow, MetricsRow)>,
-    iw: Option<IwaeEstimate>,
-    gap: Option<GapSplit>,
+    estimates: Estimates,
     /// Seconds that earlier, cut-short attempts spent on the epochs this one keeps.
     carried_seconds: f64,
 }
@@ -277,15 +286,31 @@ fn train(
         let Some(iw) = unless_stopped(trainer.iwae(), "IWAE bound")? else {
             return Ok(false);
         };
-        progress.iw = iw;
+        progress.estimates.iw = iw;
     }
-    if let Some(iw) = &progress.iw {
+    let est = &mut progress.estimates;
+    if let Some(iw) = &est.iw {
         let Some(gap) = unless_stopped(trainer.gap_split(iw), "E-step gap split")? else {
             return Ok(false);
         };
-        progress.gap = gap;
+        est.gap = gap;
     }
-    if let Some(gap) = &progress.gap {
+    let Some(ais) = unless_stopped(trainer.ais(), "AIS")? else {
+        return Ok(false);
+    };
+    est.ais = ais;
+    // AIS joins the gap split's candidates where it covers the split's images.
+    if let (Some(gap), Some(ais)) = (&mut est.gap, &est.ais) {
+        if ais.images >= gap.images && gap.images > 0 {
+            let mean = ais.per_image[..gap.images].iter().sum::<f64>() / gap.images as f64;
+            gap.tighten(mean, LogPxSource::Ais);
+        }
+    }
+    let Some(bdmc) = unless_stopped(trainer.bdmc(), "BDMC")? else {
+        return Ok(false);
+    };
+    est.bdmc = bdmc;
+    if let Some(gap) = &est.gap {
         track::write_estep_curve(&dir.file(track::ESTEP), &gap.curve)?;
     }
     Ok(true)
@@ -370,8 +395,7 @@ pub fn summary_cells(
     job: &RunJob,
     status: Status,
     last: Option<&(MetricsRow, MetricsRow)>,
-    iw: Option<&IwaeEstimate>,
-    gap: Option<&GapSplit>,
+    est: &Estimates,
     wall: f64,
 ) -> Vec<(String, Cell)> {
     let mut cells = vec![
@@ -383,19 +407,20 @@ pub fn summary_cells(
     ];
     cells.extend(job.keys.cells());
     let cfg = job.keys.train_config();
-    cells.extend(metric_cells(last, iw, gap, wall, &cfg, job.data.dim()));
+    cells.extend(metric_cells(last, est, wall, &cfg, job.data.dim()));
     cells
 }
 
 /// The final metrics, named as in [`track::SUMMARY_METRICS`] (null where undefined).
 fn metric_cells(
     last: Option<&(MetricsRow, MetricsRow)>,
-    iw: Option<&IwaeEstimate>,
-    gap: Option<&GapSplit>,
+    est: &Estimates,
     wall: f64,
     cfg: &vaelab_vae::TrainConfig,
     dims: usize,
 ) -> Vec<(String, Cell)> {
+    let (iw, gap) = (est.iw.as_ref(), est.gap.as_ref());
+    let (ais, bdmc) = (est.ais.as_ref(), est.bdmc.as_ref());
     let nll_bpd = iw
         .and_then(|i| i.log_px_mass)
         .map(|l| vaelab_vae::bits_per_dim(-l, dims));
@@ -448,6 +473,20 @@ fn metric_cells(
             "gap_log_px_from",
             Cell::Str(gap.map(|g| g.log_px_from.as_str().to_string())),
         ),
+        ("log_px_ais", f(ais.map(|a| a.log_px))),
+        ("ais_chain_sd", f(ais.map(|a| a.chain_sd))),
+        ("ais_acceptance", f(ais.map(|a| a.acceptance))),
+        ("ais_seconds", f(ais.map(|a| a.seconds))),
+        ("bdmc_lower", f(bdmc.map(|b| b.lower.log_px))),
+        ("bdmc_upper", f(bdmc.map(|b| b.upper.log_px))),
+        ("bdmc_width", f(bdmc.map(Bdmc::width))),
+        (
+            "bdmc_seconds",
+            f(bdmc.map(|b| b.lower.seconds + b.upper.seconds)),
+        ),
+        ("log_px_iw_se", f(iw.map(|i| i.standard_errors().0))),
+        ("elbo_iw_se", f(iw.map(|i| i.standard_errors().1))),
+        ("log_px_ais_se", f(ais.map(|a| a.se))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -460,10 +499,11 @@ mod tests {
     #[test]
     fn summary_metrics_are_the_listed_columns() {
         let cfg = crate::config::RunKeys::default().train_config();
-        let names: Vec<String> = super::metric_cells(None, None, None, 0.0, &cfg, 784)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let names: Vec<String> =
+            super::metric_cells(None, &super::Estimates::default(), 0.0, &cfg, 784)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
         assert_eq!(names, vaelab_track::SUMMARY_METRICS);
     }
 }

@@ -325,6 +325,17 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "log_px_iw_star",
     "gap_log_px",
     "gap_log_px_from",
+    "log_px_ais",
+    "ais_chain_sd",
+    "ais_acceptance",
+    "ais_seconds",
+    "bdmc_lower",
+    "bdmc_upper",
+    "bdmc_width",
+    "bdmc_seconds",
+    "log_px_iw_se",
+    "elbo_iw_se",
+    "log_px_ais_se",
 ];
 
 /// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).

@@ -14,7 +14,10 @@ pub mod objective;
 pub mod rng;
 pub mod train;
 
-pub use eval::{EpochMetrics, GapSplit, IwaeEstimate, ACTIVE_UNIT_THRESHOLD, MI_IMAGES};
+pub use eval::{
+    AisEstimate, Bdmc, EpochMetrics, GapSplit, IwaeEstimate, LogPxSource, ACTIVE_UNIT_THRESHOLD,
+    MI_IMAGES,
+};
 pub use likelihood::{
     bits_per_dim, Likelihood, LikelihoodKind, Mass, LEVELS_8BIT, LOG_SCALE_FLOOR, LOG_SIGMA_MAX,
     LOG_SIGMA_MIN,

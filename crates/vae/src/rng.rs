@@ -27,6 +27,10 @@ pub enum Stream {
     Mi = 9,
     /// The aggressive schedule's extra encoder batches.
     Aggressive = 10,
+    /// AIS's starting draws, momenta and Metropolis decisions on test images.
+    Ais = 11,
+    /// The images BDMC simulates and its chains' randomness.
+    Bdmc = 12,
 }
 
 /// The stream for `purpose` in `epoch` of a run seeded with `seed`.

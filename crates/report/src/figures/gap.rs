@@ -11,7 +11,8 @@ use std::path::Path;
 pub const CAPTION: &str =
     "Top: for each VAE run, the ELBO (circle), the ELBO* of the best per-image Gaussian q found by \
 the explicit E-step (cross), the IWAE estimate of log p(x) with the encoder's q as proposal \
-(filled triangle) and with the E-step's q* (open triangle), on the same test images; \
+(triangle) and with the E-step's q* (open circle), and AIS (square; on the first ais_test_n \
+images), on the same test images; \
 log p(x) = ELBO + KL(q(z|x) ‖ p(z|x)), so the segment is the inference gap. Bottom: the gap split \
 in two (Cremer et al. 2018) against the tightest of those lower bounds (the table's \
 gap_log_px_from says which): the amortization gap ELBO* − ELBO (solid, what sharing one encoder \
@@ -28,6 +29,8 @@ struct Bar {
     log_px_star: Option<f64>,
     /// The log p(x) the gap is split against (the tightest bound); `log_px` when absent.
     log_px_split: Option<f64>,
+    /// The AIS estimate of log p(x).
+    ais: Option<f64>,
 }
 
 impl Bar {
@@ -35,6 +38,11 @@ impl Bar {
     fn top(&self) -> f64 {
         self.log_px_split.unwrap_or(self.log_px)
     }
+}
+
+/// The AIS marker: a square of 12 pixels around its point.
+fn square(style: ShapeStyle) -> Rectangle<(i32, i32)> {
+    Rectangle::new([(-6, -6), (6, 6)], style)
 }
 
 struct Gap {
@@ -68,6 +76,7 @@ pub fn draw(sweep: &Sweep, dir: &Path) -> Drawn {
             elbo_star: r.metric("elbo_star"),
             log_px_star: r.metric("log_px_iw_star"),
             log_px_split: r.metric("gap_log_px"),
+            ais: r.metric("log_px_ais"),
         });
     }
     if bars.is_empty() {
@@ -108,7 +117,7 @@ impl Chart for Gap {
             .x_label_area_size(10)
             .y_label_area_size(80)
             .caption(
-                "log p(x) (IWAE) and the ELBO per run, test images",
+                "log p(x) estimates and the ELBO per run, test images",
                 text(22.0),
             )
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)?;
@@ -137,10 +146,15 @@ impl Chart for Gap {
                 8,
                 colour.filled(),
             )))?;
+            if let Some(ais) = b.ais {
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at((x, ais)) + square(colour.filled()),
+                ))?;
+            }
             if let Some(star) = b.log_px_star {
-                chart.draw_series(std::iter::once(TriangleMarker::new(
+                chart.draw_series(std::iter::once(Circle::new(
                     (x, star),
-                    8,
+                    7,
                     colour.stroke_width(2),
                 )))?;
             }
@@ -164,11 +178,17 @@ impl Chart for Gap {
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
             .label("log p(x), IWAE with the encoder's q")
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
+        if self.bars.iter().any(|b| b.ais.is_some()) {
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label("log p(x), AIS")
+                .legend(|(x, y)| EmptyElement::at((x + 10, y)) + square(BLACK.filled()));
+        }
         if self.bars.iter().any(|b| b.log_px_star.is_some()) {
             chart
                 .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
                 .label("log p(x), IWAE with the E-step's q*")
-                .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.stroke_width(2)));
+                .legend(|(x, y)| Circle::new((x + 10, y), 6, BLACK.stroke_width(2)));
         }
         canvas::legend(&mut chart, SeriesLabelPosition::LowerRight, 14.0)?;
 

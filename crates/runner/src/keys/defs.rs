@@ -274,6 +274,49 @@ run_keys! {
         },
         omitted_at_default: true,
     },
+    /// Test images whose log p(x) annealed importance sampling estimates (0 skips it; see
+    /// "Checking the numbers").
+    ais_test_n: usize = 0 => {
+        allowed: "an integer from 0 to 100000, at most the test images (0 skips AIS); AIS needs one latent layer",
+        uses: vae,
+        check: |k| {
+            allowed_if(k.ais_test_n <= 100_000)?;
+            one_layer_for(k, k.ais_test_n)
+        },
+        omitted_at_default: true,
+    },
+    /// Intermediate distributions on AIS's path from q(z|x) to the posterior.
+    ais_steps: usize = 500 => {
+        allowed: "an integer from 2 to 100000 (AIS's intermediate distributions)",
+        uses: ais,
+        check: |k| allowed_if((2..=100_000).contains(&k.ais_steps)),
+        omitted_at_default: true,
+    },
+    /// Independent AIS chains per image.
+    ais_chains: usize = 16 => {
+        allowed: "an integer from 1 to 1024 (AIS chains per image)",
+        uses: ais,
+        check: |k| allowed_if((1..=1024).contains(&k.ais_chains)),
+        omitted_at_default: true,
+    },
+    /// Leapfrog steps of each HMC transition of AIS.
+    ais_leapfrog: usize = 10 => {
+        allowed: "an integer from 1 to 1000 (leapfrog steps per HMC transition)",
+        uses: ais,
+        check: |k| allowed_if((1..=1000).contains(&k.ais_leapfrog)),
+        omitted_at_default: true,
+    },
+    /// Images simulated from the model on which forward and reverse AIS sandwich log p(x)
+    /// (BDMC; 0 skips it).
+    bdmc_n: usize = 0 => {
+        allowed: "an integer from 0 to 100000 (images simulated from the model for the BDMC sandwich; 0 skips it); BDMC needs one latent layer",
+        uses: vae,
+        check: |k| {
+            allowed_if(k.bdmc_n <= 100_000)?;
+            one_layer_for(k, k.bdmc_n)
+        },
+        omitted_at_default: true,
+    },
 }
 
 impl RunKeys {
@@ -326,6 +369,18 @@ fn vamp_alone(k: &RunKeys) -> Check {
     requires(k.free_bits == 0.0, || {
         "\"standard\" with free_bits set (free bits cut the KL per latent dimension; the VampPrior's KL is one number per image: leave free_bits = 0)".into()
     })
+}
+
+/// AIS and BDMC anneal one latent layer's posterior: `n` images of either need one.
+fn one_layer_for(k: &RunKeys, n: usize) -> Check {
+    requires(n == 0 || k.latent_layers.len() < 2, || {
+        "0 with more than one latent layer (AIS over a hierarchy's latents is not built; use one latent layer)".into()
+    })
+}
+
+/// The AIS settings: read where AIS or BDMC runs.
+fn ais(k: &RunKeys) -> bool {
+    vae(k) && (k.ais_test_n > 0 || k.bdmc_n > 0)
 }
 
 /// Keys of the ELBO and the IWAE bound: an AE has neither.

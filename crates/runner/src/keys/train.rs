@@ -36,6 +36,13 @@ impl RunKeys {
             iw_test_n: self.iw_test_n,
             gap_test_n: self.gap_test_n,
             estep_iters: self.estep_iters,
+            ais_test_n: self.ais_test_n,
+            bdmc_n: self.bdmc_n,
+            ais: vaelab_vae::eval::ais::Settings {
+                steps: self.ais_steps,
+                chains: self.ais_chains,
+                leapfrog: self.ais_leapfrog,
+            },
             schedule: Schedule::new(self.schedule, self.e_steps, self.m_steps),
         }
     }

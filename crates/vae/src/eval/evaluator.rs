@@ -1,6 +1,7 @@
 //! Scoring a model between updates: the per-epoch metrics of a split, the mutual information
 //! (cached for the epoch it was drawn in), and the final IWAE bound and gap split.
 
+use super::ais::{self, AisEstimate, Bdmc};
 use super::estep::{self, GapSplit};
 use super::iwae::{self, IwaeEstimate};
 use super::metrics::{EpochMetrics, Sums};
@@ -177,4 +178,41 @@ pub fn gap_split(
         s.device,
         s.stop,
     )?))
+}
+
+/// The AIS estimate of test log p(x) on the first `ais_test_n` test images (`None` for the AE
+/// or when `ais_test_n` is 0), with `frozen` the model on detached weights.
+pub fn ais(
+    s: Subject<'_>,
+    frozen: impl FnOnce() -> Result<Model, TrainError>,
+) -> Result<Option<AisEstimate>, TrainError> {
+    if s.cfg.model == ModelKind::Ae || s.cfg.ais_test_n == 0 {
+        return Ok(None);
+    }
+    let split = s.data.split(SplitKind::Test, s.cfg.binarize);
+    let n = s.cfg.ais_test_n.min(s.cfg.images(s.data, SplitKind::Test));
+    let mut r = rng::stream(s.cfg.seed, rng::Stream::Ais, 0);
+    let est = ais::estimate(&frozen()?, split, n, s.cfg.ais, &mut r, s.device, s.stop)?;
+    Ok(Some(est))
+}
+
+/// The BDMC sandwich on `bdmc_n` images simulated from the model (`None` for the AE or when
+/// `bdmc_n` is 0), with `frozen` the model on detached weights.
+pub fn bdmc(
+    s: Subject<'_>,
+    frozen: impl FnOnce() -> Result<Model, TrainError>,
+) -> Result<Option<Bdmc>, TrainError> {
+    if s.cfg.model == ModelKind::Ae || s.cfg.bdmc_n == 0 {
+        return Ok(None);
+    }
+    let mut r = rng::stream(s.cfg.seed, rng::Stream::Bdmc, 0);
+    let sandwich = ais::bdmc(
+        &frozen()?,
+        s.cfg.bdmc_n,
+        s.cfg.ais,
+        &mut r,
+        s.device,
+        s.stop,
+    )?;
+    Ok(Some(sandwich))
 }

@@ -42,6 +42,9 @@ pub struct IwaeEstimate {
     pub bounds: Vec<f64>,
     /// Each image's PSIS k̂ of its K weights (`None` where it has none), in image order.
     pub khats: Vec<Option<f64>>,
+    /// Each image's Monte-Carlo variance of its bound and of its ELBO estimate (delta method
+    /// and sample variance over its K draws; the first is not to be trusted where k̂ is large).
+    pub variances: Vec<(f64, f64)>,
 }
 
 impl IwaeEstimate {
@@ -63,7 +66,15 @@ impl IwaeEstimate {
             elbos: self.elbos[..n].to_vec(),
             bounds: self.bounds[..n].to_vec(),
             khats: self.khats[..n].to_vec(),
+            variances: self.variances[..n].to_vec(),
         }
+    }
+
+    /// Monte-Carlo standard errors of the mean bound and of the mean ELBO over the images.
+    pub fn standard_errors(&self) -> (f64, f64) {
+        let n = self.variances.len().max(1) as f64;
+        let sum = |f: fn(&(f64, f64)) -> f64| self.variances.iter().map(f).sum::<f64>();
+        (sum(|v| v.0).sqrt() / n, sum(|v| v.1).sqrt() / n)
     }
 
     /// How far the bound's weights can be trusted: the k̂ of its images against K's bound.
@@ -287,6 +298,20 @@ fn log_weights(log_px_z: &[f32], log_prior_minus_q: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Monte-Carlo variances of log (1/K) Σ w (delta method: Var(w) / (K E[w]²), from the
+/// normalized weights) and of the mean log weight (Var(log w) / K).
+pub fn variances(w: &[f64]) -> (f64, f64) {
+    let k = w.len().max(1) as f64;
+    let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (s1, s2) = w.iter().fold((0.0, 0.0), |(a, b), v| {
+        let e = (v - max).exp();
+        (a + e, b + e * e)
+    });
+    let mean = w.iter().sum::<f64>() / k;
+    let var_log = w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
+    ((k * s2 / (s1 * s1) - 1.0).max(0.0) / k, var_log / k)
+}
+
 /// Per image: the K-sample bound and the mean log weight, from its log weights.
 fn bound_and_elbo(w: &[f64]) -> (f64, f64) {
     (
@@ -331,6 +356,7 @@ pub fn estimate_with(
     let (mut sum_bound, mut sum_elbo) = (0f64, 0f64);
     let (mut elbos, mut bounds) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut khats = Vec::with_capacity(n);
+    let mut vars = Vec::with_capacity(n);
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..n).collect();
     // The VampPrior's components, once: the model is fixed while it is evaluated.
@@ -393,6 +419,7 @@ pub fn estimate_with(
             elbos.push(e);
             bounds.push(b);
             khats.push(psis::khat(&w));
+            vars.push(variances(&w));
             if mass.is_some() {
                 let w = log_weights(&scores.mass[rows.clone()], &log_prior_minus_q[rows]);
                 let (b, e) = bound_and_elbo(&w);
@@ -420,5 +447,50 @@ pub fn estimate_with(
         elbos,
         bounds,
         khats,
+        variances: vars,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{normals, stream, Stream};
+
+    /// The predicted variances against the spread of many independent replicates of the same
+    /// K-sample estimate (log weights drawn from N(0, σ²), light enough for the delta method).
+    #[test]
+    fn variances_match_the_spread_of_replicates() {
+        let (k, replicates, sigma) = (200, 4000, 0.5f64);
+        let mut rng = stream(7, Stream::Iwae, 0);
+        let (mut bounds, mut elbos, mut predicted) = (Vec::new(), Vec::new(), (0.0, 0.0));
+        for _ in 0..replicates {
+            let w: Vec<f64> = normals(&mut rng, k)
+                .iter()
+                .map(|&e| sigma * e as f64)
+                .collect();
+            let (b, e) = bound_and_elbo(&w);
+            bounds.push(b);
+            elbos.push(e);
+            let v = variances(&w);
+            predicted = (predicted.0 + v.0, predicted.1 + v.1);
+        }
+        let spread = |xs: &[f64]| {
+            let m = xs.iter().sum::<f64>() / xs.len() as f64;
+            xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64
+        };
+        let r = replicates as f64;
+        let (pb, pe) = (predicted.0 / r, predicted.1 / r);
+        assert!(
+            (pb / spread(&bounds) - 1.0).abs() < 0.1,
+            "{pb} vs {}",
+            spread(&bounds)
+        );
+        assert!(
+            (pe / spread(&elbos) - 1.0).abs() < 0.1,
+            "{pe} vs {}",
+            spread(&elbos)
+        );
+        // And the exact value for lognormal weights: (e^{σ²} − 1) / K.
+        assert!((pb / ((sigma * sigma).exp_m1() / k as f64) - 1.0).abs() < 0.1);
+    }
 }

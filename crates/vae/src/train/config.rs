@@ -38,6 +38,12 @@ pub struct TrainConfig {
     pub gap_test_n: usize,
     /// Adam steps of the per-image E-step.
     pub estep_iters: usize,
+    /// Test images AIS estimates log p(x) on (0: skip).
+    pub ais_test_n: usize,
+    /// Images simulated from the model for the BDMC sandwich (0: skip).
+    pub bdmc_n: usize,
+    /// AIS's steps, chains and leapfrog steps.
+    pub ais: crate::eval::ais::Settings,
     /// How encoder and decoder updates interleave.
     pub schedule: Schedule,
 }

@@ -7,7 +7,9 @@ use super::error::TrainError;
 use super::schedule::Schedule;
 use super::state::TrainState;
 use super::step::{train_batch, Draws, StepCtx, Updates};
-use crate::eval::{self, EpochMetrics, Evaluator, GapSplit, IwaeEstimate, Subject, Sums};
+use crate::eval::{
+    self, AisEstimate, Bdmc, EpochMetrics, Evaluator, GapSplit, IwaeEstimate, Subject, Sums,
+};
 use crate::likelihood::Likelihood;
 use crate::model::Model;
 use crate::rng;
@@ -191,6 +193,20 @@ impl<'d> Trainer<'d> {
         eval::gap_split(subject!(self), frozen, iw, draw)
     }
 
+    /// The AIS estimate of log p(x) on the first `ais_test_n` test images (`None` for the AE or
+    /// when skipped).
+    pub fn ais(&self) -> Result<Option<AisEstimate>, TrainError> {
+        let frozen = || self.state.frozen_model(&self.device);
+        eval::ais(subject!(self), frozen)
+    }
+
+    /// The BDMC sandwich on `bdmc_n` images simulated from the model (`None` for the AE or when
+    /// skipped).
+    pub fn bdmc(&self) -> Result<Option<Bdmc>, TrainError> {
+        let frozen = || self.state.frozen_model(&self.device);
+        eval::bdmc(subject!(self), frozen)
+    }
+
     /// Writes a resumable checkpoint (see [`checkpoint`] for its tensors).
     pub fn save_checkpoint(&self, path: &Path, epochs_done: usize) -> Result<(), TrainError> {
         checkpoint::save(&self.state, path, epochs_done)
@@ -267,6 +283,13 @@ mod tests {
             iw_test_n: 128,
             gap_test_n: 128,
             estep_iters: 100,
+            ais_test_n: 0,
+            bdmc_n: 0,
+            ais: crate::eval::ais::Settings {
+                steps: 100,
+                chains: 4,
+                leapfrog: 5,
+            },
             schedule: Schedule::Joint,
         }
     }
@@ -457,6 +480,183 @@ mod tests {
         // (ELBO*) image by image, so the approximation gap cannot be negative.
         assert!(big.approximation_gap >= 0.0, "{big:?}");
         assert_eq!(big.log_px_split, big.log_px.max(big.log_px_star), "{big:?}");
+    }
+
+    /// log p(x|z) + log p(z) (with its −log 2π) of image `xi` at each point of a `side` × `side`
+    /// grid on the box `[a0, a1] × [b0, b1]`, and the grid's cell area.
+    fn joint_on_grid(model: &Model, xi: &Tensor, bx: [f64; 4], side: usize) -> (Vec<f64>, f64) {
+        let (ha, hb) = (
+            (bx[1] - bx[0]) / (side - 1) as f64,
+            (bx[3] - bx[2]) / (side - 1) as f64,
+        );
+        let mut grid = Vec::with_capacity(side * side * 2);
+        for a in 0..side {
+            for b in 0..side {
+                grid.push((bx[0] + a as f64 * ha) as f32);
+                grid.push((bx[2] + b as f64 * hb) as f32);
+            }
+        }
+        let z = Tensor::from_vec(grid.clone(), (side * side, 2), &Device::Cpu).unwrap();
+        let lp = model.log_prob(&model.decode(&z).unwrap(), xi).unwrap();
+        let terms = lp
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .zip(grid.chunks(2))
+            .map(|(&l, z)| {
+                let sq = f64::from(z[0]).powi(2) + f64::from(z[1]).powi(2);
+                f64::from(l) - 0.5 * sq - (2.0 * std::f64::consts::PI).ln()
+            })
+            .collect();
+        (terms, ha * hb)
+    }
+
+    /// log p(x) of each row of `x` (n, D) by quadrature over a 2-D latent, in f64: a coarse
+    /// 361 × 361 grid on [−9, 9]² finds where the posterior's mass is (within e^−25 of its
+    /// peak), then a 401 × 401 grid over that box sums it. The truth the estimators are held to.
+    fn quadrature(model: &Model, x: &[f32], d: usize) -> Vec<f64> {
+        let lse = |t: &[f64], area: f64| {
+            let max = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            max + (t.iter().map(|v| (v - max).exp()).sum::<f64>() * area).ln()
+        };
+        x.chunks(d)
+            .map(|row| {
+                let xi = Tensor::from_slice(row, (1, d), &Device::Cpu).unwrap();
+                let side = 361;
+                let (coarse, _) = joint_on_grid(model, &xi, [-9.0, 9.0, -9.0, 9.0], side);
+                let h = 18.0 / (side - 1) as f64;
+                let max = coarse.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let mut bx = [f64::MAX, f64::MIN, f64::MAX, f64::MIN];
+                for (k, t) in coarse.iter().enumerate() {
+                    if *t > max - 25.0 {
+                        let (a, b) = (-9.0 + (k / side) as f64 * h, -9.0 + (k % side) as f64 * h);
+                        bx = [
+                            bx[0].min(a - h),
+                            bx[1].max(a + h),
+                            bx[2].min(b - h),
+                            bx[3].max(b + h),
+                        ];
+                    }
+                }
+                assert!(
+                    bx[0] > -9.0 && bx[1] < 9.0 && bx[2] > -9.0 && bx[3] < 9.0,
+                    "the posterior reaches the grid's edge: {bx:?}"
+                );
+                let (fine, area) = joint_on_grid(model, &xi, bx, 401);
+                lse(&fine, area)
+            })
+            .collect()
+    }
+
+    /// Every estimator of log p(x) against quadrature on a trained 2-D-latent model: the ELBO,
+    /// ELBO*, the IWAE bounds and AIS below the truth (AIS within 0.05 nats of it), the gap split
+    /// adding up to the tightest of them, and BDMC's sandwich around the truth on simulated images.
+    #[test]
+    fn every_estimator_is_held_to_log_px_by_quadrature() {
+        let data = toy_data();
+        let mut t = trained(ModelKind::Vae, &data);
+        t.cfg.ais_test_n = 16;
+        t.cfg.bdmc_n = 16;
+        t.cfg.gap_test_n = 16;
+        t.cfg.ais = crate::eval::ais::Settings {
+            steps: 300,
+            chains: 8,
+            leapfrog: 5,
+        };
+        let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
+        let split = data.split(SplitKind::Test, Binarize::None);
+        let mut x = Vec::new();
+        split.gather(&(0..16).collect::<Vec<_>>(), None, &mut x);
+        let truth = quadrature(&frozen, &x, 64);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let true_mean = mean(&truth);
+
+        // The IWAE bound: at K = 100,000 on the truth (to 0.005 nats), its ELBO below it; at
+        // K = 1000 within its noise (0.03 nats measured) above it at most.
+        let iwae_at = |k: usize, seed: u64| {
+            let mut r = rng::stream(seed, rng::Stream::Iwae, 0);
+            iwae::estimate(&frozen, split, plan(16, k), &mut r, &Device::Cpu).unwrap()
+        };
+        let (iw, big) = (iwae_at(1000, 1), iwae_at(100_000, 2));
+        let ais = t.ais().unwrap().unwrap();
+        for i in 0..16 {
+            let truth = truth[i];
+            assert!(
+                big.elbos[i] < truth,
+                "image {i}: ELBO {} vs {truth}",
+                big.elbos[i]
+            );
+            assert!(
+                (big.bounds[i] - truth).abs() < 0.005,
+                "image {i}: IWAE {} vs {truth}",
+                big.bounds[i]
+            );
+            assert!(
+                iw.bounds[i] < truth + 0.05,
+                "image {i}: IWAE {} vs {truth}",
+                iw.bounds[i]
+            );
+            assert!(
+                (ais.per_image[i] - truth).abs() < 0.05,
+                "image {i}: AIS {} vs {truth}",
+                ais.per_image[i]
+            );
+        }
+        assert!(
+            (ais.log_px - true_mean).abs() < 0.01,
+            "AIS {} vs {true_mean}",
+            ais.log_px
+        );
+        assert!(
+            ais.acceptance > 0.3 && ais.acceptance < 1.0,
+            "{}",
+            ais.acceptance
+        );
+
+        let iw_run = t.iwae().unwrap().unwrap();
+        let mut gap = t.gap_split(&iw_run).unwrap().unwrap();
+        assert!(
+            gap.elbo_star < true_mean && gap.elbo_star > gap.elbo,
+            "{} {}",
+            gap.elbo_star,
+            gap.elbo
+        );
+        gap.tighten(ais.log_px, crate::eval::LogPxSource::Ais);
+        // ELBO + amortization + approximation = the tightest of the three bounds, on the truth.
+        let top = gap.elbo + gap.amortization_gap + gap.approximation_gap;
+        let tightest = gap.log_px.max(gap.log_px_star).max(ais.log_px);
+        assert!((top - tightest).abs() < 1e-9 && gap.log_px_split == tightest);
+        assert!(
+            (top - true_mean).abs() < 0.02,
+            "split top {top} vs truth {true_mean}"
+        );
+
+        // BDMC on images simulated from the model: the truth of each lies in its sandwich.
+        let mut r = rng::stream(t.cfg.seed, rng::Stream::Bdmc, 0);
+        let (sim, _) = crate::eval::ais::simulate(&frozen, 16, &mut r, &Device::Cpu).unwrap();
+        let sim_truth = quadrature(&frozen, &sim, 64);
+        let b = t.bdmc().unwrap().unwrap();
+        // Both are stochastic bounds, in expectation: their means over the images hold the
+        // mean truth (each image's chains alone scatter by up to ~0.2 nats).
+        let sim_mean = mean(&sim_truth);
+        assert!(
+            b.lower.log_px < sim_mean + 0.02,
+            "BDMC lower {} vs {sim_mean}",
+            b.lower.log_px
+        );
+        assert!(
+            b.upper.log_px > sim_mean - 0.02,
+            "BDMC upper {} vs {sim_mean}",
+            b.upper.log_px
+        );
+        for (i, &truth) in sim_truth.iter().enumerate() {
+            let (lo, up) = (b.lower.per_image[i], b.upper.per_image[i]);
+            assert!(
+                lo < truth + 0.3 && up > truth - 0.3,
+                "image {i}: {lo} {truth} {up}"
+            );
+        }
+        assert!(b.width() >= 0.0 && b.width() < 0.1, "width {}", b.width());
     }
 
     /// On fewer images than the bound's, the split reads the bound's own per-image values.
