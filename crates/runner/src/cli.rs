@@ -173,6 +173,24 @@ enum Command {
     },
     /// Every run key: its default, what it allows and what it does.
     Keys,
+    /// Code images losslessly with a finished VAE run's model (bits-back coding with ANS).
+    Compress {
+        /// The run's folder (holding config.toml and checkpoint.safetensors).
+        run_dir: PathBuf,
+        /// An IDX file of 8-bit images, or `test` / `test:N`: the run's own test images.
+        images: String,
+        /// The compressed file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode a file written by `vaelab compress` with the same run's model.
+    Decompress {
+        run_dir: PathBuf,
+        file: PathBuf,
+        /// The folder to write images-idx3-ubyte into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Parses the command line and does what it says.
@@ -224,6 +242,18 @@ pub fn main() -> Result<(), Failure> {
         }
         Command::Keys => {
             output::print(format_args!("{}", crate::keys::reference())).map_err(Failure::Input)
+        }
+        Command::Compress {
+            run_dir,
+            images,
+            out,
+        } => {
+            vaelab_vae::threads::configure(cli.threads);
+            crate::compress::compress(&run_dir, &images, &out).map_err(Failure::Input)
+        }
+        Command::Decompress { run_dir, file, out } => {
+            vaelab_vae::threads::configure(cli.threads);
+            crate::compress::decompress(&run_dir, &file, &out).map_err(Failure::Input)
         }
     }
 }

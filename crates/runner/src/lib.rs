@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod compress;
 pub mod conclude;
 pub mod config;
 pub mod data;

@@ -64,9 +64,14 @@ impl TrainConfig {
 
     /// The model this configuration trains on `data`'s images.
     pub fn architecture(&self, data: &Dataset) -> Architecture {
+        self.architecture_for(data.shape())
+    }
+
+    /// The model this configuration trains on images of `image`'s shape.
+    pub fn architecture_for(&self, image: vaelab_data::ImageShape) -> Architecture {
         Architecture {
             kind: self.model,
-            image: data.shape(),
+            image,
             body: self.body.clone(),
             latent_dim: self.latent_dim,
             likelihood: self.likelihood,
