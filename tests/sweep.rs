@@ -530,6 +530,8 @@ fn exclude_ls_show_and_jobs_do_what_they_say() {
             .unwrap_or_else(|| panic!("{id} not in {listing}"));
         assert!(line.contains("done"), "{line}");
     }
+    check_queries(&two.join("cli"), &runs);
+
     let results = two.to_str().unwrap();
     let show = run(&["show", &ids[0][..6], "--results-dir", results]);
     assert!(show.status.success(), "{}", stderr(&show));
@@ -568,6 +570,107 @@ fn exclude_ls_show_and_jobs_do_what_they_say() {
         metrics_by_run(&two.join("cli")),
         "--jobs 1 and --jobs 2 train the same numbers"
     );
+}
+
+/// The first column of a printed table, header dropped.
+fn first_column(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// `ls --where/--sort/--limit` and `query` against the same selections made with polars'
+/// DataFrame API on the same Parquet files; bad expressions exit 2 naming what is wrong.
+fn check_queries(sweep: &Path, runs: &DataFrame) {
+    let dir = sweep.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    // Filter and limit: the VAE runs, lowest test −ELBO first, one of them.
+    let out = ok(&[
+        "ls",
+        dir,
+        "--where",
+        "status = 'done' AND model = 'vae' AND latent_dim >= 2",
+        "--sort",
+        "test_neg_elbo",
+        "--limit",
+        "1",
+    ]);
+    let best = runs
+        .clone()
+        .lazy()
+        .filter(col("model").eq(lit("vae")))
+        .sort(["test_neg_elbo"], Default::default())
+        .limit(1)
+        .collect()
+        .unwrap();
+    assert_eq!(first_column(&out), strings(&best, "run_id"));
+    // Descending order over every run, the AE's null −ELBO last.
+    let out = ok(&["ls", dir, "--sort", "-test_neg_elbo"]);
+    let order = runs
+        .sort(
+            ["test_neg_elbo"],
+            SortMultipleOptions::default()
+                .with_order_descending(true)
+                .with_nulls_last(true),
+        )
+        .unwrap();
+    assert_eq!(first_column(&out), strings(&order, "run_id"));
+    // SQL over both tables: each run's best test −ELBO over its epochs.
+    let metrics = read(&sweep.join("metrics.parquet"));
+    let out = ok(&[
+        "query", dir,
+        "SELECT r.run_id, MIN(m.neg_elbo) AS best FROM runs r JOIN metrics m ON r.run_id = m.run_id WHERE m.split = 'test' GROUP BY r.run_id ORDER BY r.run_id",
+    ]);
+    let expected = metrics
+        .lazy()
+        .filter(col("split").eq(lit("test")))
+        .group_by([col("run_id")])
+        .agg([col("neg_elbo").min()])
+        .sort(["run_id"], Default::default())
+        .collect()
+        .unwrap();
+    // (The AE's −ELBO is null: "-" in the table.)
+    let printed: Vec<(String, Option<f64>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (
+                w.next().unwrap().to_string(),
+                w.next().unwrap().parse().ok(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, Option<f64>)> = strings(&expected, "run_id")
+        .into_iter()
+        .zip(expected.column("neg_elbo").unwrap().f64().unwrap().iter())
+        .collect();
+    assert_eq!(printed.len(), want.len());
+    assert_eq!(want.iter().filter(|w| w.1.is_some()).count(), 2, "{want:?}");
+    for ((id, v), (wid, w)) in printed.iter().zip(&want) {
+        let close = match (v, w) {
+            (Some(v), Some(w)) => (v - w).abs() < 0.006,
+            (v, w) => v == w,
+        };
+        assert!(id == wid && close, "{id} {v:?} vs {wid} {w:?}");
+    }
+    // Errors name the column or token that is wrong.
+    for (args, says) in [
+        (vec!["ls", dir, "--where", "latnt_dim >= 3"], "latnt_dim"),
+        (vec!["ls", dir, "--sort", "nope"], "no column \"nope\""),
+        (vec!["query", dir, "SELEC run_id FROM runs"], "SELEC"),
+        (vec!["query", dir, "SELECT * FROM nope"], "'nope'"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
 }
 
 /// A run that panics is marked failed with the panic's message; the others finish, the sweep

@@ -157,7 +157,18 @@ enum Command {
     Ls {
         #[arg(default_value = "results")]
         dir: PathBuf,
+        /// Keep the runs where this SQL expression holds, e.g. "status = 'done' AND latent_dim >= 10".
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// Order by this column, ascending; `-column` for descending (nulls last).
+        #[arg(long, allow_hyphen_values = true)]
+        sort: Option<String>,
+        /// Show at most N runs.
+        #[arg(long)]
+        limit: Option<usize>,
     },
+    /// Run SQL over a sweep folder's tables `runs` (runs.parquet) and `metrics` (metrics.parquet).
+    Query { sweep_dir: PathBuf, sql: String },
     /// Show one run: manifest, config and its last epoch (an id prefix is enough).
     Show {
         run_id: String,
@@ -232,7 +243,22 @@ pub fn main() -> Result<(), Failure> {
             vaelab_vae::threads::configure(cli.threads);
             crate::slurm::task::run_task(&dir, index, &device(cli.device)?)
         }
-        Command::Ls { dir } => inspect::ls(&dir).map_err(Failure::Input),
+        Command::Ls {
+            dir,
+            filter,
+            sort,
+            limit,
+        } => {
+            let sel = crate::query::Selection {
+                filter,
+                sort,
+                limit,
+            };
+            inspect::ls(&dir, &sel).map_err(Failure::Input)
+        }
+        Command::Query { sweep_dir, sql } => {
+            inspect::query(&sweep_dir, &sql).map_err(Failure::Input)
+        }
         Command::Show {
             run_id,
             results_dir,

@@ -105,11 +105,12 @@ fn mixed_in_groups(done: &DataFrame, by: &[String]) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
-/// `vaelab ls`: the runs of a sweep folder, or what a results folder holds.
-pub fn ls(dir: &Path) -> anyhow::Result<()> {
+/// `vaelab ls`: the runs of a sweep folder (those `sel` keeps, in its order), or what a
+/// results folder holds.
+pub fn ls(dir: &Path, sel: &crate::query::Selection) -> anyhow::Result<()> {
     let runs = dir.join("runs.parquet");
     if runs.exists() {
-        let df = track::read_frame(&runs)?;
+        let df = crate::query::select(dir, sel)?;
         let mut cols = vec!["run_id".to_string(), "status".to_string()];
         cols.extend(varying(&df));
         cols.extend(
@@ -122,6 +123,12 @@ pub fn ls(dir: &Path) -> anyhow::Result<()> {
         rows.extend((0..df.height()).map(|i| cols.iter().map(|c| cell(&df, c, i)).collect()));
         print_table(&rows)?;
         return Ok(());
+    }
+    if !sel.is_all() {
+        bail!(
+            "{}: --where, --sort and --limit select the runs of one sweep folder (with runs.parquet)",
+            dir.display()
+        );
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?
@@ -384,4 +391,17 @@ pub fn compare(sweep_dir: &Path, by: &[String]) -> anyhow::Result<()> {
     }
     print_table(&rows)?;
     Ok(())
+}
+
+/// `vaelab query`: prints the result of SQL over a sweep folder's `runs` and `metrics` tables.
+pub fn query(dir: &Path, sql: &str) -> anyhow::Result<()> {
+    let df = crate::query::query(dir, sql)?;
+    let cols: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let mut rows = vec![cols.clone()];
+    rows.extend((0..df.height()).map(|i| cols.iter().map(|c| cell(&df, c, i)).collect()));
+    print_table(&rows)
 }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod manifest;
 pub mod output;
 pub mod plan;
+pub mod query;
 pub mod report;
 pub mod run;
 pub mod slurm;

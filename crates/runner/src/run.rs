@@ -487,6 +487,8 @@ fn metric_cells(
         ("log_px_iw_se", f(iw.map(|i| i.standard_errors().0))),
         ("elbo_iw_se", f(iw.map(|i| i.standard_errors().1))),
         ("log_px_ais_se", f(ais.map(|a| a.se))),
+        ("log_px_iw_star_se", f(gap.map(|g| g.star_se.0))),
+        ("elbo_star_se", f(gap.map(|g| g.star_se.1))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

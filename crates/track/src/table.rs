@@ -336,6 +336,8 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "log_px_iw_se",
     "elbo_iw_se",
     "log_px_ais_se",
+    "log_px_iw_star_se",
+    "elbo_star_se",
 ];
 
 /// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).

@@ -174,6 +174,9 @@ pub struct GapSplit {
     pub log_px: f64,
     /// IWAE log p(x) with the E-step's q* as proposal, as many samples.
     pub log_px_star: f64,
+    /// Monte-Carlo standard errors of `log_px_star` and `elbo_star` (see
+    /// [`IwaeEstimate::standard_errors`]).
+    pub star_se: (f64, f64),
     /// The log p(x) the split is against: the largest (tightest) of the lower bounds.
     pub log_px_split: f64,
     /// Which estimate that is.
@@ -223,6 +226,7 @@ pub fn split_gap(
         elbo_star: star.elbo,
         log_px: base.log_px,
         log_px_star: star.log_px,
+        star_se: star.standard_errors(),
         log_px_split: base.log_px,
         log_px_from: LogPxSource::IwaeEncoder,
         amortization_gap: star.elbo - base.elbo,
