@@ -489,6 +489,8 @@ fn metric_cells(
         ("log_px_ais_se", f(ais.map(|a| a.se))),
         ("log_px_iw_star_se", f(gap.map(|g| g.star_se.0))),
         ("elbo_star_se", f(gap.map(|g| g.star_se.1))),
+        ("bdmc_lower_se", f(bdmc.map(|b| b.lower.se))),
+        ("bdmc_upper_se", f(bdmc.map(|b| b.upper.se))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -338,6 +338,8 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "log_px_ais_se",
     "log_px_iw_star_se",
     "elbo_star_se",
+    "bdmc_lower_se",
+    "bdmc_upper_se",
 ];
 
 /// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).
