@@ -81,7 +81,9 @@ $bind
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$D/munge/socket
+# cred_expire: a requeued job waits this + 1 s before it may start again (Slurm's guard against
+# the last attempt's late messages; default 120 s), so the requeue tests need not force starts
+AuthInfo=socket=$D/munge/socket,cred_expire=10
 StateSaveLocation=$D/state
 SlurmdSpoolDir=$D/spool
 SlurmctldPidFile=$D/run/slurmctld.pid
@@ -101,8 +103,9 @@ MaxArraySize=$MAX_ARRAY
 # every CPU schedulable, memory not a consumable (a job without --mem does not take the node)
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-# schedule new submissions at once (default waits up to 3 s)
-SchedulerParameters=batch_sched_delay=0
+# schedule new submissions at once (default waits up to 3 s), and look at pending jobs every 2 s
+# (default 60 s), so a requeued task starts soon after its BeginTime, as on a busy cluster
+SchedulerParameters=batch_sched_delay=0,sched_interval=2
 # finished jobs stay visible to scontrol/squeue --states=all for an hour (default 300 s)
 MinJobAge=3600
 ReturnToService=2

@@ -384,6 +384,54 @@ fn bad_sweep_files_name_file_line_and_column_and_train_nothing() {
             ":9:",
             "seeds",
         ),
+        (
+            "search_method",
+            format!("{head}[search]\nmethod = \"grid\"\ntrials = 4\nbeta = {{ uniform = [0.1, 4.0] }}\n"),
+            ":9:",
+            "\"random\", \"sobol\"",
+        ),
+        (
+            "search_trials",
+            format!("{head}[search]\nmethod = \"random\"\ntrials = 0\nbeta = {{ uniform = [0.1, 4.0] }}\n"),
+            ":10:",
+            "from 1 to 65536",
+        ),
+        (
+            "search_dist",
+            format!("{head}[search]\nmethod = \"random\"\ntrials = 4\nbeta = {{ normal = [0, 1] }}\n"),
+            ":11:",
+            "unknown distribution `normal`",
+        ),
+        (
+            "search_range",
+            format!("{head}[search]\nmethod = \"sobol\"\ntrials = 4\nlatent_dim = {{ int_uniform = [0, 64] }}\n"),
+            ":11:",
+            "from 1 to 1024",
+        ),
+        (
+            "search_type",
+            format!("{head}[search]\nmethod = \"sobol\"\ntrials = 4\nlatent_dim = {{ uniform = [2.0, 64.0] }}\n"),
+            ":11:",
+            "integer",
+        ),
+        (
+            "search_key",
+            format!("{head}[search]\nmethod = \"random\"\ntrials = 4\nlatnt_dim = {{ int_uniform = [2, 8] }}\n"),
+            ":11:",
+            "unknown key `latnt_dim` in [search]",
+        ),
+        (
+            "search_and_grid",
+            format!("{head}[grid]\nbeta = [1.0]\n\n[search]\nmethod = \"random\"\ntrials = 4\nbeta = {{ uniform = [0.1, 4.0] }}\n"),
+            ":14:",
+            "both in [grid] and in [search]",
+        ),
+        (
+            "search_too_small",
+            format!("{head}[search]\nmethod = \"random\"\ntrials = 5\nlatent_dim = {{ int_uniform = [2, 5] }}\n"),
+            ":8:",
+            "only 4 distinct configurations",
+        ),
     ];
     let results = tmp.path().join("results");
     for (name, text, line, needle) in cases {
@@ -726,4 +774,82 @@ fn a_panicking_run_fails_alone_and_a_rerun_finishes_the_sweep() {
     assert!(strings(&read(&results.join("tiny/runs.parquet")), "status")
         .iter()
         .all(|s| s == "done"));
+}
+
+/// A random search with a grid axis: `plan` draws the same trials every time, the sweep trains
+/// exactly those (values inside their ranges, lr log-spaced), a rerun trains none, and a Sobol
+/// search off a power of two is warned about.
+#[test]
+fn a_search_draws_the_same_trials_every_time_and_a_rerun_skips_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[sweep]\nname = \"search\"\njobs = 2\n\n[base]\ndata_dir = \"{FASHION}\"\nhidden = [16]\nepochs = 1\ntrain_subset = 300\ntest_subset = 100\niw_test_n = 0\n\n[grid]\nmodel = [\"vae\", \"ae\"]\n\n[search]\nmethod = \"random\"\ntrials = 3\nseed = 5\nlr = {{ log_uniform = [1e-4, 1e-2] }}\nlatent_dim = {{ int_log_uniform = [2, 32] }}\n"
+    );
+    let file = write(tmp.path(), "search.toml", &text);
+    let plan = |file: &Path| {
+        let out = run(&["plan", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = plan(&file);
+    assert_eq!(first, plan(&file), "the same file draws the same trials");
+    assert!(
+        first.contains("6 runs")
+            && first.contains(
+                "search: 3 random trials over latent_dim, lr (seed 5), each on 2 grid combinations"
+            ),
+        "{first}"
+    );
+    let other = write(
+        tmp.path(),
+        "other.toml",
+        &text.replace("seed = 5", "seed = 6"),
+    );
+    assert_ne!(plan(&other), first, "another seed draws other trials");
+    let sobol = write(
+        tmp.path(),
+        "sobol.toml",
+        &text.replace("\"random\"", "\"sobol\""),
+    );
+    assert!(plan(&sobol).contains("warning: [search] sobol with 3 trials"));
+
+    let results = tmp.path().join("results");
+    let out = sweep(&file, &results);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = read(&results.join("search/runs.parquet"));
+    assert_eq!(runs.height(), 6);
+    let mut ids = strings(&runs, "run_id");
+    ids.sort();
+    let mut planned: Vec<String> = first
+        .lines()
+        .skip(1)
+        .filter(|l| l.len() > 12 && !l.starts_with("sweep") && !l.starts_with("search"))
+        .map(|l| l[..12].to_string())
+        .collect();
+    planned.sort();
+    assert_eq!(ids, planned);
+    let lr = runs.column("lr").unwrap().f64().unwrap();
+    let dims = runs
+        .column("latent_dim")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap();
+    let dims = dims.i64().unwrap();
+    for i in 0..runs.height() {
+        let (lr, k) = (lr.get(i).unwrap(), dims.get(i).unwrap());
+        assert!((1e-4..=1e-2).contains(&lr), "{lr}");
+        assert!((2..=32).contains(&k), "{k}");
+    }
+    // Each trial trains once as a VAE and once as an AE: three distinct lr values, twice each.
+    let mut values: Vec<f64> = lr.into_no_null_iter().collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    assert_eq!(values.len(), 3, "{values:?}");
+    let again = sweep(&file, &results);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("0 trained, 6 already done"),
+        "{}",
+        stderr(&again)
+    );
 }

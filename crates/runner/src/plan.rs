@@ -26,6 +26,8 @@ pub struct Plan {
     pub source: PathBuf,
     /// The `[slurm]` table (all defaults when the file has none).
     pub slurm: vaelab_slurm::Settings,
+    /// Lines to show with the plan: what a `[search]` drew, and its warnings.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -88,14 +90,19 @@ impl Plan {
         crate::inspect::text_table(&rows)
     }
 
-    /// One line: how many runs, and what was merged or excluded.
+    /// How many runs, and what was merged or excluded; then the notes, a line each.
     pub fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "sweep {}: {} runs ({} identical runs merged, {} combinations excluded)",
             self.name,
             self.runs.len(),
             self.merged,
             self.excluded
-        )
+        );
+        for note in &self.notes {
+            text.push('\n');
+            text.push_str(note);
+        }
+        text
     }
 }

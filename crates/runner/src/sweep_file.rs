@@ -1,4 +1,5 @@
-//! Sweep files: `[sweep]`, `[base]`, `[grid]`, `[[include]]`, `[[exclude]]` → a checked plan.
+//! Sweep files: `[sweep]`, `[base]`, `[grid]`, `[search]`, `[[include]]`, `[[exclude]]` → a
+//! checked plan.
 //!
 //! Every error names the file, line and column, and all checks run before anything trains.
 
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::{Spanned, Table, Value};
+use vaelab_search::{Dist, Method, Space, MAX_TRIALS};
 
 /// A sweep file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,7 @@ struct SweepFile {
     base: Option<Spanned<RunKeys>>,
     #[serde(default)]
     grid: BTreeMap<String, Spanned<Vec<Spanned<Value>>>>,
+    search: Option<Spanned<Table>>,
     #[serde(default)]
     include: Vec<Spanned<Table>>,
     #[serde(default)]
@@ -160,6 +163,7 @@ fn expand(
         sweep,
         base,
         grid,
+        search,
         include,
         exclude,
         slurm,
@@ -242,6 +246,10 @@ fn expand(
         ));
     }
     let grid_span = grid.values().next().map(|v| v.span()).unwrap_or(0..0);
+    let search = match search {
+        Some(table) => Some(search_space(table, text, &base_table, &grid, at)?),
+        None => None,
+    };
 
     // The cartesian product, minus the excluded combinations.
     let mut combos: Vec<Table> = vec![Table::new()];
@@ -258,14 +266,64 @@ fn expand(
             .collect();
     }
     let mut resolved: Vec<(RunKeys, bool)> = Vec::new();
-    for combo in &combos {
-        let keys = resolve(&base_table, combo).map_err(|m| {
-            at(
-                grid_span.clone(),
-                format!("[grid] combination {combo}: {m}"),
-            )
-        })?;
-        resolved.push((keys, false));
+    let mut notes = Vec::new();
+    match &search {
+        None => {
+            for combo in &combos {
+                let keys = resolve(&base_table, combo).map_err(|m| {
+                    at(
+                        grid_span.clone(),
+                        format!("[grid] combination {combo}: {m}"),
+                    )
+                })?;
+                resolved.push((keys, false));
+            }
+        }
+        // Every grid combination takes every trial (the same drawn values for each).
+        Some((space, span)) => {
+            let trials = space
+                .draw()
+                .map_err(|e| at(span.clone(), format!("[search]: {e}")))?;
+            for combo in &combos {
+                for (i, trial) in trials.iter().enumerate() {
+                    let mut both = combo.clone();
+                    both.extend(trial.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let keys = resolve(&base_table, &both).map_err(|m| {
+                        at(
+                            span.clone(),
+                            format!("[search] trial {} ({}): {m}", i + 1, inline(&both)),
+                        )
+                    })?;
+                    resolved.push((keys, false));
+                }
+            }
+            notes.push(format!(
+                "search: {} {} trials over {} (seed {}){}",
+                space.trials,
+                match space.method {
+                    Method::Random => "random",
+                    Method::Sobol => "Sobol",
+                },
+                space
+                    .keys
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                space.seed,
+                if combos.len() > 1 {
+                    format!(", each on {} grid combinations", combos.len())
+                } else {
+                    String::new()
+                }
+            ));
+            notes.extend(
+                space
+                    .warnings()
+                    .into_iter()
+                    .map(|w| format!("warning: {w}")),
+            );
+        }
     }
     let mut hits = vec![0usize; exclude.len()];
     resolved.retain(|(keys, _)| {
@@ -332,7 +390,92 @@ fn expand(
         excluded: hits.iter().sum(),
         source: path.into(),
         slurm,
+        notes,
     })
+}
+
+/// A table's entries on one line, `k = v, …`.
+fn inline(table: &Table) -> String {
+    table
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `[search]` table as a checked space: `method`, `trials`, `seed`, and a distribution per
+/// run key, each of whose extreme values must be a value the key allows.
+fn search_space(
+    table: Spanned<Table>,
+    text: &str,
+    base: &Table,
+    grid: &BTreeMap<String, Spanned<Vec<Spanned<Value>>>>,
+    at: &dyn Fn(Range<usize>, String) -> SweepError,
+) -> Result<(Space, Range<usize>), SweepError> {
+    let span = table.span();
+    let mut table = table.into_inner();
+    let key_at = |key: &str| key_span(text, key, span.start).unwrap_or(span.clone());
+    let method = match table.remove("method") {
+        Some(Value::String(m)) => Method::parse(&m).ok_or_else(|| {
+            at(
+                key_at("method"),
+                format!("key `method` = {m:?} in [search] is not allowed; allowed: \"random\", \"sobol\""),
+            )
+        })?,
+        other => {
+            return Err(at(
+                other.map_or(span.clone(), |_| key_at("method")),
+                "key `method` in [search] is missing or not a string; allowed: \"random\", \"sobol\"".into(),
+            ))
+        }
+    };
+    let trials = match table.remove("trials") {
+        Some(Value::Integer(n)) if n >= 1 && n as usize <= MAX_TRIALS => n as usize,
+        other => {
+            return Err(at(
+                other.map_or(span.clone(), |_| key_at("trials")),
+                format!("key `trials` in [search] is missing or out of range; allowed: an integer from 1 to {MAX_TRIALS}"),
+            ))
+        }
+    };
+    let seed = match table.remove("seed") {
+        None => 0,
+        Some(Value::Integer(n)) if n >= 0 => n as u64,
+        Some(v) => {
+            return Err(at(
+                key_at("seed"),
+                format!("key `seed` = {v} in [search] is not allowed; allowed: an integer ≥ 0 (the seed of the draws; the runs' seeds come from [sweep] seeds)"),
+            ))
+        }
+    };
+    let mut keys = Vec::new();
+    for (key, value) in table {
+        let single = Table::from_iter([(key.clone(), Value::Boolean(true))]);
+        check_keys(&single, &key_at(&key), "[search]", false, at)?;
+        if grid.contains_key(&key) {
+            return Err(at(
+                key_at(&key),
+                format!("key `{key}` is both in [grid] and in [search]; keep it in one"),
+            ));
+        }
+        let dist =
+            Dist::parse(&value).map_err(|m| at(key_at(&key), format!("[search] `{key}`: {m}")))?;
+        for v in dist.extremes() {
+            let one = Table::from_iter([(key.clone(), v)]);
+            resolve(base, &one).map_err(|m| at(key_at(&key), format!("[search] `{key}`: {m}")))?;
+        }
+        keys.push((key, dist));
+    }
+    let space = Space {
+        method,
+        trials,
+        seed,
+        keys,
+    };
+    space
+        .check()
+        .map_err(|e| at(span.clone(), format!("[search]: {e}")))?;
+    Ok((space, span))
 }
 
 /// The span of `key = …` at or after `from`, for errors about a key of a table.

@@ -223,6 +223,7 @@ fn sweep(
             .collect(),
         merged: 0,
         excluded: 0,
+        notes: Vec::new(),
         source: "vaelab-bench".into(),
         slurm: Default::default(),
     };
