@@ -294,12 +294,60 @@ struct Decoded {
     bytes: Vec<u8>,
 }
 
-/// A split's decoded images before the dataset's channel count is settled.
+/// A split's pixels as they are decoded, CHW in the channel count of the images so far (a
+/// colour image after grey ones widens the grey ones to three planes).
 struct RawSplit {
-    images: Vec<Decoded>,
+    pixels: Vec<u8>,
+    channels: usize,
+    /// Width and height of the first image; every other must match.
+    size: Option<(u32, u32)>,
+    count: usize,
     labels: Vec<u8>,
     image_column: String,
 }
+
+impl RawSplit {
+    fn plane(&self) -> usize {
+        self.size.map_or(0, |(w, h)| w as usize * h as usize)
+    }
+
+    /// Every image so far as three planes (a grey image repeated), and three from now on.
+    fn widen(&mut self) {
+        if self.channels == 3 {
+            return;
+        }
+        let plane = self.plane();
+        let mut wide = Vec::with_capacity(self.count * 3 * plane);
+        for img in self.pixels.chunks_exact(plane.max(1)) {
+            (0..3).for_each(|_| wide.extend_from_slice(img));
+        }
+        self.pixels = wide;
+        self.channels = 3;
+    }
+
+    /// Appends one decoded image as CHW planes; the image is freed here.
+    fn push(&mut self, img: Decoded) {
+        if self.size.is_none() {
+            self.size = Some((img.width, img.height));
+            self.channels = if img.rgb { 3 } else { 1 };
+        }
+        if img.rgb {
+            self.widen();
+        }
+        match (img.rgb, self.channels) {
+            (true, _) => {
+                (0..3).for_each(|c| self.pixels.extend(img.bytes.iter().skip(c).step_by(3)))
+            }
+            (false, 3) => (0..3).for_each(|_| self.pixels.extend_from_slice(&img.bytes)),
+            (false, _) => self.pixels.extend_from_slice(&img.bytes),
+        }
+        self.count += 1;
+    }
+}
+
+/// Images decoded at once: enough to keep every core busy, few enough that the decoded copies
+/// beside the split's buffer stay small (2,048 CelebA images are 25 MB).
+const DECODE_CHUNK: usize = 2048;
 
 /// Decodes PNG/JPEG bytes; with `size`, resizes to size × size the way torchvision's
 /// `Resize(size)` + `CenterCrop(size)` does (shorter side to `size`, triangle filter, centre
@@ -332,7 +380,10 @@ fn decode(bytes: &[u8], size: Option<usize>) -> Result<Decoded, String> {
 /// are any (0 when the dataset has none), every image decoded and of one size.
 fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<RawSplit, DataError> {
     let mut out = RawSplit {
-        images: Vec::new(),
+        pixels: Vec::new(),
+        channels: 1,
+        size: None,
+        count: 0,
         labels: Vec::new(),
         image_column: String::new(),
     };
@@ -354,38 +405,46 @@ fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<Raw
             .map_err(|(c, r)| column_err(&c, r))?;
         let binary = image_bytes(&df, &image_column).map_err(|r| column_err(&image_column, r))?;
         let bytes: Vec<Option<&[u8]>> = binary.iter().collect();
-        let images: Vec<Decoded> = bytes
-            .par_iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let b = b.ok_or_else(|| format!("row {i} has no image"))?;
-                decode(b, columns.image_size).map_err(|e| format!("row {i}: {e}"))
-            })
-            .collect::<Result<_, String>>()
-            .map_err(|r| column_err(&image_column, r))?;
-        let first = out.images.first().or(images.first());
-        if let Some(first) = first {
-            if let Some((i, odd)) = images
-                .iter()
+        // Decoded a chunk at a time straight into the split's CHW buffer, sized once the first
+        // image gives the shape: the decoded copies never pile up beside the buffer.
+        for (c, chunk) in bytes.chunks(DECODE_CHUNK).enumerate() {
+            let images: Vec<Decoded> = chunk
+                .par_iter()
                 .enumerate()
-                .find(|(_, d)| (d.width, d.height) != (first.width, first.height))
-            {
-                return Err(column_err(
-                    &image_column,
-                    format!(
-                        "row {i} is {}×{} pixels, the first image {}×{}: the images differ in size; set image_size = N to bring every image to N×N (shorter side to N with a triangle filter, then a centre crop)",
-                        odd.width, odd.height, first.width, first.height
-                    ),
-                ));
+                .map(|(i, b)| {
+                    let i = c * DECODE_CHUNK + i;
+                    let b = b.ok_or_else(|| format!("row {i} has no image"))?;
+                    decode(b, columns.image_size).map_err(|e| format!("row {i}: {e}"))
+                })
+                .collect::<Result<_, String>>()
+                .map_err(|r| column_err(&image_column, r))?;
+            for (i, img) in images.into_iter().enumerate() {
+                if let Some((w, h)) = out.size.filter(|&s| s != (img.width, img.height)) {
+                    return Err(column_err(
+                        &image_column,
+                        format!(
+                            "row {} is {}×{} pixels, the first image {w}×{h}: the images differ in size; set image_size = N to bring every image to N×N (shorter side to N with a triangle filter, then a centre crop)",
+                            c * DECODE_CHUNK + i, img.width, img.height
+                        ),
+                    ));
+                }
+                if out.size.is_none() {
+                    let dim =
+                        img.width as usize * img.height as usize * if img.rgb { 3 } else { 1 };
+                    out.pixels.reserve_exact(bytes.len() * dim);
+                } else if i == 0 && c == 0 {
+                    out.pixels
+                        .reserve_exact(bytes.len() * out.plane() * out.channels);
+                }
+                out.push(img);
             }
         }
-        let labels = labels(&df, columns.label_column.as_deref(), images.len())
+        let labels = labels(&df, columns.label_column.as_deref(), bytes.len())
             .map_err(|(c, r)| column_err(&c, r))?;
-        out.images.extend(images);
         out.labels.extend(labels);
         out.image_column = image_column;
     }
-    if out.images.is_empty() {
+    if out.count == 0 {
         return Err(DataError::Malformed {
             path: files[0].clone(),
             reason: "holds no images".into(),
@@ -520,11 +579,13 @@ fn labels(df: &DataFrame, named: Option<&str>, n: usize) -> Result<Vec<u8>, (Str
 fn agree(
     name: &str,
     test_file: &Path,
-    train: RawSplit,
-    test: RawSplit,
+    mut train: RawSplit,
+    mut test: RawSplit,
 ) -> Result<(Split, Split), DataError> {
-    let size = |r: &RawSplit| (r.images[0].width as usize, r.images[0].height as usize);
-    let ((w, h), (tw, th)) = (size(&train), size(&test));
+    let ((w, h), (tw, th)) = (
+        train.size.unwrap_or_default(),
+        test.size.unwrap_or_default(),
+    );
     if (w, h) != (tw, th) {
         return Err(DataError::Column {
             dataset: name.into(),
@@ -533,29 +594,18 @@ fn agree(
             reason: format!("test images are {tw}×{th} pixels, train images {w}×{h}; set image_size = N to bring every image to N×N"),
         });
     }
-    let rgb = train.images.iter().chain(&test.images).any(|d| d.rgb);
-    let shape = ImageShape {
-        channels: if rgb { 3 } else { 1 },
-        height: h,
-        width: w,
-    };
-    Ok((to_split(train, shape), to_split(test, shape)))
-}
-
-/// CHW pixels of every image, in `shape`'s channel count.
-fn to_split(raw: RawSplit, shape: ImageShape) -> Split {
-    let plane = shape.plane();
-    let mut pixels = Vec::with_capacity(raw.images.len() * shape.dim());
-    // By value: each decoded image is freed once copied, so the split is not held twice.
-    for img in raw.images {
-        match (img.rgb, shape.channels) {
-            (true, _) => (0..3).for_each(|c| pixels.extend(img.bytes.iter().skip(c).step_by(3))),
-            (false, 3) => (0..3).for_each(|_| pixels.extend_from_slice(&img.bytes)),
-            (false, _) => pixels.extend_from_slice(&img.bytes),
-        }
-        debug_assert_eq!(pixels.len() % plane, 0);
+    // One channel count for the dataset: colour if any image of either split is.
+    if train.channels == 3 || test.channels == 3 {
+        train.widen();
+        test.widen();
     }
-    Split::from_u8(pixels, raw.labels, shape)
+    let shape = ImageShape {
+        channels: train.channels,
+        height: h as usize,
+        width: w as usize,
+    };
+    let split = |r: RawSplit| Split::from_u8(r.pixels, r.labels, shape);
+    Ok((split(train), split(test)))
 }
 
 #[cfg(test)]
@@ -648,6 +698,40 @@ mod tests {
         let grey = d.split(SplitKind::Test, Binarize::None).image(0);
         assert_eq!(&grey[..64], &grey[64..128]);
         assert_eq!(&grey[..64], &grey[128..]);
+    }
+
+    /// Grey images first, then a colour one in the same split: the grey ones already decoded are
+    /// widened to three planes, and every pixel is where CHW puts it (read from the image).
+    #[test]
+    fn a_colour_image_after_grey_ones_widens_them_in_place() {
+        let cache = tempfile::tempdir().unwrap();
+        let fake = FakeHubRepo::new("a/late", "default");
+        let train = vec![
+            pattern(0, 8, 8, false),
+            pattern(1, 8, 8, false),
+            pattern(2, 8, 8, true),
+        ];
+        fake.write(cache.path(), "train", &train, &labels(3));
+        fake.write(cache.path(), "test", &images(1, 8, 8, false), &labels(1));
+        let d = load(cache.path(), "a/late", &HubColumns::default()).unwrap();
+        assert_eq!(d.shape().channels, 3);
+        let split = d.split(SplitKind::Train, Binarize::None);
+        for (i, img) in train.iter().enumerate() {
+            let rgb = img.to_rgb8();
+            let got = split.image(i);
+            for c in 0..3 {
+                for y in 0..8 {
+                    for x in 0..8 {
+                        let want = rgb.get_pixel(x, y)[c] as f32 / 255.0;
+                        assert_eq!(
+                            got[c * 64 + y as usize * 8 + x as usize],
+                            want,
+                            "{i} {c} {x} {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
