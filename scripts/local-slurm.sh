@@ -82,7 +82,7 @@ SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: a requeued job waits this + 1 s before it may start again (Slurm's guard against
-# the last attempt's late messages; default 120 s), so the requeue tests need not force starts
+# the last attempt's late messages; default 120 s), so the requeue tests wait 11 s, not 2 min
 AuthInfo=socket=$D/munge/socket,cred_expire=10
 StateSaveLocation=$D/state
 SlurmdSpoolDir=$D/spool
@@ -103,9 +103,8 @@ MaxArraySize=$MAX_ARRAY
 # every CPU schedulable, memory not a consumable (a job without --mem does not take the node)
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-# schedule new submissions at once (default waits up to 3 s), and look at pending jobs every 2 s
-# (default 60 s), so a requeued task starts soon after its BeginTime, as on a busy cluster
-SchedulerParameters=batch_sched_delay=0,sched_interval=2
+# schedule new submissions at once (default waits up to 3 s)
+SchedulerParameters=batch_sched_delay=0
 # finished jobs stay visible to scontrol/squeue --states=all for an hour (default 300 s)
 MinJobAge=3600
 ReturnToService=2

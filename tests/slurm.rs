@@ -110,6 +110,36 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// A sweep of `grid` over a small MLP on the first `train` Fashion-MNIST images.
+/// Starts a requeued task once it has waited out Slurm's requeue window (BeginTime: the
+/// credential window + 1 s, 11 s on the test cluster), as a busy cluster soon would; the test
+/// cluster's scheduler looks at pending jobs only every 60 s. Forcing a start inside the window
+/// (`scontrol update StartTime=now` at once) raced the last attempt's late exit message, which
+/// Slurm then recorded against the new attempt: FAILED (NonZeroExitCode).
+#[derive(Default)]
+struct Starter {
+    pending_since: Option<Instant>,
+}
+
+impl Starter {
+    fn poke(&mut self, task: &str) {
+        let mut c = cmd("squeue");
+        c.args(["-h", "-j", task, "-o", "%T"]);
+        let pending = c
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PENDING");
+        if !pending {
+            self.pending_since = None;
+            return;
+        }
+        let since = *self.pending_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= Duration::from_secs(12) {
+            let _ = cmd("scontrol")
+                .args(["update", &format!("JobId={task}"), "StartTime=now"])
+                .output();
+        }
+    }
+}
+
 fn sweep_file(dir: &Path, name: &str, epochs: usize, train: usize, grid: &str) -> PathBuf {
     write(
         dir,
@@ -377,9 +407,9 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
                 .is_ok_and(|m| m.contains("\"interrupted\""))
         })
     });
-    // Slurm starts it again once its BeginTime passes (the credential window, 10 s on the
-    // test cluster); forcing an earlier start races the last attempt's late messages.
+    let mut starter = Starter::default();
     wait_for("the task to run again", 120, || {
+        starter.poke(&task);
         let log = first_task_log(&dir);
         log.is_ok_and(|l| l.contains("(restart 1)"))
     });
@@ -582,15 +612,16 @@ fn the_time_limit_warning_requeues_the_task_until_the_run_is_done() {
     let results = tmp.path().join("results");
     let dir = results.join("limit");
     let mut child = spawn_slurm_sweep(&file, &results);
-    // A requeued task starts again once its BeginTime passes (10 s on the test cluster). Forcing
-    // it sooner (`scontrol update StartTime=now`) let a new attempt start before Slurm had the
-    // last one's exit, which it then recorded as the new attempt's: FAILED.
+    let mut starter = Starter::default();
     let deadline = Instant::now() + Duration::from_secs(480);
     while child.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "the run did not finish within 8 minutes"
         );
+        if let Some(array) = arrays(&dir).first() {
+            starter.poke(&format!("{array}_0"));
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
     let out = child.wait_with_output().unwrap();
