@@ -36,6 +36,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The run ids of `vaelab plan`'s table: the first column of its rows, below the header and
+/// above the summary lines.
+fn planned_ids(plan: &str) -> Vec<String> {
+    plan.lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("sweep "))
+        .map(|l| l[..12].to_string())
+        .collect()
+}
+
 /// A small grid: VAE and AE × 2 latent sizes × 2 betas × 2 seeds; the AE ignores β.
 fn grid(epochs: usize, train: usize) -> String {
     format!(
@@ -52,12 +62,7 @@ fn plan_sweep_and_a_second_invocation_that_trains_nothing() {
     let out = String::from_utf8_lossy(&plan.stdout).into_owned();
     // VAE: 2 latents × 2 betas × 2 seeds = 8; AE: 2 latents × 2 seeds = 4 (β merged).
     assert!(out.contains("12 runs (4 identical runs merged"), "{out}");
-    let planned: Vec<&str> = out
-        .lines()
-        .skip(1)
-        .filter(|l| l.len() > 12 && !l.starts_with("sweep"))
-        .map(|l| &l[..12])
-        .collect();
+    let planned = planned_ids(&out);
     assert_eq!(planned.len(), 12);
 
     let results = tmp.path().join("results");
@@ -69,7 +74,7 @@ fn plan_sweep_and_a_second_invocation_that_trains_nothing() {
     assert!(strings(&runs, "status").iter().all(|s| s == "done"));
     let mut ids = strings(&runs, "run_id");
     ids.sort();
-    let mut want: Vec<String> = planned.iter().map(|s| s.to_string()).collect();
+    let mut want = planned.clone();
     want.sort();
     assert_eq!(ids, want, "the runs trained are the runs planned");
     let metrics = read(&results.join("tiny/metrics.parquet"));
@@ -820,12 +825,7 @@ fn a_search_draws_the_same_trials_every_time_and_a_rerun_skips_them() {
     assert_eq!(runs.height(), 6);
     let mut ids = strings(&runs, "run_id");
     ids.sort();
-    let mut planned: Vec<String> = first
-        .lines()
-        .skip(1)
-        .filter(|l| l.len() > 12 && !l.starts_with("sweep") && !l.starts_with("search"))
-        .map(|l| l[..12].to_string())
-        .collect();
+    let mut planned = planned_ids(&first);
     planned.sort();
     assert_eq!(ids, planned);
     let lr = runs.column("lr").unwrap().f64().unwrap();

@@ -299,9 +299,8 @@ struct Decoded {
 struct RawSplit {
     pixels: Vec<u8>,
     channels: usize,
-    /// Width and height of the first image; every other must match.
+    /// Width and height of the first image (none yet: no image); every other must match.
     size: Option<(u32, u32)>,
-    count: usize,
     labels: Vec<u8>,
     image_column: String,
 }
@@ -316,9 +315,8 @@ impl RawSplit {
         if self.channels == 3 {
             return;
         }
-        let plane = self.plane();
-        let mut wide = Vec::with_capacity(self.count * 3 * plane);
-        for img in self.pixels.chunks_exact(plane.max(1)) {
+        let mut wide = Vec::with_capacity(self.pixels.len() * 3);
+        for img in self.pixels.chunks_exact(self.plane().max(1)) {
             (0..3).for_each(|_| wide.extend_from_slice(img));
         }
         self.pixels = wide;
@@ -341,7 +339,6 @@ impl RawSplit {
             (false, 3) => (0..3).for_each(|_| self.pixels.extend_from_slice(&img.bytes)),
             (false, _) => self.pixels.extend_from_slice(&img.bytes),
         }
-        self.count += 1;
     }
 }
 
@@ -383,7 +380,6 @@ fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<Raw
         pixels: Vec::new(),
         channels: 1,
         size: None,
-        count: 0,
         labels: Vec::new(),
         image_column: String::new(),
     };
@@ -428,13 +424,15 @@ fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<Raw
                         ),
                     ));
                 }
-                if out.size.is_none() {
-                    let dim =
-                        img.width as usize * img.height as usize * if img.rgb { 3 } else { 1 };
-                    out.pixels.reserve_exact(bytes.len() * dim);
-                } else if i == 0 && c == 0 {
-                    out.pixels
-                        .reserve_exact(bytes.len() * out.plane() * out.channels);
+                if i == 0 && c == 0 {
+                    // This file's rows at this size, in the channels the split has after it.
+                    let channels = match (img.rgb, out.size) {
+                        (true, _) => 3,
+                        (false, Some(_)) => out.channels,
+                        (false, None) => 1,
+                    };
+                    let plane = img.width as usize * img.height as usize;
+                    out.pixels.reserve_exact(bytes.len() * plane * channels);
                 }
                 out.push(img);
             }
@@ -444,7 +442,7 @@ fn read_split(name: &str, files: &[PathBuf], columns: &HubColumns) -> Result<Raw
         out.labels.extend(labels);
         out.image_column = image_column;
     }
-    if out.count == 0 {
+    if out.size.is_none() {
         return Err(DataError::Malformed {
             path: files[0].clone(),
             reason: "holds no images".into(),

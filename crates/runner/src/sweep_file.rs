@@ -265,65 +265,52 @@ fn expand(
             })
             .collect();
     }
+    // Every grid combination takes every trial (the same drawn values for each); without a
+    // search, one empty trial.
+    let trials = match &search {
+        Some((space, span)) => space
+            .draw()
+            .map_err(|e| at(span.clone(), format!("[search]: {e}")))?,
+        None => vec![Table::new()],
+    };
     let mut resolved: Vec<(RunKeys, bool)> = Vec::new();
+    for combo in &combos {
+        for (i, trial) in trials.iter().enumerate() {
+            let mut both = combo.clone();
+            both.extend(trial.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let keys = resolve(&base_table, &both).map_err(|m| match &search {
+                Some((_, span)) => at(
+                    span.clone(),
+                    format!("[search] trial {} ({}): {m}", i + 1, inline(&both)),
+                ),
+                None => at(
+                    grid_span.clone(),
+                    format!("[grid] combination {combo}: {m}"),
+                ),
+            })?;
+            resolved.push((keys, false));
+        }
+    }
     let mut notes = Vec::new();
-    match &search {
-        None => {
-            for combo in &combos {
-                let keys = resolve(&base_table, combo).map_err(|m| {
-                    at(
-                        grid_span.clone(),
-                        format!("[grid] combination {combo}: {m}"),
-                    )
-                })?;
-                resolved.push((keys, false));
-            }
-        }
-        // Every grid combination takes every trial (the same drawn values for each).
-        Some((space, span)) => {
-            let trials = space
-                .draw()
-                .map_err(|e| at(span.clone(), format!("[search]: {e}")))?;
-            for combo in &combos {
-                for (i, trial) in trials.iter().enumerate() {
-                    let mut both = combo.clone();
-                    both.extend(trial.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    let keys = resolve(&base_table, &both).map_err(|m| {
-                        at(
-                            span.clone(),
-                            format!("[search] trial {} ({}): {m}", i + 1, inline(&both)),
-                        )
-                    })?;
-                    resolved.push((keys, false));
-                }
-            }
-            notes.push(format!(
-                "search: {} {} trials over {} (seed {}){}",
-                space.trials,
-                match space.method {
-                    Method::Random => "random",
-                    Method::Sobol => "Sobol",
-                },
-                space
-                    .keys
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                space.seed,
-                if combos.len() > 1 {
-                    format!(", each on {} grid combinations", combos.len())
-                } else {
-                    String::new()
-                }
-            ));
-            notes.extend(
-                space
-                    .warnings()
-                    .into_iter()
-                    .map(|w| format!("warning: {w}")),
-            );
-        }
+    if let Some((space, _)) = &search {
+        let keys: Vec<&str> = space.keys.iter().map(|(k, _)| k.as_str()).collect();
+        let on_grid = match combos.len() {
+            1 => String::new(),
+            n => format!(", each on {n} grid combinations"),
+        };
+        notes.push(format!(
+            "search: {} {} trials over {} (seed {}){on_grid}",
+            space.trials,
+            space.method.name(),
+            keys.join(", "),
+            space.seed,
+        ));
+        notes.extend(
+            space
+                .warnings()
+                .into_iter()
+                .map(|w| format!("warning: {w}")),
+        );
     }
     let mut hits = vec![0usize; exclude.len()];
     resolved.retain(|(keys, _)| {

@@ -19,10 +19,16 @@ pub enum Method {
 impl Method {
     /// Reads `random` or `sobol`.
     pub fn parse(text: &str) -> Option<Method> {
-        match text {
-            "random" => Some(Method::Random),
-            "sobol" => Some(Method::Sobol),
-            _ => None,
+        [Method::Random, Method::Sobol]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+
+    /// Its name in a sweep file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Random => "random",
+            Method::Sobol => "sobol",
         }
     }
 }
