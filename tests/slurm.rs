@@ -1,6 +1,6 @@
 //! The Slurm backend on a real one-node Slurm (scripts/local-slurm.sh, started by `just test`),
 //! through the real binary: a sweep as one job array equal to the local sweep, resubmission,
-//! scancel and rerun, requeue and resume, failing runs, refusals, detach.
+//! scancel and rerun, requeue and resume, failing runs, refusals, detach, early stopping.
 
 mod common;
 
@@ -694,5 +694,46 @@ fn a_task_past_its_time_limit_is_marked_timeout_and_keeps_its_epochs() {
     assert_eq!(
         counters[1], kept as i64,
         "the checkpoint holds the last kept epoch"
+    );
+}
+
+/// An ASHA search as a job array prunes the runs a local sweep prunes, with the same recorded
+/// decisions: each task judges its run against the runs before it, read from the shared folder.
+#[test]
+fn slurm_and_local_prune_the_same_runs_with_the_same_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "asha.toml",
+        &format!(
+            "[sweep]\nname = \"asha\"\n\n[base]\ndata_dir = \"{FASHION}\"\nhidden = [16]\nlatent_dim = 4\nepochs = 4\ntrain_subset = 400\ntest_subset = 100\niw_samples = 5\niw_test_n = 20\n\n[search]\nmethod = \"random\"\ntrials = 6\nseed = 3\nlr = {{ log_uniform = [1e-4, 1e-2] }}\n\n[early_stop]\nrule = \"asha\"\nmin_epochs = 1\nreduction_factor = 2\n"
+        ),
+    );
+    let (on_slurm, here) = (tmp.path().join("slurm"), tmp.path().join("local"));
+    let out = slurm_sweep(&file, &on_slurm, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = local_sweep(&file, &here);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (on_slurm.join("asha"), here.join("asha"));
+    assert_same_tables(&a, &b);
+    let runs = read(&b.join("runs.parquet"));
+    let statuses = strings(&runs, "status");
+    assert!(
+        statuses.iter().any(|s| s == "pruned") && statuses.iter().any(|s| s == "done"),
+        "{statuses:?}"
+    );
+    for id in strings(&runs, "run_id") {
+        assert_eq!(
+            manifest(&a, &id)["decisions"],
+            manifest(&b, &id)["decisions"],
+            "run {id}"
+        );
+    }
+    // Pruned runs are finished: a second submission submits nothing.
+    let out = slurm_sweep(&file, &on_slurm, &[]);
+    assert!(
+        stderr(&out).contains("nothing submitted"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -437,6 +437,30 @@ fn bad_sweep_files_name_file_line_and_column_and_train_nothing() {
             ":8:",
             "only 4 distinct configurations",
         ),
+        (
+            "early_stop_metric",
+            format!("{head}[grid]\nbeta = [1.0]\n\n[early_stop]\nrule = \"asha\"\nmetric = \"log_px_iw\"\n"),
+            ":13:",
+            "measured once, at the end of a run, not per epoch",
+        ),
+        (
+            "early_stop_rule",
+            format!("{head}[grid]\nbeta = [1.0]\n\n[early_stop]\nrule = \"hyperband\"\n"),
+            ":12:",
+            "allowed: \"asha\", \"median\"",
+        ),
+        (
+            "early_stop_ae",
+            format!("{head}[grid]\nmodel = [\"vae\", \"ae\"]\n\n[early_stop]\nrule = \"median\"\n").replace("epochs = 1", "epochs = 4"),
+            ":11:",
+            "is an autoencoder",
+        ),
+        (
+            "early_stop_epochs",
+            format!("{head}[grid]\nbeta = [1.0]\n\n[early_stop]\nrule = \"asha\"\nmin_epochs = 2\n"),
+            ":13:",
+            "would judge no run",
+        ),
     ];
     let results = tmp.path().join("results");
     for (name, text, line, needle) in cases {

@@ -140,6 +140,10 @@ enum Command {
         /// Retrain runs that are done.
         #[arg(long)]
         force: bool,
+        /// Train pruned runs on to their last epoch, and prune nothing (the `[early_stop]`
+        /// decisions already made stay recorded).
+        #[arg(long)]
+        no_prune: bool,
         /// Where the runs train.
         #[arg(long, value_enum, default_value_t = Backend::Local)]
         backend: Backend,
@@ -152,7 +156,13 @@ enum Command {
     Status { sweep_dir: PathBuf },
     /// Train task INDEX of a Slurm array folder (what each array task runs).
     #[command(hide = true)]
-    Task { dir: PathBuf, index: usize },
+    Task {
+        dir: PathBuf,
+        index: usize,
+        /// Train a pruned run on to its last epoch; judge nothing.
+        #[arg(long)]
+        no_prune: bool,
+    },
     /// List the sweeps and runs of a results folder, or the runs of one sweep.
     Ls {
         #[arg(default_value = "results")]
@@ -226,22 +236,42 @@ pub fn main() -> Result<(), Failure> {
             results_dir,
             jobs,
             force,
+            no_prune,
             backend,
             slurm,
         } => match backend {
             Backend::Local => {
                 let device = device(cli.device)?;
-                sweep(&file, &results_dir, jobs, cli.threads, force, device)
+                let how = LocalSweep {
+                    jobs,
+                    threads: cli.threads,
+                    force,
+                    no_prune,
+                    device,
+                };
+                sweep(&file, &results_dir, how)
             }
-            Backend::Slurm => slurm_sweep(&file, &results_dir, jobs, force, cli.device, &slurm),
+            Backend::Slurm => slurm_sweep(
+                &file,
+                &results_dir,
+                jobs,
+                force,
+                no_prune,
+                cli.device,
+                &slurm,
+            ),
         },
         Command::Report { sweep_dir } => report(&sweep_dir),
         Command::Status { sweep_dir } => {
             crate::slurm::status::status(&sweep_dir).map_err(Failure::Input)
         }
-        Command::Task { dir, index } => {
+        Command::Task {
+            dir,
+            index,
+            no_prune,
+        } => {
             vaelab_vae::threads::configure(cli.threads);
-            crate::slurm::task::run_task(&dir, index, &device(cli.device)?)
+            crate::slurm::task::run_task(&dir, index, no_prune, &device(cli.device)?)
         }
         Command::Ls {
             dir,
@@ -400,6 +430,7 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
         cancel: &cancel,
         wait_for_lock: false,
         provenance: &provenance,
+        pruning: crate::early_stop::Pruning::Off,
     };
     let epochs = spec.keys.epochs;
     let name = spec.name.clone();
@@ -423,6 +454,11 @@ fn run_one(file: &Path, results_dir: &Path, force: bool, device: &Device) -> Res
         }
         Outcome::Skipped => {
             note!("{}: already done in {where_} (--force retrains)", spec.name);
+            Ok(())
+        }
+        // `run` judges nothing; only a sweep's early stopping prunes.
+        Outcome::Pruned(epoch) => {
+            note!("{}: pruned after epoch {epoch} -> {where_}", spec.name);
             Ok(())
         }
         Outcome::Interrupted => Err(Failure::Interrupted(anyhow!(
@@ -469,18 +505,21 @@ fn prepare_sweep(
     Ok((plan, data, sweep_dir))
 }
 
-fn sweep(
-    file: &Path,
-    results_dir: &Path,
+/// A local sweep's command-line settings.
+struct LocalSweep {
     jobs: Option<usize>,
     threads: Option<usize>,
     force: bool,
+    no_prune: bool,
     device: Device,
-) -> Result<(), Failure> {
+}
+
+fn sweep(file: &Path, results_dir: &Path, flags: LocalSweep) -> Result<(), Failure> {
     let (plan, data, sweep_dir) = prepare_sweep(file, results_dir)?;
-    let mut how = Dispatch::default_for(plan.runs.len(), jobs.or(plan.jobs), threads);
-    how.force = force;
-    how.device = device;
+    let mut how = Dispatch::default_for(plan.runs.len(), flags.jobs.or(plan.jobs), flags.threads);
+    how.force = flags.force;
+    how.device = flags.device;
+    how.resume_pruned = flags.no_prune;
     // Each run sizes its kernels from its own pool; element-wise ops stay on the run's thread.
     vaelab_vae::threads::configure(Some(how.threads));
     note!(
@@ -500,6 +539,7 @@ fn slurm_sweep(
     results_dir: &Path,
     jobs: Option<usize>,
     force: bool,
+    no_prune: bool,
     device: Option<DeviceArg>,
     flags: &SlurmFlags,
 ) -> Result<(), Failure> {
@@ -513,6 +553,7 @@ fn slurm_sweep(
         settings: plan.slurm.clone().overridden_by(flags.settings()),
         jobs: jobs.or(plan.jobs),
         detach: flags.detach,
+        resume_pruned: no_prune,
         device: match device {
             Some(DeviceArg::Cuda) => vaelab_slurm::settings::TaskDevice::Cuda,
             _ => vaelab_slurm::settings::TaskDevice::Cpu,

@@ -26,6 +26,7 @@ pub fn conclude(
         count(|o| *o == Outcome::Done),
         count(|o| *o == Outcome::Skipped) + already_done,
     );
+    let pruned = count(|o| matches!(o, Outcome::Pruned(_)));
     let bad: Vec<String> = outcomes
         .iter()
         .filter_map(|(i, o)| match o {
@@ -34,8 +35,12 @@ pub fn conclude(
             _ => None,
         })
         .collect();
+    let pruned = match pruned {
+        0 => String::new(),
+        n => format!(", {n} pruned"),
+    };
     note!(
-        "{}: {done} trained, {skipped} already done, {} failed or diverged, {} interrupted -> {}",
+        "{}: {done} trained{pruned}, {skipped} already done, {} failed or diverged, {} interrupted -> {}",
         plan.name,
         bad.len(),
         count(|o| *o == Outcome::Interrupted),

@@ -2,6 +2,7 @@
 //! `threads` threads, sharing the loaded datasets read-only. A run that fails or diverges is
 //! recorded and the others go on; the sweep tables are rewritten as each run ends.
 
+use crate::early_stop::{Judging, Pruning};
 use crate::manifest::Provenance;
 use crate::output::note;
 use crate::plan::Plan;
@@ -28,6 +29,8 @@ pub struct Dispatch {
     pub force: bool,
     /// Where every run trains.
     pub device: candle_core::Device,
+    /// `--no-prune`: pruned runs train on to their last epoch, and nothing is judged.
+    pub resume_pruned: bool,
 }
 
 impl Dispatch {
@@ -42,6 +45,7 @@ impl Dispatch {
             threads,
             force: false,
             device: candle_core::Device::Cpu,
+            resume_pruned: false,
         }
     }
 }
@@ -142,6 +146,8 @@ pub fn run_plan(
     let waiting = Mutex::new(std::collections::VecDeque::<usize>::new());
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.runs.len()]);
     let tables = Mutex::new(());
+    let ids: Vec<String> = plan.runs.iter().map(|r| r.id.clone()).collect();
+    let runs_dir = sweep_dir.join("runs");
     let worker = |w: usize| -> anyhow::Result<()> {
         vaelab_vae::threads::in_pool(how.threads, || -> anyhow::Result<()> {
             loop {
@@ -161,6 +167,17 @@ pub fn run_plan(
                 let dataset = data
                     .get(&run.keys.data_source())
                     .ok_or_else(|| anyhow::anyhow!("no dataset loaded for run {}", run.id))?;
+                let say = |text: String| reporter.line(w, format!("{name}: {text}"));
+                let pruning = match (&plan.early_stop, how.resume_pruned) {
+                    (_, true) => Pruning::Resume,
+                    (None, false) => Pruning::Off,
+                    (Some(rule), false) => Pruning::Judged(Judging {
+                        rule,
+                        runs_dir: &runs_dir,
+                        earlier: &ids[..i],
+                        say: &say,
+                    }),
+                };
                 let job = RunJob {
                     id: &run.id,
                     label: name.clone(),
@@ -173,6 +190,7 @@ pub fn run_plan(
                     cancel,
                     wait_for_lock,
                     provenance: &provenance,
+                    pruning,
                 };
                 reporter.line(w, format!("{name}: starting"));
                 let epochs = run.keys.epochs;
@@ -219,6 +237,7 @@ pub fn run_plan(
                     Outcome::Done => "done".to_string(),
                     Outcome::Skipped => "already done".to_string(),
                     Outcome::Interrupted => "interrupted".to_string(),
+                    Outcome::Pruned(e) => format!("pruned after epoch {e}"),
                     Outcome::Failed(e) => format!("FAILED: {e}"),
                     Outcome::Diverged(e) => format!("DIVERGED: {e}"),
                     Outcome::Busy(_) => "busy".to_string(),

@@ -8,6 +8,7 @@ pub mod conclude;
 pub mod config;
 pub mod data;
 pub mod dispatch;
+pub mod early_stop;
 pub mod failure;
 pub mod inspect;
 pub mod keys;

@@ -13,6 +13,9 @@ pub enum Status {
     Failed,
     Diverged,
     Interrupted,
+    /// Stopped early by the sweep's `[early_stop]` rule: finished, its epochs and checkpoint
+    /// kept (`vaelab sweep --no-prune` trains it on).
+    Pruned,
 }
 
 impl Status {
@@ -24,8 +27,40 @@ impl Status {
             Status::Failed => "failed",
             Status::Diverged => "diverged",
             Status::Interrupted => "interrupted",
+            Status::Pruned => "pruned",
         }
     }
+
+    /// Whether the run has nothing left to train: done, or pruned (unless `resume_pruned`).
+    pub fn finished(self, resume_pruned: bool) -> bool {
+        self == Status::Done || (self == Status::Pruned && !resume_pruned)
+    }
+}
+
+/// What a rung decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Continue,
+    Prune,
+}
+
+/// One early-stopping decision as recorded: a resumed or requeued run reuses it and never
+/// decides that rung again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The rung (0 for the first), and the epoch after which it judged.
+    pub rung: usize,
+    pub epoch: usize,
+    /// The test metric judged by, and the run's value of it there.
+    pub metric: String,
+    pub value: Option<f64>,
+    /// The earlier runs it was judged against, in plan order, and their values there.
+    pub peers: Vec<String>,
+    pub peer_values: Vec<Option<f64>>,
+    /// The worst value that went on (`None`: too few peers to judge).
+    pub threshold: Option<f64>,
+    pub verdict: Verdict,
 }
 
 /// The manifest of one run.
@@ -67,6 +102,9 @@ pub struct Manifest {
     /// The SHA-256 of the files written once a run ends (`summary.parquet`, `estep.parquet`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sha256: BTreeMap<String, String>,
+    /// The sweep's early-stopping decisions about this run, one per rung judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decision>,
 }
 
 /// The SHA-256 (lowercase hex) of a run's checkpoint and metrics after `epoch`.
@@ -153,6 +191,7 @@ impl Manifest {
             slurm: provenance.slurm.clone(),
             checksums: Vec::new(),
             sha256: BTreeMap::new(),
+            decisions: Vec::new(),
         }
     }
 

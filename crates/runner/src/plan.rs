@@ -28,6 +28,8 @@ pub struct Plan {
     pub slurm: vaelab_slurm::Settings,
     /// Lines to show with the plan: what a `[search]` drew, and its warnings.
     pub notes: Vec<String>,
+    /// The `[early_stop]` table, when the file has one.
+    pub early_stop: Option<crate::early_stop::EarlyStop>,
 }
 
 impl Plan {

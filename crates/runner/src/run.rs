@@ -2,7 +2,8 @@
 //! summary. Finished runs are skipped; interrupted ones resume from their last checkpoint.
 
 use crate::config::RunKeys;
-use crate::manifest::{self, EpochFiles, Manifest, Provenance, Status};
+use crate::early_stop::Pruning;
+use crate::manifest::{self, EpochFiles, Manifest, Provenance, Status, Verdict};
 use anyhow::Context;
 use candle_core::Device;
 use std::path::Path;
@@ -33,6 +34,8 @@ pub struct RunJob<'a> {
     /// When another process holds the run's lock: wait for it (true) or return `Busy`.
     pub wait_for_lock: bool,
     pub provenance: &'a Provenance,
+    /// Whether, and against whom, the sweep's early stopping judges the run.
+    pub pruning: Pruning<'a>,
 }
 
 /// How a run ended.
@@ -44,6 +47,8 @@ pub enum Outcome {
     Failed(String),
     Diverged(String),
     Interrupted,
+    /// Stopped by the sweep's early stopping after this epoch.
+    Pruned(usize),
     /// Another process is training it (its pid, when known); nothing was touched.
     Busy(Option<u32>),
 }
@@ -57,6 +62,7 @@ impl Outcome {
             Outcome::Failed(_) => Some(Status::Failed),
             Outcome::Diverged(_) => Some(Status::Diverged),
             Outcome::Interrupted => Some(Status::Interrupted),
+            Outcome::Pruned(_) => Some(Status::Pruned),
         }
     }
 }
@@ -116,9 +122,10 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
             Err(e) => return Outcome::Failed(format!("{e:#}")),
         }
     };
+    let resume_pruned = matches!(job.pruning, Pruning::Resume);
     if previous
         .as_ref()
-        .is_some_and(|m| m.status == Status::Done && m.id == job.id)
+        .is_some_and(|m| m.status.finished(resume_pruned) && m.id == job.id)
     {
         return Outcome::Skipped;
     }
@@ -129,14 +136,17 @@ pub fn execute(job: &RunJob, on_epoch: OnEpoch) -> Outcome {
     let resumable = !job.force && previous.as_ref().is_none_or(|m| m.id == job.id);
     // Kept until a resume is verified or the run starts over, so a refused resume is
     // refused again on the next try.
-    if resumable {
-        manifest.checksums = previous.map(|m| m.checksums).unwrap_or_default();
+    if let (true, Some(previous)) = (resumable, previous) {
+        manifest.checksums = previous.checksums;
+        // Decided once: a resume reuses every decision (--force clears them with the run).
+        manifest.decisions = previous.decisions;
     }
     let mut progress = Progress::default();
     let result = train(job, resumable, &mut manifest, &mut progress, on_epoch);
     let outcome = match result {
-        Ok(true) => Outcome::Done,
-        Ok(false) => Outcome::Interrupted,
+        Ok(Ended::Done) => Outcome::Done,
+        Ok(Ended::Stopped) => Outcome::Interrupted,
+        Ok(Ended::Pruned(epoch)) => Outcome::Pruned(epoch),
         Err(e) => match e.downcast_ref::<TrainError>() {
             Some(TrainError::Diverged { .. }) => Outcome::Diverged(format!("{e:#}")),
             _ => Outcome::Failed(format!("{e:#}")),
@@ -187,15 +197,33 @@ struct Progress {
     carried_seconds: f64,
 }
 
-/// Trains, resuming from the folder's checkpoint when `resumable`; Ok(true) when all epochs
-/// ran, Ok(false) when cancelled.
+impl Progress {
+    /// Keeps the last epoch's train and test rows for the summary.
+    fn keep_last(&mut self, rows: &[MetricsRow]) {
+        if let [.., train, test] = rows {
+            self.last = Some((train.clone(), test.clone()));
+        }
+    }
+}
+
+/// How training ended without an error.
+enum Ended {
+    /// Every epoch and the final evaluation ran.
+    Done,
+    /// Cancelled; the last finished epoch stands.
+    Stopped,
+    /// The sweep's early stopping stopped it after this epoch.
+    Pruned(usize),
+}
+
+/// Trains, resuming from the folder's checkpoint when `resumable`.
 fn train(
     job: &RunJob,
     resumable: bool,
     manifest: &mut Manifest,
     progress: &mut Progress,
     on_epoch: OnEpoch,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Ended> {
     injected_panic(job.id);
     let dir = &job.dir;
     let header = format!(
@@ -241,13 +269,17 @@ fn train(
     progress.carried_seconds = rows.iter().map(|r| r.seconds).sum();
     manifest.epochs_done = done;
     manifest.last_good_epoch = done;
+    // A run killed between a rung's epoch and its decision decides now, before training on.
+    if let Some(end) = judge(job, manifest, &rows, done, progress)? {
+        return Ok(end);
+    }
     for epoch in done + 1..=cfg.epochs {
         if job.cancel.load(Ordering::SeqCst) {
-            return Ok(false);
+            return Ok(Ended::Stopped);
         }
         let train = match trainer.train_epoch(epoch) {
             // Told to stop mid-epoch: the epoch is dropped, the last checkpoint stands.
-            Err(TrainError::Stopped { .. }) => return Ok(false),
+            Err(TrainError::Stopped { .. }) => return Ok(Ended::Stopped),
             r => r?,
         };
         let test = trainer.evaluate(SplitKind::Test, epoch)?;
@@ -276,27 +308,27 @@ fn train(
         metrics.commit()?;
         checkpoint.commit()?;
         on_epoch(&train, &test);
+        if let Some(end) = judge(job, manifest, &rows, epoch, progress)? {
+            return Ok(end);
+        }
     }
-    let n = rows.len();
-    if n >= 2 {
-        progress.last = Some((rows[n - 2].clone(), rows[n - 1].clone()));
-    }
+    progress.keep_last(&rows);
     // The final evaluation stops at Ctrl-C too; every epoch stands and a resume redoes it.
     if cfg.iw_test_n > 0 {
         let Some(iw) = unless_stopped(trainer.iwae(), "IWAE bound")? else {
-            return Ok(false);
+            return Ok(Ended::Stopped);
         };
         progress.estimates.iw = iw;
     }
     let est = &mut progress.estimates;
     if let Some(iw) = &est.iw {
         let Some(gap) = unless_stopped(trainer.gap_split(iw), "E-step gap split")? else {
-            return Ok(false);
+            return Ok(Ended::Stopped);
         };
         est.gap = gap;
     }
     let Some(ais) = unless_stopped(trainer.ais(), "AIS")? else {
-        return Ok(false);
+        return Ok(Ended::Stopped);
     };
     est.ais = ais;
     // AIS joins the gap split's candidates where it covers the split's images.
@@ -307,13 +339,70 @@ fn train(
         }
     }
     let Some(bdmc) = unless_stopped(trainer.bdmc(), "BDMC")? else {
-        return Ok(false);
+        return Ok(Ended::Stopped);
     };
     est.bdmc = bdmc;
     if let Some(gap) = &est.gap {
         track::write_estep_curve(&dir.file(track::ESTEP), &gap.curve)?;
     }
-    Ok(true)
+    Ok(Ended::Done)
+}
+
+/// The sweep's early stopping after `epoch`, when that epoch is one of the run's rungs: the
+/// recorded decision if there is one, else a new one, recorded in the manifest before it takes
+/// effect. `Some` when training ends here (pruned, or cancelled while waiting for peers).
+fn judge(
+    job: &RunJob,
+    manifest: &mut Manifest,
+    rows: &[MetricsRow],
+    epoch: usize,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<Ended>> {
+    let Pruning::Judged(judging) = &job.pruning else {
+        return Ok(None);
+    };
+    let rungs = judging.rule.pruner.rungs(job.keys.epochs);
+    let Some(rung) = rungs.iter().position(|&r| r == epoch) else {
+        return Ok(None);
+    };
+    let verdict = match manifest.decisions.iter().find(|d| d.epoch == epoch) {
+        Some(d) => d.verdict,
+        None => {
+            injected_exit(job.id, epoch);
+            let own = rows
+                .iter()
+                .find(|r| r.split == "test" && r.epoch as usize == epoch)
+                .and_then(|r| judging.rule.metric.value(r));
+            let Some(d) = judging.decide(rung, epoch, own, job.cancel) else {
+                return Ok(Some(Ended::Stopped));
+            };
+            let verdict = d.verdict;
+            manifest.decisions.push(d);
+            manifest.write(&job.dir.file(track::MANIFEST))?;
+            verdict
+        }
+    };
+    if verdict == Verdict::Prune {
+        progress.keep_last(rows);
+        return Ok(Some(Ended::Pruned(epoch)));
+    }
+    Ok(None)
+}
+
+/// Fault injection (RELIABILITY.md): `VAELAB_FAULT_EXIT_BEFORE_DECISION=ID:EPOCH` ends the
+/// process (exit 137, as if killed) after the run whose id starts with ID has written epoch
+/// EPOCH, a rung, and before it is judged there.
+fn injected_exit(id: &str, epoch: usize) {
+    if let Ok(v) = std::env::var("VAELAB_FAULT_EXIT_BEFORE_DECISION") {
+        if let Some((prefix, at)) = v.split_once(':') {
+            if !prefix.is_empty() && id.starts_with(prefix) && at.parse() == Ok(epoch) {
+                crate::output::note!(
+                    "injected exit before the decision of run {id} at epoch {epoch}"
+                );
+                std::process::exit(137);
+            }
+        }
+    }
 }
 
 /// Fault injection (RELIABILITY.md): `VAELAB_FAULT_PANIC_RUN=ID` panics inside the run whose

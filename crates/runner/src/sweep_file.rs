@@ -4,6 +4,7 @@
 //! Every error names the file, line and column, and all checks run before anything trains.
 
 use crate::config::{is_safe_name, validate, RunKeys, RUN_KEYS};
+use crate::early_stop::EarlyStop;
 use crate::plan::{Plan, PlannedRun};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -38,6 +39,7 @@ struct SweepFile {
     #[serde(default)]
     grid: BTreeMap<String, Spanned<Vec<Spanned<Value>>>>,
     search: Option<Spanned<Table>>,
+    early_stop: Option<Spanned<Table>>,
     #[serde(default)]
     include: Vec<Spanned<Table>>,
     #[serde(default)]
@@ -164,6 +166,7 @@ fn expand(
         base,
         grid,
         search,
+        early_stop,
         include,
         exclude,
         slurm,
@@ -368,6 +371,15 @@ fn expand(
             }
         }
     }
+    let early_stop = match early_stop {
+        Some(table) => {
+            let rule = early_stop_rule(table, text, &runs, at)?;
+            let epochs = runs.iter().map(|r| r.keys.epochs).max().unwrap_or(0);
+            notes.push(rule.describe(epochs));
+            Some(rule)
+        }
+        None => None,
+    };
     Ok(Plan {
         name: sweep.name.into_inner(),
         description: sweep.description,
@@ -378,7 +390,50 @@ fn expand(
         source: path.into(),
         slurm,
         notes,
+        early_stop,
     })
+}
+
+/// The `[early_stop]` table, checked against the planned runs: its metric must be one every
+/// run records, and some run must have an epoch to judge.
+fn early_stop_rule(
+    table: Spanned<Table>,
+    text: &str,
+    runs: &[PlannedRun],
+    at: &dyn Fn(Range<usize>, String) -> SweepError,
+) -> Result<EarlyStop, SweepError> {
+    let span = table.span();
+    let key_at = |key: &str| key_span(text, key, span.start).unwrap_or(span.clone());
+    let rule = EarlyStop::parse(table.get_ref()).map_err(|e| at(key_at(&e.key), e.message))?;
+    if rule.metric.vae_only() {
+        if let Some(ae) = runs
+            .iter()
+            .find(|r| r.keys.train_config().model == vaelab_vae::ModelKind::Ae)
+        {
+            return Err(at(
+                key_at("metric"),
+                format!(
+                    "key `metric` = {:?} in [early_stop]: run {} is an autoencoder (model = \"ae\"), which has no {0}; allowed for sweeps with autoencoders: loss, recon, recon_bpd",
+                    rule.metric.name(),
+                    ae.id
+                ),
+            ));
+        }
+    }
+    if runs
+        .iter()
+        .all(|r| rule.pruner.rungs(r.keys.epochs).is_empty())
+    {
+        let epochs = runs.iter().map(|r| r.keys.epochs).max().unwrap_or(0);
+        return Err(at(
+            key_at("min_epochs"),
+            format!(
+                "[early_stop] would judge no run: the first judgement comes after epoch {} and no run trains past epoch {epochs}; allowed: min_epochs below the runs' epochs",
+                rule.pruner.min_epochs
+            ),
+        ));
+    }
+    Ok(rule)
 }
 
 /// A table's entries on one line, `k = v, …`.

@@ -226,6 +226,7 @@ fn sweep(
         notes: Vec::new(),
         source: "vaelab-bench".into(),
         slurm: Default::default(),
+        early_stop: None,
     };
     let tmp = tempfile::tempdir()?;
     let data = HashMap::from([(keys.data_source(), data)]);
@@ -234,6 +235,7 @@ fn sweep(
         threads,
         force: true,
         device: Device::Cpu,
+        resume_pruned: false,
     };
     let start = Instant::now();
     run_plan(&plan, tmp.path(), &data, &how, &AtomicBool::new(false))?;

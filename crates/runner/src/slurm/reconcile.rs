@@ -47,7 +47,7 @@ fn lock_within(path: &Path, patience: Duration) -> anyhow::Result<Option<track::
 /// Whether `m` already records how the run ended in `task`.
 fn settled_in(m: &Manifest, task: TaskId) -> bool {
     match m.status {
-        Status::Done => true,
+        Status::Done | Status::Pruned => true,
         Status::Failed | Status::Diverged => m.slurm.as_ref().is_some_and(|s| {
             s.array_job_id.as_deref() == Some(&task.job.to_string())
                 && s.array_task_id.as_deref() == Some(&task.index.to_string())

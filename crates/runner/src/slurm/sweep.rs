@@ -25,6 +25,8 @@ pub struct SlurmSweep {
     pub jobs: Option<usize>,
     /// Return after submitting; a dependent job collects the tables and draws the report.
     pub detach: bool,
+    /// `--no-prune`: pruned runs are submitted too, and their tasks train them on.
+    pub resume_pruned: bool,
     /// The tasks' device when neither `[slurm] device` nor a GPU in `gres` decides it.
     pub device: TaskDevice,
 }
@@ -83,7 +85,7 @@ pub fn sweep(
                 continue;
             }
         }
-        if !manifest_of(&sweep_dir, &run.id).is_some_and(|m| m.status == Status::Done) {
+        if !manifest_of(&sweep_dir, &run.id).is_some_and(|m| m.status.finished(how.resume_pruned)) {
             todo.push(i);
         }
     }
@@ -97,7 +99,10 @@ pub fn sweep(
         );
     }
     if todo.is_empty() && watched.is_empty() {
-        note!("every run of {} is done: nothing submitted", plan.name);
+        note!(
+            "every run of {} is finished (done, or pruned by [early_stop]): nothing submitted",
+            plan.name
+        );
         return collect_and_conclude(plan, &sweep_dir, &cluster, &[], done);
     }
     let program = this_binary().map_err(input)?;
@@ -113,7 +118,10 @@ pub fn sweep(
             "--device".into(),
             device_name.into(),
             "task".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(how.resume_pruned.then(|| "--no-prune".to_string()))
+        .collect(),
     };
     let subs = if todo.is_empty() {
         Vec::new()
@@ -230,6 +238,7 @@ fn collect_and_conclude(
             let m = manifest_of(sweep_dir, id);
             let outcome = match m {
                 Some(m) if m.status == Status::Done => Outcome::Done,
+                Some(m) if m.status == Status::Pruned => Outcome::Pruned(m.epochs_done),
                 Some(m) if m.status == Status::Diverged => {
                     Outcome::Diverged(m.error.unwrap_or_default())
                 }

@@ -3,6 +3,7 @@
 //! retrains a finished epoch.
 
 use super::{Submission, SWEEP_COPY};
+use crate::early_stop::{Judging, Pruning};
 use crate::failure::Failure;
 use crate::manifest::{Manifest, Provenance};
 use crate::output::note;
@@ -53,7 +54,13 @@ impl Signals {
 }
 
 /// Trains task `index` of the array folder `dir`.
-pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure> {
+/// `resume_pruned` (`--no-prune`) trains a pruned run on and judges nothing.
+pub fn run_task(
+    dir: &Path,
+    index: usize,
+    resume_pruned: bool,
+    device: &Device,
+) -> Result<(), Failure> {
     let input = Failure::Input;
     let job: u64 = dir
         .file_name()
@@ -103,6 +110,19 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
     let manifest_path = run_dir.file(track::MANIFEST);
     let epochs_before = Manifest::read(&manifest_path).map_or(0, |m| m.epochs_done);
     let label = format!("{id} (task {task})");
+    let ids: Vec<String> = plan.runs.iter().map(|r| r.id.clone()).collect();
+    let runs_dir = sweep_dir.join("runs");
+    let say = |text: String| note!("{label}: {text}");
+    let pruning = match (&plan.early_stop, resume_pruned) {
+        (_, true) => Pruning::Resume,
+        (None, false) => Pruning::Off,
+        (Some(rule), false) => Pruning::Judged(Judging {
+            rule,
+            runs_dir: &runs_dir,
+            earlier: &ids[..ids.iter().position(|i| i == id).unwrap_or(0)],
+            say: &say,
+        }),
+    };
     let job = RunJob {
         id,
         label: label.clone(),
@@ -115,6 +135,7 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
         cancel: &signals.stop,
         wait_for_lock: false,
         provenance: &provenance,
+        pruning,
     };
     let epochs = run.keys.epochs;
     let on_epoch = |train: &vaelab_vae::EpochMetrics, test: &vaelab_vae::EpochMetrics| {
@@ -133,6 +154,10 @@ pub fn run_task(dir: &Path, index: usize, device: &Device) -> Result<(), Failure
         }
         Outcome::Skipped => {
             note!("{label}: already done");
+            Ok(())
+        }
+        Outcome::Pruned(epoch) => {
+            note!("{label}: pruned after epoch {epoch} by the sweep's early stopping");
             Ok(())
         }
         Outcome::Interrupted => {

@@ -48,6 +48,7 @@ fn verdict(sweep_dir: &Path, id: &str, live: Option<&Live>) -> String {
     });
     match m {
         Some(m) if m.status == Status::Done => "done".into(),
+        Some(m) if m.status == Status::Pruned => format!("pruned after epoch {}", m.epochs_done),
         Some(m) if matches!(m.status, Status::Failed | Status::Diverged) => format!(
             "{}: {}",
             m.status.as_str().to_uppercase(),
