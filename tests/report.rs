@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::stderr;
+use common::{read, stderr, strings};
 
 use polars::prelude::{ParquetReader, SerReader};
 use std::collections::BTreeSet;
@@ -262,9 +262,60 @@ fn figures_a_sweep_cannot_show_are_skipped_with_a_reason_not_drawn_empty() {
         "no finished VAE run has bits/dim",
         "no run has latent_dim = 2",
         "only a VampPrior learns pseudo-inputs",
+        "not a search: the sweep file has no [search] table",
     ] {
         assert!(html.contains(why), "the page does not say {why:?}");
     }
+}
+
+/// A search with early stopping: the three search figures are drawn, and the totals in their
+/// titles are the epochs and trials counted from metrics.parquet here.
+#[test]
+fn a_search_draws_its_progress_parallel_coordinates_and_key_importance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[sweep]\nname = \"find\"\njobs = 2\n\n[base]\n{BASE}latent_dim = 3\n\n[search]\nmethod = \"random\"\ntrials = 6\nseed = 2\nlr = {{ log_uniform = [1e-4, 1e-2] }}\nbeta = {{ uniform = [0.5, 2.0] }}\n\n[early_stop]\nrule = \"asha\"\nmin_epochs = 1\nreduction_factor = 2\n"
+    ).replace("epochs = 2", "epochs = 3");
+    let dir = sweep(tmp.path(), "find", &body);
+    let figures = dir.join("figures");
+    for name in ["search_progress", "search_parallel", "search_importance"] {
+        let (w, h, std) = png_stats(&figures.join(format!("{name}.png")));
+        assert!(
+            w >= 300 && h >= 200 && std > 10.0,
+            "{name}: {w}x{h}, std {std:.1}"
+        );
+    }
+    let metrics = read(&dir.join("metrics.parquet"));
+    let mut per_run: std::collections::BTreeMap<String, usize> = Default::default();
+    for (id, split) in strings(&metrics, "run_id")
+        .into_iter()
+        .zip(strings(&metrics, "split"))
+    {
+        if split == "test" {
+            *per_run.entry(id).or_default() += 1;
+        }
+    }
+    let test_rows: usize = per_run.values().sum();
+    let common_epoch = per_run.values().min().unwrap();
+    let svg = std::fs::read_to_string(figures.join("search_progress.svg")).unwrap();
+    assert!(
+        svg.contains(&format!(
+            "Best run so far ({test_rows} epochs trained in all)"
+        )),
+        "{test_rows} epochs"
+    );
+    let runs = read(&dir.join("runs.parquet"));
+    assert!(strings(&runs, "status").iter().any(|s| s == "pruned"));
+    let svg = std::fs::read_to_string(figures.join("search_importance.svg")).unwrap();
+    assert!(
+        svg.contains(&format!(
+            "at epoch {common_epoch} ({} trials)",
+            runs.height()
+        )),
+        "epoch {common_epoch}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("src=\"figures/search_parallel.png\""));
 }
 
 /// A VampPrior run beside a standard one: the pseudo-inputs figure shows the VampPrior's

@@ -19,7 +19,10 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read when the script runs, not when it was compiled: a target folder shared by two
+    // checkouts (or restored from another machine's) reuses the compiled script.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = Path::new(&manifest_dir).join("../..");
     let commit = git(&root, &["rev-parse", "--short=12", "HEAD"]);
     let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
     status.extend(SOURCES);

@@ -8,6 +8,7 @@ mod kl_dims;
 mod metric_vs_key;
 mod pictures;
 mod rate_distortion;
+mod search;
 mod stats;
 
 use crate::figure::{Drawn, Figure, Inputs, Outcome};
@@ -105,6 +106,25 @@ pub fn draw(inputs: &Inputs, sweep: &Sweep) -> Result<Vec<Figure>, ReportError> 
         "KL per latent dimension, sorted".into(),
         kl_dims::CAPTION,
         kl_dims::draw(sweep, &dir),
+    )?;
+    let toml = &inputs.sweep_toml;
+    add(
+        "search_progress".into(),
+        "Search: the best run against the epochs trained".into(),
+        search::PROGRESS_CAPTION,
+        search::draw_progress(sweep, toml, &dir),
+    )?;
+    add(
+        "search_parallel".into(),
+        "Search: the trials as parallel coordinates".into(),
+        search::PARALLEL_CAPTION,
+        search::draw_parallel(sweep, toml, &dir),
+    )?;
+    add(
+        "search_importance".into(),
+        "Search: each key's importance (Spearman ρ with test −ELBO)".into(),
+        search::IMPORTANCE_CAPTION,
+        search::draw_importance(sweep, toml, &dir),
     )?;
     for (name, title, caption, drawn) in pictures::draw_all(sweep, inputs, &dir)? {
         add(name, title, caption, Ok(drawn))?;
