@@ -191,6 +191,12 @@ fn asha_prunes_what_the_full_runs_say_on_any_jobs_and_no_prune_finishes_them() {
         assert_eq!(statuses.iter().filter(|s| *s == "pruned").count(), pruned);
     }
     let dir = tmp.path().join("jobs1/asha");
+    let ls = vaelab(&["ls", tmp.path().join("jobs1").to_str().unwrap()], &[]);
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listed.contains(&format!("{}/8 done, {pruned} pruned", 8 - pruned)),
+        "{listed}"
+    );
     let recorded = decisions(&dir, &order);
     assert_eq!(recorded, decisions(&tmp.path().join("jobs3/asha"), &order));
     // A decision names its peers: the earlier runs that reached its epoch.

@@ -148,18 +148,23 @@ pub fn ls(dir: &Path, sel: &crate::query::Selection) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Ok(df) = track::read_frame(&p.join("runs.parquet")) {
-            let done = df
-                .column("status")
-                .map(|c| {
-                    c.str()
-                        .map(|s| s.iter().filter(|v| *v == Some("done")).count())
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0);
+            let count = |status: &str| {
+                df.column("status")
+                    .map(|c| {
+                        c.str()
+                            .map(|s| s.iter().filter(|v| *v == Some(status)).count())
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(0)
+            };
+            let pruned = match count("pruned") {
+                0 => String::new(),
+                n => format!(", {n} pruned"),
+            };
             rows.push(vec![
                 name,
                 "sweep".into(),
-                format!("{done}/{} done", df.height()),
+                format!("{}/{} done{pruned}", count("done"), df.height()),
                 "-".into(),
             ]);
         } else if let Ok(df) = track::read_frame(&p.join(track::SUMMARY)) {
