@@ -116,6 +116,27 @@ bench-sweep FILE="experiments/latent_dims.toml": data
     cargo build --quiet -p vaelab --bins
     "$CARGO_TARGET_DIR/debug/vaelab-bench" --sweep-file {{FILE}}
 
+# The search with and without its early stopping (README "Searching"): the file's [early_stop]
+# into one folder, the same trials with --no-prune (judged by nothing) into another, each under
+# /usr/bin/time, the CPU line first; then the epochs each trained and its best finished run.
+bench-search FILE="experiments/search.toml": data build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    vaelab="$CARGO_TARGET_DIR/debug/vaelab"
+    grep -m1 'model name' /proc/cpuinfo; grep -m1 'cpu family' /proc/cpuinfo; grep -m1 '^model\s' /proc/cpuinfo
+    flags=$(grep -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
+    echo "avx512 flags: ${flags:-none}"
+    out=$(mktemp -d)
+    for mode in pruned full; do
+        extra=""; [ "$mode" = full ] && extra="--no-prune"
+        /usr/bin/time -f "$mode: %e s wall, %U s user, %S s sys, %M KB peak" \
+            "$vaelab" sweep {{FILE}} --results-dir "$out/$mode" $extra 2>&1 | grep -E "trained|wall"
+        dir=$(ls -d "$out/$mode"/*/)
+        "$vaelab" query "$dir" "SELECT count(*) / 2 AS epochs_trained FROM metrics"
+        "$vaelab" ls "$dir" --where "status = 'done'" --sort test_neg_elbo --limit 1
+    done
+    echo "folders: $out"
+
 # Epoch seconds and GFLOP/s of the anchor's conv VAE (torch_vae.py --arch conv), 1 and 2 threads,
 # then on 2 threads with each narrower conv kernel this CPU also runs (VAELAB_CONV_SIMD: avx2 as
 # on an AVX2-only server, none for im2col + gemm).

@@ -2,7 +2,7 @@
 //! `threads` threads, sharing the loaded datasets read-only. A run that fails or diverges is
 //! recorded and the others go on; the sweep tables are rewritten as each run ends.
 
-use crate::early_stop::{Judging, Pruning};
+use crate::early_stop::Pruning;
 use crate::manifest::Provenance;
 use crate::output::note;
 use crate::plan::Plan;
@@ -168,16 +168,7 @@ pub fn run_plan(
                     .get(&run.keys.data_source())
                     .ok_or_else(|| anyhow::anyhow!("no dataset loaded for run {}", run.id))?;
                 let say = |text: String| reporter.line(w, format!("{name}: {text}"));
-                let pruning = match (&plan.early_stop, how.resume_pruned) {
-                    (_, true) => Pruning::Resume,
-                    (None, false) => Pruning::Off,
-                    (Some(rule), false) => Pruning::Judged(Judging {
-                        rule,
-                        runs_dir: &runs_dir,
-                        earlier: &ids[..i],
-                        say: &say,
-                    }),
-                };
+                let pruning = Pruning::for_run(plan, i, &ids, &runs_dir, how.resume_pruned, &say);
                 let job = RunJob {
                     id: &run.id,
                     label: name.clone(),

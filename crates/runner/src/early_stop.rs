@@ -25,74 +25,72 @@ pub enum EpochMetric {
     ActiveUnits,
 }
 
-/// Each metric: its column, the direction that is better (`None`: the file must say), and
-/// whether only a VAE has it.
-const METRICS: &[(EpochMetric, &str, Option<Direction>, bool)] = &[
-    (
-        EpochMetric::NegElbo,
-        "neg_elbo",
-        Some(Direction::Minimize),
-        true,
-    ),
-    (EpochMetric::Loss, "loss", Some(Direction::Minimize), false),
-    (
-        EpochMetric::Recon,
-        "recon",
-        Some(Direction::Minimize),
-        false,
-    ),
-    (EpochMetric::Kl, "kl", None, true),
-    (
-        EpochMetric::ReconBpd,
-        "recon_bpd",
-        Some(Direction::Minimize),
-        false,
-    ),
-    (
-        EpochMetric::ElboBpd,
-        "elbo_bpd",
-        Some(Direction::Minimize),
-        true,
-    ),
-    (EpochMetric::Mi, "mi", Some(Direction::Maximize), true),
-    (
-        EpochMetric::ActiveUnits,
-        "active_units",
-        Some(Direction::Maximize),
-        true,
-    ),
+/// One per-epoch metric: its column, the direction that is better (`None`: the file must
+/// say), whether only a VAE records it, and how to read it from a test row.
+struct MetricEntry {
+    metric: EpochMetric,
+    name: &'static str,
+    direction: Option<Direction>,
+    vae_only: bool,
+    read: fn(&MetricsRow) -> Option<f64>,
+}
+
+const fn entry(
+    metric: EpochMetric,
+    name: &'static str,
+    direction: Option<Direction>,
+    vae_only: bool,
+    read: fn(&MetricsRow) -> Option<f64>,
+) -> MetricEntry {
+    MetricEntry {
+        metric,
+        name,
+        direction,
+        vae_only,
+        read,
+    }
+}
+
+const MIN: Option<Direction> = Some(Direction::Minimize);
+const MAX: Option<Direction> = Some(Direction::Maximize);
+
+/// Every metric a rule may judge by, once.
+const METRICS: &[MetricEntry] = &[
+    entry(EpochMetric::NegElbo, "neg_elbo", MIN, true, |r| r.neg_elbo),
+    entry(EpochMetric::Loss, "loss", MIN, false, |r| Some(r.loss)),
+    entry(EpochMetric::Recon, "recon", MIN, false, |r| Some(r.recon)),
+    entry(EpochMetric::Kl, "kl", None, true, |r| r.kl),
+    entry(EpochMetric::ReconBpd, "recon_bpd", MIN, false, |r| {
+        r.recon_bpd
+    }),
+    entry(EpochMetric::ElboBpd, "elbo_bpd", MIN, true, |r| r.elbo_bpd),
+    entry(EpochMetric::Mi, "mi", MAX, true, |r| r.mi),
+    entry(EpochMetric::ActiveUnits, "active_units", MAX, true, |r| {
+        r.active_units.map(f64::from)
+    }),
 ];
 
 impl EpochMetric {
-    fn entry(self) -> &'static (EpochMetric, &'static str, Option<Direction>, bool) {
+    fn entry(self) -> &'static MetricEntry {
         METRICS
             .iter()
-            .find(|e| e.0 == self)
+            .find(|e| e.metric == self)
             .expect("every metric has an entry")
     }
 
     /// The column name.
     pub fn name(self) -> &'static str {
-        self.entry().1
+        self.entry().name
     }
 
     /// Whether only a VAE run records it (an autoencoder's row is null).
     pub fn vae_only(self) -> bool {
-        self.entry().3
+        self.entry().vae_only
     }
 
     /// Its value in a test row of `metrics.parquet` (`None` where null).
     pub fn value(self, row: &MetricsRow) -> Option<f64> {
-        match self {
-            EpochMetric::Loss => Some(row.loss),
-            EpochMetric::NegElbo => row.neg_elbo,
-            EpochMetric::Recon => Some(row.recon),
-            EpochMetric::Kl => row.kl,
-            EpochMetric::ReconBpd => row.recon_bpd,
-            EpochMetric::ElboBpd => row.elbo_bpd,
-            EpochMetric::Mi => row.mi,
-            EpochMetric::ActiveUnits => row.active_units.map(f64::from),
-        }
+        (self.entry().read)(row)
     }
 }
 
@@ -152,11 +150,11 @@ impl EarlyStop {
                 ))
             }
         };
-        let names: Vec<&str> = METRICS.iter().map(|e| e.1).collect();
+        let names: Vec<&str> = METRICS.iter().map(|e| e.name).collect();
         let metric = match table.get("metric") {
             None => EpochMetric::NegElbo,
-            Some(Value::String(s)) => match METRICS.iter().find(|e| e.1 == s) {
-                Some(e) => e.0,
+            Some(Value::String(s)) => match METRICS.iter().find(|e| e.name == s) {
+                Some(e) => e.metric,
                 None => {
                     let why = if track::SUMMARY_METRICS.contains(&s.as_str()) {
                         "is measured once, at the end of a run, not per epoch"
@@ -183,7 +181,7 @@ impl EarlyStop {
             }
         };
         let direction = match table.get("direction") {
-            None => metric.entry().2.ok_or_else(|| {
+            None => metric.entry().direction.ok_or_else(|| {
                 bad(
                     "metric",
                     format!(
@@ -282,6 +280,31 @@ pub enum Pruning<'a> {
     Resume,
 }
 
+impl<'a> Pruning<'a> {
+    /// What a sweep's early stopping does to the run with plan index `index`: `--no-prune`
+    /// (`resume_pruned`) trains pruned runs on, a plan with `[early_stop]` judges the run
+    /// against the runs before it, and a plan without one judges nothing.
+    pub fn for_run(
+        plan: &'a crate::plan::Plan,
+        index: usize,
+        ids: &'a [String],
+        runs_dir: &'a Path,
+        resume_pruned: bool,
+        say: &'a (dyn Fn(String) + Sync),
+    ) -> Pruning<'a> {
+        match (&plan.early_stop, resume_pruned) {
+            (_, true) => Pruning::Resume,
+            (None, false) => Pruning::Off,
+            (Some(rule), false) => Pruning::Judged(Judging {
+                rule,
+                runs_dir,
+                earlier: &ids[..index],
+                say,
+            }),
+        }
+    }
+}
+
 /// A run's part in its sweep's early stopping.
 pub struct Judging<'a> {
     pub rule: &'a EarlyStop,
@@ -294,6 +317,7 @@ pub struct Judging<'a> {
 }
 
 /// An earlier run's standing at an epoch.
+#[derive(Debug, Clone, Copy)]
 enum Peer {
     /// It reached the epoch (and was not stopped before it): its value there.
     Reached(Option<f64>),
@@ -344,23 +368,17 @@ impl Judging<'_> {
         own: Option<f64>,
         cancel: &AtomicBool,
     ) -> Option<Decision> {
-        let mut standing: Vec<Option<Option<f64>>> = vec![None; self.earlier.len()];
-        let mut resolved = vec![false; self.earlier.len()];
+        let mut standing: Vec<Peer> = vec![Peer::Pending; self.earlier.len()];
         // A wait shorter than a second goes unsaid; a longer one is said once a minute.
         let started = Instant::now();
         let mut last_said: Option<Instant> = None;
         loop {
-            for (i, id) in self.earlier.iter().enumerate() {
-                if resolved[i] {
-                    continue;
-                }
-                match self.peer(id, epoch) {
-                    Peer::Reached(v) => (standing[i], resolved[i]) = (Some(v), true),
-                    Peer::Out => resolved[i] = true,
-                    Peer::Pending => {}
+            for (id, peer) in self.earlier.iter().zip(&mut standing) {
+                if matches!(peer, Peer::Pending) {
+                    *peer = self.peer(id, epoch);
                 }
             }
-            let Some(first) = resolved.iter().position(|r| !r) else {
+            let Some(first) = standing.iter().position(|p| matches!(p, Peer::Pending)) else {
                 break;
             };
             if cancel.load(Ordering::SeqCst) {
@@ -382,7 +400,10 @@ impl Judging<'_> {
             .earlier
             .iter()
             .zip(&standing)
-            .filter_map(|(id, s)| s.map(|v| (id.clone(), v)))
+            .filter_map(|(id, p)| match p {
+                Peer::Reached(v) => Some((id.clone(), *v)),
+                _ => None,
+            })
             .unzip();
         let verdict = self.rule.pruner.judge(own, &values);
         Some(Decision {

@@ -3,7 +3,7 @@
 //! retrains a finished epoch.
 
 use super::{Submission, SWEEP_COPY};
-use crate::early_stop::{Judging, Pruning};
+use crate::early_stop::Pruning;
 use crate::failure::Failure;
 use crate::manifest::{Manifest, Provenance};
 use crate::output::note;
@@ -83,10 +83,11 @@ pub fn run_task(
     })?;
     let file = dir.join(SWEEP_COPY);
     let plan = load_sweep_file(&file).map_err(|e| input(e.into()))?;
-    let run = plan
+    let (index_in_plan, run) = plan
         .runs
         .iter()
-        .find(|r| &r.id == id)
+        .enumerate()
+        .find(|(_, r)| &r.id == id)
         .ok_or_else(|| input(anyhow!("{}: no run with id {id}", file.display())))?;
     let sweep_dir = dir
         .parent()
@@ -113,16 +114,7 @@ pub fn run_task(
     let ids: Vec<String> = plan.runs.iter().map(|r| r.id.clone()).collect();
     let runs_dir = sweep_dir.join("runs");
     let say = |text: String| note!("{label}: {text}");
-    let pruning = match (&plan.early_stop, resume_pruned) {
-        (_, true) => Pruning::Resume,
-        (None, false) => Pruning::Off,
-        (Some(rule), false) => Pruning::Judged(Judging {
-            rule,
-            runs_dir: &runs_dir,
-            earlier: &ids[..ids.iter().position(|i| i == id).unwrap_or(0)],
-            say: &say,
-        }),
-    };
+    let pruning = Pruning::for_run(&plan, index_in_plan, &ids, &runs_dir, resume_pruned, &say);
     let job = RunJob {
         id,
         label: label.clone(),
