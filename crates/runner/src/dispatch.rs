@@ -168,7 +168,14 @@ pub fn run_plan(
                     .get(&run.keys.data_source())
                     .ok_or_else(|| anyhow::anyhow!("no dataset loaded for run {}", run.id))?;
                 let say = |text: String| reporter.line(w, format!("{name}: {text}"));
-                let pruning = Pruning::for_run(plan, i, &ids, &runs_dir, how.resume_pruned, &say);
+                let pruning = Pruning::for_run(
+                    plan.early_stop.as_ref(),
+                    i,
+                    &ids,
+                    &runs_dir,
+                    how.resume_pruned,
+                    &say,
+                );
                 let job = RunJob {
                     id: &run.id,
                     label: name.clone(),

@@ -281,18 +281,18 @@ pub enum Pruning<'a> {
 }
 
 impl<'a> Pruning<'a> {
-    /// What a sweep's early stopping does to the run with plan index `index`: `--no-prune`
-    /// (`resume_pruned`) trains pruned runs on, a plan with `[early_stop]` judges the run
-    /// against the runs before it, and a plan without one judges nothing.
+    /// What a sweep's early stopping (its plan's `[early_stop]`, if any) does to the run with
+    /// plan index `index`: `--no-prune` (`resume_pruned`) trains pruned runs on, a rule judges
+    /// the run against the runs before it, and no rule judges nothing.
     pub fn for_run(
-        plan: &'a crate::plan::Plan,
+        early_stop: Option<&'a EarlyStop>,
         index: usize,
         ids: &'a [String],
         runs_dir: &'a Path,
         resume_pruned: bool,
         say: &'a (dyn Fn(String) + Sync),
     ) -> Pruning<'a> {
-        match (&plan.early_stop, resume_pruned) {
+        match (early_stop, resume_pruned) {
             (_, true) => Pruning::Resume,
             (None, false) => Pruning::Off,
             (Some(rule), false) => Pruning::Judged(Judging {

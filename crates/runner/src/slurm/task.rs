@@ -114,7 +114,14 @@ pub fn run_task(
     let ids: Vec<String> = plan.runs.iter().map(|r| r.id.clone()).collect();
     let runs_dir = sweep_dir.join("runs");
     let say = |text: String| note!("{label}: {text}");
-    let pruning = Pruning::for_run(&plan, index_in_plan, &ids, &runs_dir, resume_pruned, &say);
+    let pruning = Pruning::for_run(
+        plan.early_stop.as_ref(),
+        index_in_plan,
+        &ids,
+        &runs_dir,
+        resume_pruned,
+        &say,
+    );
     let job = RunJob {
         id,
         label: label.clone(),
