@@ -308,6 +308,16 @@ fn main() -> anyhow::Result<()> {
         return sweep_end_to_end(file);
     }
     vaelab_vae::threads::configure(None);
+    // Inside a pool of its threads, as `vaelab run` and every sweep worker train.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    vaelab_vae::threads::in_pool(threads, move || classic(args))?
+}
+
+/// The classic model's epochs, whole run, IWAE bound and sweep, as `args` asks.
+fn classic(args: Args) -> anyhow::Result<()> {
     let data = vaelab_data::load(&DataSource {
         name: DatasetName::FashionMnist,
         data_dir: args.data_dir.clone(),
