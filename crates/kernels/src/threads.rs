@@ -15,6 +15,15 @@ pub fn configure(threads: Option<usize>) {
     }
 }
 
+/// The thread count `configure` settled on: `RAYON_NUM_THREADS` when set, else every core.
+pub fn configured() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Runs `f` inside a rayon pool of `threads` workers: the fused kernels size their
 /// parallelism from the pool they run in, so runs side by side each get their own share.
 pub fn in_pool<R: Send>(
@@ -25,4 +34,21 @@ pub fn in_pool<R: Send>(
         .num_threads(threads.max(1))
         .build()?;
     Ok(pool.install(f))
+}
+
+#[cfg(test)]
+mod tests {
+    // nextest runs each test in its own process, so setting the variable touches no other test.
+    #[test]
+    fn configured_reads_rayon_num_threads_and_falls_back_to_every_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", "3");
+        assert_eq!(super::configured(), 3);
+        super::configure(Some(5));
+        assert_eq!(super::configured(), 5);
+        for unusable in ["0", "many", ""] {
+            std::env::set_var("RAYON_NUM_THREADS", unusable);
+            assert_eq!(super::configured(), cores, "RAYON_NUM_THREADS={unusable:?}");
+        }
+    }
 }

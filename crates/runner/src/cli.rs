@@ -214,15 +214,11 @@ enum Command {
     },
 }
 
-/// Runs one run's work on a rayon pool of `threads` workers (default: every core), as each
-/// local sweep worker does: called from outside a pool, every parallel kernel would hand its
-/// work to the global pool's threads and wait, a thread switch per call.
-fn in_own_pool<R: Send>(
-    threads: Option<usize>,
-    f: impl FnOnce() -> Result<R, Failure> + Send,
-) -> Result<R, Failure> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    vaelab_vae::threads::in_pool(threads.unwrap_or(cores), f)
+/// Runs one run's work on a rayon pool of the threads `configure` settled on, as each local
+/// sweep worker does: called from outside a pool, every parallel kernel would hand its work
+/// to the global pool's threads and wait, a thread switch per call.
+fn in_own_pool<R: Send>(f: impl FnOnce() -> Result<R, Failure> + Send) -> Result<R, Failure> {
+    vaelab_vae::threads::in_pool(vaelab_vae::threads::configured(), f)
         .map_err(|e| Failure::Run(anyhow!("cannot start the training threads: {e}")))?
 }
 
@@ -237,7 +233,7 @@ pub fn main() -> Result<(), Failure> {
         } => {
             vaelab_vae::threads::configure(cli.threads);
             let device = device(cli.device)?;
-            in_own_pool(cli.threads, || run_one(&file, &results_dir, force, &device))
+            in_own_pool(|| run_one(&file, &results_dir, force, &device))
         }
         Command::Plan { file } => {
             let plan = load_sweep_file(&file).map_err(|e| Failure::Input(e.into()))?;
@@ -285,9 +281,7 @@ pub fn main() -> Result<(), Failure> {
         } => {
             vaelab_vae::threads::configure(cli.threads);
             let device = device(cli.device)?;
-            in_own_pool(cli.threads, || {
-                crate::slurm::task::run_task(&dir, index, no_prune, &device)
-            })
+            in_own_pool(|| crate::slurm::task::run_task(&dir, index, no_prune, &device))
         }
         Command::Ls {
             dir,

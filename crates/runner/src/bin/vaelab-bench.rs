@@ -309,10 +309,7 @@ fn main() -> anyhow::Result<()> {
     }
     vaelab_vae::threads::configure(None);
     // Inside a pool of its threads, as `vaelab run` and every sweep worker train.
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = vaelab_vae::threads::configured();
     vaelab_vae::threads::in_pool(threads, move || classic(args))?
 }
 
