@@ -927,10 +927,11 @@ fn ctrl_c_during_the_final_evaluation_stops_it() {
     );
 }
 
-/// A conv kernel width that is misspelled, or that this CPU lacks, is bad input: exit 2 before
-/// any run, naming the variable and what is allowed; `none` (im2col + gemm) runs anywhere.
+/// A conv or pixel kernel width that is misspelled, or that this CPU lacks, is bad input: exit 2
+/// before any run, naming the variable and what is allowed; `none` (im2col + gemm, the portable
+/// pixel loop) runs anywhere.
 #[test]
-fn a_bad_conv_kernel_width_exits_2_before_training() {
+fn a_bad_kernel_width_exits_2_before_training() {
     let tmp = tempfile::tempdir().unwrap();
     let file = run_file(tmp.path(), "width", &small(""));
     let results = tmp.path().join("results");
@@ -940,15 +941,20 @@ fn a_bad_conv_kernel_width_exits_2_before_training() {
         "--results-dir",
         results.to_str().unwrap(),
     ];
-    let out = vaelab(&args, &[("VAELAB_CONV_SIMD", "avx-512")]);
-    let msg = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{msg}");
-    for needle in ["VAELAB_CONV_SIMD", "\"avx-512\"", "avx512, avx2 and none"] {
-        assert!(msg.contains(needle), "the error lacks {needle}: {msg}");
+    for var in ["VAELAB_CONV_SIMD", "VAELAB_PIXEL_SIMD"] {
+        let out = vaelab(&args, &[(var, "avx-512")]);
+        let msg = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        for needle in [var, "\"avx-512\"", "avx512, avx2 and none"] {
+            assert!(msg.contains(needle), "the error lacks {needle}: {msg}");
+        }
+        assert!(!msg.contains("panicked"), "{msg}");
+        assert!(!results.exists(), "nothing may be written before the check");
     }
-    assert!(!msg.contains("panicked"), "{msg}");
-    assert!(!results.exists(), "nothing may be written before the check");
-    let out = vaelab(&args, &[("VAELAB_CONV_SIMD", "none")]);
+    let out = vaelab(
+        &args,
+        &[("VAELAB_CONV_SIMD", "none"), ("VAELAB_PIXEL_SIMD", "none")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -83,6 +83,50 @@ pub fn one_minus_exp_neg(m: f32) -> f32 {
     }
 }
 
+/// 1 − e^{−m}, e^{−m} and the ratio q = (1 − e^{−m})/m for an m ≥ 0, see [`one_minus_exp_neg_parts`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OneMinusExpNeg {
+    /// 1 − e^{−m}, to the bit [`one_minus_exp_neg`]'s value.
+    pub om: f32,
+    /// e^{−m}.
+    pub e: f32,
+    /// q = q_num / q_den without cancellation (1 at m = 0), left as a fraction so that a
+    /// product of several q divides once.
+    pub q_num: f32,
+    pub q_den: f32,
+}
+
+impl OneMinusExpNeg {
+    /// q = (1 − e^{−m})/m.
+    #[inline(always)]
+    pub fn q(self) -> f32 {
+        self.q_num / self.q_den
+    }
+}
+
+/// 1 − e^{−m}, e^{−m} and (1 − e^{−m})/m for m ≥ 0, the first and last without cancellation:
+/// for m < ln 2 the ratio is the series of [`one_minus_exp_neg`] (q_den = 1), above it
+/// (1 − e^{−m}) over m.
+#[inline(always)]
+pub fn one_minus_exp_neg_parts(m: f32) -> OneMinusExpNeg {
+    let e = exp_neg(-m);
+    let d = -m.min(std::f32::consts::LN_2);
+    let ratio = 1.0
+        + d * (0.5
+            + d * (1.0 / 6.0
+                + d * (1.0 / 24.0
+                    + d * (1.0 / 120.0
+                        + d * (1.0 / 720.0 + d * (1.0 / 5040.0 + d * (1.0 / 40320.0)))))));
+    let small = m < std::f32::consts::LN_2;
+    let om = if small { -d * ratio } else { 1.0 - e };
+    OneMinusExpNeg {
+        om,
+        e,
+        q_num: if small { ratio } else { om },
+        q_den: if small { 1.0 } else { m },
+    }
+}
+
 /// ln(1 − e^d) for d < 0: the log of the part of a probability that `d` (a log-ratio of two
 /// CDFs) leaves over. Needs d ≤ −1e-30 to be finite.
 #[inline(always)]
@@ -165,6 +209,8 @@ mod tests {
             );
             a += 0.173;
         }
+        let at0 = one_minus_exp_neg_parts(0.0);
+        assert_eq!((at0.q(), at0.om, at0.e), (1.0, 0.0, 1.0));
         let mut m = 1e-9f32;
         while m < 100.0 {
             let (got, want) = (f64::from(one_minus_exp_neg(m)), -(-f64::from(m)).exp_m1());
@@ -172,6 +218,15 @@ mod tests {
                 (got - want).abs() <= 3e-7 * want,
                 "1-exp(-{m}) = {got} vs {want}"
             );
+            let parts = one_minus_exp_neg_parts(m);
+            let (ratio, om, e) = (parts.q(), parts.om, parts.e);
+            assert_eq!(om.to_bits(), one_minus_exp_neg(m).to_bits(), "m = {m}");
+            let ratio_want = want / f64::from(m);
+            assert!(
+                (f64::from(ratio) - ratio_want).abs() <= 3e-7 * ratio_want,
+                "(1-exp(-{m}))/{m} = {ratio} vs {ratio_want}"
+            );
+            assert_eq!(e, exp_neg(-m));
             let (got, want) = (f64::from(ln_1m_exp(-m)), (-(-f64::from(m)).exp_m1()).ln());
             assert!(
                 (got - want).abs() <= 3e-7 * want.abs().max(1.0),

@@ -1,5 +1,6 @@
-//! Which vector width the direct conv kernels run at, chosen at run time, and the CPU line
-//! printed beside every figure (a speed holds only on the CPU it was measured on).
+//! Which vector width the direct conv kernels and the per-pixel likelihood kernels run at,
+//! chosen at run time, and the CPU line printed beside every figure (a speed holds only on the
+//! CPU it was measured on).
 
 use std::sync::OnceLock;
 
@@ -7,6 +8,8 @@ use std::sync::OnceLock;
 /// `none` (im2col + gemm). Unset: the widest this CPU runs. For benchmarks and tests of one
 /// path on a CPU that has several.
 pub const CONV_SIMD_VAR: &str = "VAELAB_CONV_SIMD";
+/// The same for the per-pixel likelihood kernels (`none`: the portable build of the loop).
+pub const PIXEL_SIMD_VAR: &str = "VAELAB_PIXEL_SIMD";
 
 /// A vector width the direct conv kernels are written for. The kernels take only widths from
 /// [`Simd::available`] (directly or through [`conv_simd`]), so the one they get runs here.
@@ -18,13 +21,13 @@ pub enum Simd {
     Avx2,
 }
 
-/// A value of [`CONV_SIMD_VAR`] this CPU cannot honour.
+/// A value of [`CONV_SIMD_VAR`] or [`PIXEL_SIMD_VAR`] (the first field) this CPU cannot honour.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimdError {
-    #[error("{CONV_SIMD_VAR}={0:?} is not a width: allowed are avx512, avx2 and none")]
-    Unknown(String),
-    #[error("{CONV_SIMD_VAR}={0} but this CPU lacks it (it runs: {1})")]
-    Unsupported(&'static str, String),
+    #[error("{0}={1:?} is not a width: allowed are avx512, avx2 and none")]
+    Unknown(&'static str, String),
+    #[error("{0}={1} but this CPU lacks it (it runs: {2})")]
+    Unsupported(&'static str, &'static str, String),
 }
 
 impl Simd {
@@ -61,9 +64,9 @@ impl Simd {
     }
 }
 
-/// The width `value` of [`CONV_SIMD_VAR`] asks for (`None`: im2col + gemm), or the widest
-/// available when unset.
-fn choose(value: Option<&str>) -> Result<Option<Simd>, SimdError> {
+/// The width `value` of the variable `var` asks for (`None`: no vector kernel of ours), or
+/// the widest available when unset.
+fn choose(var: &'static str, value: Option<&str>) -> Result<Option<Simd>, SimdError> {
     let widest = Simd::available().first().copied();
     let Some(v) = value else {
         return Ok(widest);
@@ -72,7 +75,7 @@ fn choose(value: Option<&str>) -> Result<Option<Simd>, SimdError> {
         "none" => return Ok(None),
         "avx512" => Simd::Avx512,
         "avx2" => Simd::Avx2,
-        _ => return Err(SimdError::Unknown(v.to_string())),
+        _ => return Err(SimdError::Unknown(var, v.to_string())),
     };
     if want.runs_here() {
         Ok(Some(want))
@@ -83,33 +86,53 @@ fn choose(value: Option<&str>) -> Result<Option<Simd>, SimdError> {
         } else {
             have.join(", ")
         };
-        Err(SimdError::Unsupported(want.name(), have))
+        Err(SimdError::Unsupported(var, want.name(), have))
     }
+}
+
+/// The width the variable `var` picks, read once into `cell`. Set but empty
+/// (`VAELAB_CONV_SIMD= cmd`) reads as unset.
+fn read_once(
+    cell: &'static OnceLock<Result<Option<Simd>, SimdError>>,
+    var: &'static str,
+) -> Result<Option<Simd>, SimdError> {
+    cell.get_or_init(|| {
+        let value = std::env::var(var).ok();
+        choose(var, value.as_deref().filter(|v| !v.trim().is_empty()))
+    })
+    .clone()
 }
 
 /// The direct conv kernels' width for this process (read once); the runner checks it before
 /// any run starts, so a bad value is bad input, not a failed run.
 pub fn conv_simd() -> Result<Option<Simd>, SimdError> {
     static CHOICE: OnceLock<Result<Option<Simd>, SimdError>> = OnceLock::new();
-    CHOICE
-        .get_or_init(|| {
-            // Set but empty (`VAELAB_CONV_SIMD= cmd`) reads as unset.
-            let value = std::env::var(CONV_SIMD_VAR).ok();
-            choose(value.as_deref().filter(|v| !v.trim().is_empty()))
-        })
-        .clone()
+    read_once(&CHOICE, CONV_SIMD_VAR)
+}
+
+/// The per-pixel likelihood kernels' width for this process (read once), checked by the
+/// runner beside [`conv_simd`]. The widths give the same numbers to the bit: each pixel's
+/// arithmetic is the same at every width and the sums keep their order.
+pub fn pixel_simd() -> Result<Option<Simd>, SimdError> {
+    static CHOICE: OnceLock<Result<Option<Simd>, SimdError>> = OnceLock::new();
+    read_once(&CHOICE, PIXEL_SIMD_VAR)
 }
 
 /// This CPU as a benchmark row states it: model name, family/model, AVX-512 flags and AVX2,
 /// and the conv kernels' width.
 pub fn cpu_line() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let conv = match conv_simd() {
+    let name = |choice: Result<Option<Simd>, SimdError>, none: &str| match choice {
         Ok(Some(s)) => s.name().to_string(),
-        Ok(None) => "im2col+gemm".to_string(),
+        Ok(None) => none.to_string(),
         Err(e) => e.to_string(),
     };
-    format!("{}; direct conv kernels: {conv}", describe(&info))
+    format!(
+        "{}; direct conv kernels: {}; pixel kernels: {}",
+        describe(&info),
+        name(conv_simd(), "im2col+gemm"),
+        name(pixel_simd(), "portable")
+    )
 }
 
 /// "model name, family F model M, flags" from the first processor of a /proc/cpuinfo text.
@@ -147,12 +170,13 @@ mod tests {
 
     #[test]
     fn a_width_the_cpu_lacks_or_a_misspelling_is_refused_by_name() {
-        assert_eq!(choose(Some("none")), Ok(None));
-        assert_eq!(choose(None), Ok(Simd::available().first().copied()));
-        let err = choose(Some("avx-512")).unwrap_err().to_string();
-        assert!(err.contains("VAELAB_CONV_SIMD") && err.contains("avx512, avx2 and none"));
+        let var = PIXEL_SIMD_VAR;
+        assert_eq!(choose(var, Some("none")), Ok(None));
+        assert_eq!(choose(var, None), Ok(Simd::available().first().copied()));
+        let err = choose(var, Some("avx-512")).unwrap_err().to_string();
+        assert!(err.contains("VAELAB_PIXEL_SIMD") && err.contains("avx512, avx2 and none"));
         for s in [Simd::Avx512, Simd::Avx2] {
-            let got = choose(Some(s.name()));
+            let got = choose(CONV_SIMD_VAR, Some(s.name()));
             if Simd::available().contains(&s) {
                 assert_eq!(got, Ok(Some(s)));
             } else {

@@ -16,7 +16,7 @@
 use super::bounds::{LOG_SCALE_FLOOR, LOG_SIGMA_MAX};
 use std::f32::consts::{FRAC_1_SQRT_2, LN_2};
 use vaelab_kernels::fastmath::{
-    exp_clamped, exp_neg, ln_1m_exp, ln_1p_unit, ln_pos, one_minus_exp_neg, sigmoid,
+    exp_clamped, exp_neg, ln_1m_exp, ln_1p_unit, ln_pos, one_minus_exp_neg_parts, sigmoid,
 };
 
 /// Below this |log(F(lo)/F(hi))| a bin counts as narrow and takes the midpoint rule (whose
@@ -229,7 +229,9 @@ fn learned_scale<F: Standard>(a: f32, b: f32, floor: f32, k: f32, last: f32) -> 
 
 /// The continuous Bernoulli with logit η is the exponential density η e^{ηx} / expm1(η) on
 /// [0, 1], so a bin [lo, lo + w] holds e^{η·lo}·expm1(ηw)/expm1(η), which in logs is
-/// η·lo + ln w + h(ηw) − h(η) with h(y) = ln(expm1(y)/y): smooth and even-ish through 0.
+/// η·lo + ln w + h(ηw) − h(η) with h(y) = ln(expm1(y)/y) = max(y, 0) + ln q(|y|) and
+/// q(m) = (1 − e^−m)/m (a series near 0: smooth through η = 0). The three logs are taken as
+/// one, ln(w·q(|ηw|)/q(|η|)), of a ratio that stays near w·max(1, |η|/2): no overflow.
 /// Returns (log P, d log P / dη).
 #[inline(always)]
 fn continuous_bernoulli(eta: f32, k: f32, last: f32) -> (f32, f32) {
@@ -237,26 +239,25 @@ fn continuous_bernoulli(eta: f32, k: f32, last: f32) -> (f32, f32) {
     let lo = if k <= 0.0 { 0.0 } else { lo };
     let hi = if k >= last { 1.0 } else { hi };
     let w = hi - lo;
-    let (h_w, g_w) = h_and_slope(eta * w);
-    let (h_1, g_1) = h_and_slope(eta);
-    (eta * lo + ln_pos(w) + h_w - h_1, lo + w * g_w - g_1)
+    let y = eta * w;
+    let (p_w, p_1) = (
+        one_minus_exp_neg_parts(y.abs()),
+        one_minus_exp_neg_parts(eta.abs()),
+    );
+    let ratio = (w * p_w.q_num * p_1.q_den) / (p_w.q_den * p_1.q_num);
+    let log_p = eta * lo + (y.max(0.0) - eta.max(0.0)) + ln_pos(ratio);
+    (
+        log_p,
+        lo + w * h_slope(y, p_w.om, p_w.e) - h_slope(eta, p_1.om, p_1.e),
+    )
 }
 
-/// h(y) = ln(expm1(y)/y) and h'(y) = 1/(1 − e^{−y}) − 1/y; their series below |y| = 0.01.
+/// h'(y) = 1/(1 − e^{−y}) − 1/y from m = |y|'s 1 − e^−m and e^−m; its series below |y| = 0.01.
 #[inline(always)]
-fn h_and_slope(y: f32) -> (f32, f32) {
-    let m = y.abs();
-    let om = one_minus_exp_neg(m).max(1e-30);
-    let big = (
-        y.max(0.0) + ln_pos(om) - ln_pos(m.max(1e-30)),
-        (if y > 0.0 { 1.0 } else { -exp_neg(-m) }) / om - 1.0 / y,
-    );
-    let y2 = y * y;
-    let small = (
-        y * (0.5 + y * (1.0 / 24.0 - y2 / 2880.0)),
-        0.5 + y * (1.0 / 12.0 - y2 / 720.0),
-    );
-    if m < 1e-2 {
+fn h_slope(y: f32, om: f32, e: f32) -> f32 {
+    let big = (if y > 0.0 { 1.0 } else { -e }) / om.max(1e-30) - 1.0 / y;
+    let small = 0.5 + y * (1.0 / 12.0 - y * y / 720.0);
+    if y.abs() < 1e-2 {
         small
     } else {
         big
