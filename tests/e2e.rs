@@ -941,7 +941,7 @@ fn a_bad_kernel_width_exits_2_before_training() {
         "--results-dir",
         results.to_str().unwrap(),
     ];
-    for var in ["VAELAB_CONV_SIMD", "VAELAB_PIXEL_SIMD"] {
+    for var in ["VAELAB_CONV_SIMD", "VAELAB_LOOP_SIMD"] {
         let out = vaelab(&args, &[(var, "avx-512")]);
         let msg = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{msg}");
@@ -953,7 +953,7 @@ fn a_bad_kernel_width_exits_2_before_training() {
     }
     let out = vaelab(
         &args,
-        &[("VAELAB_CONV_SIMD", "none"), ("VAELAB_PIXEL_SIMD", "none")],
+        &[("VAELAB_CONV_SIMD", "none"), ("VAELAB_LOOP_SIMD", "none")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }

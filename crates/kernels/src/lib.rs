@@ -21,4 +21,4 @@ pub mod threads;
 
 pub use adam::{Adam, AdamState};
 pub use choice::Kernels;
-pub use simd::{conv_simd, cpu_line, pixel_simd, Simd};
+pub use simd::{conv_simd, cpu_line, loop_simd, Simd};

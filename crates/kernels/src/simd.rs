@@ -1,4 +1,4 @@
-//! Which vector width the direct conv kernels and the per-pixel likelihood kernels run at,
+//! Which vector width the direct conv kernels and the element-wise loops run at,
 //! chosen at run time, and the CPU line printed beside every figure (a speed holds only on the
 //! CPU it was measured on).
 
@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 /// `none` (im2col + gemm). Unset: the widest this CPU runs. For benchmarks and tests of one
 /// path on a CPU that has several.
 pub const CONV_SIMD_VAR: &str = "VAELAB_CONV_SIMD";
-/// The same for the per-pixel likelihood kernels (`none`: the portable build of the loop).
-pub const PIXEL_SIMD_VAR: &str = "VAELAB_PIXEL_SIMD";
+/// The same for the element-wise loops, each pixel's likelihood and the Adam update (`none`:
+/// their portable build).
+pub const LOOP_SIMD_VAR: &str = "VAELAB_LOOP_SIMD";
 
 /// A vector width the direct conv kernels are written for. The kernels take only widths from
 /// [`Simd::available`] (directly or through [`conv_simd`]), so the one they get runs here.
@@ -21,7 +22,7 @@ pub enum Simd {
     Avx2,
 }
 
-/// A value of [`CONV_SIMD_VAR`] or [`PIXEL_SIMD_VAR`] (the first field) this CPU cannot honour.
+/// A value of [`CONV_SIMD_VAR`] or [`LOOP_SIMD_VAR`] (the first field) this CPU cannot honour.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimdError {
     #[error("{0}={1:?} is not a width: allowed are avx512, avx2 and none")]
@@ -110,12 +111,13 @@ pub fn conv_simd() -> Result<Option<Simd>, SimdError> {
     read_once(&CHOICE, CONV_SIMD_VAR)
 }
 
-/// The per-pixel likelihood kernels' width for this process (read once), checked by the
-/// runner beside [`conv_simd`]. The widths give the same numbers to the bit: each pixel's
-/// arithmetic is the same at every width and the sums keep their order.
-pub fn pixel_simd() -> Result<Option<Simd>, SimdError> {
+/// The element-wise loops' width for this process (read once: the likelihood's pixel loop and
+/// the Adam update), checked by the runner beside [`conv_simd`]. The widths give the same
+/// numbers to the bit: each element's arithmetic is the same at every width (Rust never fuses a
+/// multiply and an add by itself) and the sums keep their order.
+pub fn loop_simd() -> Result<Option<Simd>, SimdError> {
     static CHOICE: OnceLock<Result<Option<Simd>, SimdError>> = OnceLock::new();
-    read_once(&CHOICE, PIXEL_SIMD_VAR)
+    read_once(&CHOICE, LOOP_SIMD_VAR)
 }
 
 /// This CPU as a benchmark row states it: model name, family/model, AVX-512 flags and AVX2,
@@ -128,10 +130,10 @@ pub fn cpu_line() -> String {
         Err(e) => e.to_string(),
     };
     format!(
-        "{}; direct conv kernels: {}; pixel kernels: {}",
+        "{}; direct conv kernels: {}; element-wise loops: {}",
         describe(&info),
         name(conv_simd(), "im2col+gemm"),
-        name(pixel_simd(), "portable")
+        name(loop_simd(), "portable")
     )
 }
 
@@ -170,11 +172,11 @@ mod tests {
 
     #[test]
     fn a_width_the_cpu_lacks_or_a_misspelling_is_refused_by_name() {
-        let var = PIXEL_SIMD_VAR;
+        let var = LOOP_SIMD_VAR;
         assert_eq!(choose(var, Some("none")), Ok(None));
         assert_eq!(choose(var, None), Ok(Simd::available().first().copied()));
         let err = choose(var, Some("avx-512")).unwrap_err().to_string();
-        assert!(err.contains("VAELAB_PIXEL_SIMD") && err.contains("avx512, avx2 and none"));
+        assert!(err.contains("VAELAB_LOOP_SIMD") && err.contains("avx512, avx2 and none"));
         for s in [Simd::Avx512, Simd::Avx2] {
             let got = choose(CONV_SIMD_VAR, Some(s.name()));
             if Simd::available().contains(&s) {

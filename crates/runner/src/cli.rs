@@ -325,11 +325,11 @@ pub fn main() -> Result<(), Failure> {
 }
 
 /// Opens `--device` (cpu when not given), after checking the CPU kernels' widths
-/// (`VAELAB_CONV_SIMD`, `VAELAB_PIXEL_SIMD`): a value this CPU cannot run is bad input, refused
+/// (`VAELAB_CONV_SIMD`, `VAELAB_LOOP_SIMD`): a value this CPU cannot run is bad input, refused
 /// before any run.
 fn device(arg: Option<DeviceArg>) -> Result<Device, Failure> {
     vaelab_vae::conv_simd().map_err(|e| Failure::Input(e.into()))?;
-    vaelab_vae::pixel_simd().map_err(|e| Failure::Input(e.into()))?;
+    vaelab_vae::loop_simd().map_err(|e| Failure::Input(e.into()))?;
     arg.unwrap_or(DeviceArg::Cpu).open()
 }
 

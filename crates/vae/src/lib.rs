@@ -28,4 +28,4 @@ pub use model::{
 };
 pub use objective::{Bound, Objective};
 pub use train::{Schedule, ScheduleKind, TrainConfig, TrainError, Trainer};
-pub use vaelab_kernels::{conv_simd, cpu_line, pixel_simd, threads, Kernels, Simd};
+pub use vaelab_kernels::{conv_simd, cpu_line, loop_simd, threads, Kernels, Simd};

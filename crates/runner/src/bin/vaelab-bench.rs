@@ -301,7 +301,7 @@ fn main() -> anyhow::Result<()> {
     // A figure holds only on the CPU it was measured on: every report names it.
     println!("{}", vaelab_vae::cpu_line());
     vaelab_vae::conv_simd()?;
-    vaelab_vae::pixel_simd()?;
+    vaelab_vae::loop_simd()?;
     if args.pixel_kernels {
         return pixel_kernels();
     }

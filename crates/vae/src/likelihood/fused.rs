@@ -3,14 +3,14 @@
 //! The pixel loops are written so LLVM vectorizes them: the likelihood is chosen once per
 //! call (not per pixel), sums run in 8 independent f32 lanes, the transcendental functions are
 //! branch-free polynomials, and on x86-64 an AVX-512 or AVX2+FMA copy of the loop is picked at
-//! run time (`VAELAB_PIXEL_SIMD` caps it), every copy giving the same numbers to the bit.
+//! run time (`VAELAB_LOOP_SIMD` caps it), every copy giving the same numbers to the bit.
 
 use super::family::Likelihood;
 use super::mass::{last_level, Mass};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
-use vaelab_kernels::simd::{pixel_simd, Simd};
+use vaelab_kernels::simd::{loop_simd, Simd};
 
 /// Pixels per parallel task: smaller tasks cost more in scheduling than they gain.
 const PIXELS_PER_TASK: usize = 1 << 15;
@@ -260,7 +260,7 @@ unsafe fn rows_avx512(
     dispatch!(lik, job, out, grad, scratch)
 }
 
-/// Runs `job` at `width` (from [`pixel_simd`], so it runs here; `None`: portable).
+/// Runs `job` at `width` (from [`loop_simd`], so it runs here; `None`: portable).
 fn rows_at(
     width: Option<Simd>,
     lik: Likelihood,
@@ -270,7 +270,7 @@ fn rows_at(
 ) {
     let mut scratch = Vec::new();
     match width {
-        // SAFETY: `pixel_simd` and `Simd::available` offer only widths this CPU runs.
+        // SAFETY: `loop_simd` and `Simd::available` offer only widths this CPU runs.
         #[cfg(target_arch = "x86_64")]
         Some(Simd::Avx512) => unsafe { rows_avx512(lik, job, out, grad, &mut scratch) },
         #[cfg(target_arch = "x86_64")]
@@ -292,7 +292,7 @@ impl CustomOp2 for LogLik {
         lx: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let lik = self.lik;
-        let width = pixel_simd().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let width = loop_simd().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (b, dm) = dims(lik, lp, lx)?;
         let (params, x) = (slice(sp, lp)?, slice(sx, lx)?);
         let rows_per_task = (PIXELS_PER_TASK / dm.d.max(1)).max(1);
