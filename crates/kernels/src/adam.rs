@@ -195,48 +195,24 @@ fn flush(x: f32) -> f32 {
 /// A chunk of the update: (parameters, gradients), (first moments, second moments).
 type Chunk<'a> = ((&'a mut [f32], &'a [f32]), (&'a mut [f32], &'a mut [f32]));
 
-/// One Adam step over a chunk, with (step size, 1/√(1 − β₂ᵗ)).
-#[inline(always)]
-fn update_chunk(((p, g), (m, v)): Chunk, (step_size, inv_sqrt_bc2): (f32, f32)) {
-    let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m = flush(b1 * *m + (1.0 - b1) * g);
-        *v = flush(b2 * *v + (1.0 - b2) * g * g);
-        *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
-    }
-}
-
-/// [`update_chunk`] compiled for AVX-512 (16 lanes; the baseline build runs 4).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn update_avx512(chunk: Chunk, k: (f32, f32)) {
-    update_chunk(chunk, k)
-}
-
-/// [`update_chunk`] compiled for AVX2 (8 lanes).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn update_avx2(chunk: Chunk, k: (f32, f32)) {
-    update_chunk(chunk, k)
-}
-
-/// The update at `width` (from [`loop_simd`], so it runs here; `None`: the baseline build).
-/// Every width gives the same bits: the same operations per element, sqrt and division exact.
+/// One Adam step over a chunk, with (step size, 1/√(1 − β₂ᵗ)), at `width` (from
+/// [`loop_simd`]; the baseline build runs 4 lanes). Every width gives the same bits: the same
+/// operations per element, sqrt and division exact.
 fn update_at(width: Option<Simd>, chunk: Chunk, k: (f32, f32)) {
-    match width {
-        // SAFETY: `loop_simd` and `Simd::available` offer only widths this CPU runs.
-        #[cfg(target_arch = "x86_64")]
-        Some(Simd::Avx512) => unsafe { update_avx512(chunk, k) },
-        #[cfg(target_arch = "x86_64")]
-        Some(Simd::Avx2) => unsafe { update_avx2(chunk, k) },
-        _ => update_chunk(chunk, k),
-    }
+    crate::at_width!(
+        width,
+        |chunk: Chunk, k: (f32, f32)| {
+            let ((p, g), (m, v)) = chunk;
+            let (step_size, inv_sqrt_bc2) = k;
+            let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = flush(b1 * *m + (1.0 - b1) * g);
+                *v = flush(b2 * *v + (1.0 - b2) * g * g);
+                *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+            }
+        },
+        (chunk, k)
+    )
 }
 
 struct Update<'a> {

@@ -61,32 +61,17 @@ pub fn ln_pos(x: f32) -> f32 {
     e * LN2_HI + (e * LN2_LO + ln_m)
 }
 
-/// 1 − e^d for d in [−ln 2, 0] without cancellation: −d·(1 + d/2 + d²/6 + …) to the d⁸ term.
-#[inline(always)]
-fn one_minus_exp_small(d: f32) -> f32 {
-    -d * (1.0
-        + d * (0.5
-            + d * (1.0 / 6.0
-                + d * (1.0 / 24.0
-                    + d * (1.0 / 120.0
-                        + d * (1.0 / 720.0 + d * (1.0 / 5040.0 + d * (1.0 / 40320.0))))))))
-}
-
 /// 1 − e^{−m} for m ≥ 0, accurate for small m too.
 #[inline(always)]
 pub fn one_minus_exp_neg(m: f32) -> f32 {
-    let small = one_minus_exp_small(-m.min(std::f32::consts::LN_2));
-    if m < std::f32::consts::LN_2 {
-        small
-    } else {
-        1.0 - exp_neg(-m)
-    }
+    one_minus_exp_neg_parts(m).om
 }
 
 /// 1 − e^{−m}, e^{−m} and the ratio q = (1 − e^{−m})/m for an m ≥ 0, see [`one_minus_exp_neg_parts`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OneMinusExpNeg {
-    /// 1 − e^{−m}, to the bit [`one_minus_exp_neg`]'s value.
+    /// 1 − e^{−m}: m·(1 − m/2 + m²/6 − …) to the m⁸ term below ln 2, where 1 − e^{−m} would
+    /// cancel.
     pub om: f32,
     /// e^{−m}.
     pub e: f32,
@@ -105,8 +90,7 @@ impl OneMinusExpNeg {
 }
 
 /// 1 − e^{−m}, e^{−m} and (1 − e^{−m})/m for m ≥ 0, the first and last without cancellation:
-/// for m < ln 2 the ratio is the series of [`one_minus_exp_neg`] (q_den = 1), above it
-/// (1 − e^{−m}) over m.
+/// for m < ln 2 the ratio is its Taylor series (q_den = 1), above it (1 − e^{−m}) over m.
 #[inline(always)]
 pub fn one_minus_exp_neg_parts(m: f32) -> OneMinusExpNeg {
     let e = exp_neg(-m);

@@ -120,6 +120,42 @@ pub fn loop_simd() -> Result<Option<Simd>, SimdError> {
     read_once(&CHOICE, LOOP_SIMD_VAR)
 }
 
+/// Runs a body compiled once per width and picked by `$width` (an `Option<Simd>` from
+/// [`conv_simd`] or [`loop_simd`], so one this CPU runs; `None`: the baseline build): the body
+/// goes into a plain function and into AVX-512 and AVX2 + FMA copies, which LLVM vectorizes
+/// each for its ISA. Per element the copies do the same arithmetic (Rust never fuses a multiply
+/// and an add by itself), so a loop that keeps its sums in order gives the same bits at each.
+///
+/// `at_width!(width, |x: &mut [f32], k: f32| { for v in x { *v *= k } }, (data, 2.0))`
+#[macro_export]
+macro_rules! at_width {
+    ($width:expr, |$($p:ident: $t:ty),* $(,)?| $body:block, ($($arg:expr),* $(,)?)) => {{
+        #[inline(always)]
+        fn baseline($($p: $t),*) $body
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512($($p: $t),*) {
+            baseline($($p),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($p: $t),*) {
+            baseline($($p),*)
+        }
+        let width: Option<$crate::Simd> = $width;
+        // The arguments are evaluated here, outside the unsafe blocks.
+        let ($($p,)*) = ($($arg,)*);
+        match width {
+            // SAFETY: `conv_simd` and `loop_simd` offer only widths this CPU runs.
+            #[cfg(target_arch = "x86_64")]
+            Some($crate::Simd::Avx512) => unsafe { avx512($($p),*) },
+            #[cfg(target_arch = "x86_64")]
+            Some($crate::Simd::Avx2) => unsafe { avx2($($p),*) },
+            _ => baseline($($p),*),
+        }
+    }};
+}
+
 /// This CPU as a benchmark row states it: model name, family/model, AVX-512 flags and AVX2,
 /// and the conv kernels' width.
 pub fn cpu_line() -> String {

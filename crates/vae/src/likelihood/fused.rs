@@ -216,51 +216,9 @@ macro_rules! dispatch {
     };
 }
 
-fn rows_portable(
-    lik: Likelihood,
-    job: Rows<'_>,
-    out: &mut [f32],
-    grad: Option<&mut [f32]>,
-    scratch: &mut Vec<f32>,
-) {
-    dispatch!(lik, job, out, grad, scratch)
-}
-
-/// The same loop compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2(
-    lik: Likelihood,
-    job: Rows<'_>,
-    out: &mut [f32],
-    grad: Option<&mut [f32]>,
-    scratch: &mut Vec<f32>,
-) {
-    dispatch!(lik, job, out, grad, scratch)
-}
-
-/// The same loop compiled for AVX-512 (16 lanes): the heavier masses gain on a CPU with 256-bit
+/// Runs `job` at `width` (from [`loop_simd`]): the AVX-512 copy gains on a CPU with 256-bit
 /// units behind AVX-512 too (Zen 4: 1.3–1.5× for the discretized masses, more registers and
 /// masked selects), Intel's 512-bit units more.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rows_avx512(
-    lik: Likelihood,
-    job: Rows<'_>,
-    out: &mut [f32],
-    grad: Option<&mut [f32]>,
-    scratch: &mut Vec<f32>,
-) {
-    dispatch!(lik, job, out, grad, scratch)
-}
-
-/// Runs `job` at `width` (from [`loop_simd`], so it runs here; `None`: portable).
 fn rows_at(
     width: Option<Simd>,
     lik: Likelihood,
@@ -269,14 +227,15 @@ fn rows_at(
     grad: Option<&mut [f32]>,
 ) {
     let mut scratch = Vec::new();
-    match width {
-        // SAFETY: `loop_simd` and `Simd::available` offer only widths this CPU runs.
-        #[cfg(target_arch = "x86_64")]
-        Some(Simd::Avx512) => unsafe { rows_avx512(lik, job, out, grad, &mut scratch) },
-        #[cfg(target_arch = "x86_64")]
-        Some(Simd::Avx2) => unsafe { rows_avx2(lik, job, out, grad, &mut scratch) },
-        _ => rows_portable(lik, job, out, grad, &mut scratch),
-    }
+    vaelab_kernels::at_width!(
+        width,
+        |lik: Likelihood,
+         job: Rows<'_>,
+         out: &mut [f32],
+         grad: Option<&mut [f32]>,
+         scratch: &mut Vec<f32>| { dispatch!(lik, job, out, grad, scratch) },
+        (lik, job, out, grad, &mut scratch)
+    )
 }
 
 impl CustomOp2 for LogLik {
