@@ -21,13 +21,17 @@ fn exp_reduced(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Round to nearest by adding and removing 1.5·2^23: vectorizes without SSE4.1's roundps.
     const SHIFTER: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + SHIFTER) - SHIFTER;
+    let shifted = x * std::f32::consts::LOG2_E + SHIFTER;
+    let n = shifted - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n sits in the low mantissa bits of `shifted` (|n| ≤ 127 ≪ 2^22): read as an integer
+    // there, not by a float-to-int cast, whose saturating NaN rule keeps loops scalar.
+    let n_int = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
+    p * f32::from_bits((n_int.wrapping_add(127)) << 23)
 }
 
 /// ln(1 + e) for e in [0, 1], branch-free: 2·atanh(s) with s = e / (2 + e) ≤ 1/3, seven terms
