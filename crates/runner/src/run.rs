@@ -580,6 +580,7 @@ fn metric_cells(
         ("elbo_star_se", f(gap.map(|g| g.star_se.1))),
         ("bdmc_lower_se", f(bdmc.map(|b| b.lower.se))),
         ("bdmc_upper_se", f(bdmc.map(|b| b.upper.se))),
+        ("estep_steps", f(gap.map(|g| g.estep_steps))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

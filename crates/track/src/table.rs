@@ -340,6 +340,7 @@ pub const SUMMARY_METRICS: &[&str] = &[
     "elbo_star_se",
     "bdmc_lower_se",
     "bdmc_upper_se",
+    "estep_steps",
 ];
 
 /// Writes the E-step's convergence curve: `iter` (Adam steps taken) and `elbo` (mean estimate).

@@ -48,6 +48,9 @@ struct Args {
     /// Adam steps of the E-step for --gap-draws.
     #[arg(long, default_value_t = 200)]
     estep_iters: usize,
+    /// The E-step's early stop (the run key `estep_tol`; 0: all --estep-iters steps).
+    #[arg(long, default_value_t = 0.0)]
+    estep_tol: f64,
     /// Test images of the gap split for --gap-draws (and of its IWAE bound).
     #[arg(long, default_value_t = 1000)]
     gap_test_n: usize,
@@ -105,8 +108,8 @@ fn gap_draws(trainer: &Trainer, draws: usize) -> anyhow::Result<()> {
             println!("ESTEP_CURVE {}", at.join(" "));
         }
         println!(
-            "GAP draw={draw} images={} elbo={:.3} elbo_star={:.3} log_px={:.3} amortization={:.3} approximation={:.3} seconds={:.1}",
-            gap.images, gap.elbo, gap.elbo_star, gap.log_px, gap.amortization_gap, gap.approximation_gap, gap.seconds
+            "GAP draw={draw} images={} elbo={:.3} elbo_star={:.3} log_px={:.3} amortization={:.3} approximation={:.3} steps={:.1} seconds={:.1}",
+            gap.images, gap.elbo, gap.elbo_star, gap.log_px, gap.amortization_gap, gap.approximation_gap, gap.estep_steps, gap.seconds
         );
         rows.push([
             gap.elbo,
@@ -335,6 +338,7 @@ fn classic(args: Args) -> anyhow::Result<()> {
         iw_test_n: args.gap_test_n,
         gap_test_n: args.gap_test_n,
         estep_iters: args.estep_iters,
+        estep_tol: args.estep_tol,
         architecture: if args.conv {
             BodyKind::Conv
         } else {
@@ -388,12 +392,13 @@ fn classic(args: Args) -> anyhow::Result<()> {
             None => None,
         };
         println!(
-            "WHOLE_RUN threads={threads} epochs={} seconds={:.1} train={:.1} tests={test_secs:.1} iwae={:.1} estep={:.1} log_px={:.2} amortization={:.3} approximation={:.3}",
+            "WHOLE_RUN threads={threads} epochs={} seconds={:.1} train={:.1} tests={test_secs:.1} iwae={:.1} estep={:.1} estep_steps={:.1} log_px={:.2} amortization={:.3} approximation={:.3}",
             cfg.epochs,
             whole.elapsed().as_secs_f64(),
             secs.iter().sum::<f64>(),
             iw.as_ref().map_or(0.0, |i| i.seconds),
             gap.as_ref().map_or(0.0, |g| g.seconds),
+            gap.as_ref().map_or(0.0, |g| g.estep_steps),
             iw.as_ref().map_or(f64::NAN, |i| i.log_px),
             gap.as_ref().map_or(f64::NAN, |g| g.amortization_gap),
             gap.as_ref().map_or(f64::NAN, |g| g.approximation_gap),

@@ -187,6 +187,14 @@ run_keys! {
         check: |k| allowed_if((1..=100_000).contains(&k.estep_iters)),
         omitted_at_default: true,
     },
+    /// The E-step stops early for a chunk of images whose mean ELBO gained less than this many
+    /// nats per image over 25 steps (checked at fixed draws); 0 runs all estep_iters steps.
+    estep_tol: f64 = 0.0 => {
+        allowed: "a number from 0 to 1 of nats per image over 25 steps (0: always estep_iters steps)",
+        uses: vae,
+        check: |k| allowed_if((0.0..=1.0).contains(&k.estep_tol)),
+        omitted_at_default: true,
+    },
     /// How encoder and decoder updates interleave (see "The EM view").
     schedule: ScheduleKind = ScheduleKind::Joint => {
         allowed: "\"joint\" only for model = \"ae\"",

@@ -36,6 +36,7 @@ impl RunKeys {
             iw_test_n: self.iw_test_n,
             gap_test_n: self.gap_test_n,
             estep_iters: self.estep_iters,
+            estep_tol: self.estep_tol,
             ais_test_n: self.ais_test_n,
             bdmc_n: self.bdmc_n,
             ais: vaelab_vae::eval::ais::Settings {

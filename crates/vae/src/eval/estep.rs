@@ -24,6 +24,27 @@ pub const SAMPLES_PER_STEP: usize = 4;
 pub const LEARNING_RATE: f64 = 1e-2;
 /// Images optimized side by side (independent problems; one batch through the decoder).
 const CHUNK: usize = 500;
+/// Steps between two convergence checks of a chunk (see [`Steps::tol`]).
+pub const CHECK_EVERY: usize = 25;
+
+/// How long the E-step runs: at most `max` Adam steps per image, fewer where it has converged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steps {
+    /// Adam steps at most.
+    pub max: usize,
+    /// A chunk of images stops when its mean ELBO, scored every [`CHECK_EVERY`] steps at one
+    /// fixed set of ε draws (common random numbers: the difference of two checks carries
+    /// little Monte-Carlo noise), gained less than `tol` nats per image since the last check.
+    /// 0: always `max` steps, the draws of a fixed-length E-step.
+    pub tol: f64,
+}
+
+impl Steps {
+    /// Exactly `max` steps.
+    pub fn fixed(max: usize) -> Self {
+        Steps { max, tol: 0.0 }
+    }
+}
 
 /// The per-image optimum found, and the mean ELBO estimate along the way.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,27 +54,34 @@ pub struct EStep {
     /// Optimized posterior log-variances.
     pub logvar: Vec<Vec<f32>>,
     /// Mean over the images of the [`SAMPLES_PER_STEP`]-sample ELBO estimate before step t
-    /// (t = 0: the encoder's q) and after the last step.
+    /// (t = 0: the encoder's q) and after the last step, up to the longest-running chunk's
+    /// last step; a chunk that converged earlier holds its last estimate.
     pub curve: Vec<f64>,
+    /// Adam steps each image took (its chunk's; see [`Steps::tol`]).
+    pub steps_mean: f64,
 }
 
-/// Optimizes (μ, log σ²) of each of the first `images` images of `split` for `iters` Adam steps,
-/// starting from the encoder's output; `r` draws the ε. A raised `stop` ends it between steps.
+/// Optimizes (μ, log σ²) of each of the first `images` images of `split` for up to `steps.max`
+/// Adam steps, starting from the encoder's output; `r` draws the ε. A raised `stop` ends it
+/// between steps.
 pub fn optimize(
     model: &Model,
     split: &Split,
     images: usize,
-    iters: usize,
+    steps: Steps,
     r: &mut rng::Rng64,
     device: &Device,
     stop: Option<&AtomicBool>,
 ) -> std::result::Result<EStep, TrainError> {
     let (d, l) = (split.dim(), model.arch().latent_width());
+    let iters = steps.max;
     let mut out = EStep {
         mu: Vec::with_capacity(images),
         logvar: Vec::with_capacity(images),
         curve: vec![0.0; iters + 1],
+        steps_mean: 0.0,
     };
+    let (mut longest, mut steps_sum) = (0, 0usize);
     let mut buf = Vec::new();
     let indices: Vec<usize> = (0..images).collect();
     for idx in indices.chunks(CHUNK) {
@@ -73,23 +101,51 @@ pub fn optimize(
             LEARNING_RATE,
         );
         let xs = Tensor::cat(&[&x; SAMPLES_PER_STEP], 0)?;
+        // The checks' fixed draws, only when there are checks: tol = 0 keeps the stream of a
+        // fixed-length E-step.
+        let fixed = (steps.tol > 0.0)
+            .then(|| rng::normal_tensor(r, (SAMPLES_PER_STEP * n, l), device))
+            .transpose()?;
+        let mut last_check: Option<f64> = None;
+        let mut ran = iters;
         for t in 0..=iters {
             if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
                 return Err(TrainError::StoppedEvaluating("the E-step"));
             }
             let eps = rng::normal_tensor(r, (SAMPLES_PER_STEP * n, l), device)?;
             let elbo = elbo_sum(model, &xs, mu.as_tensor(), lv.as_tensor(), &eps)?;
-            out.curve[t] += f64::from(elbo.to_scalar::<f32>()?);
+            let estimate = f64::from(elbo.to_scalar::<f32>()?);
+            out.curve[t] += estimate;
+            let converged = match &fixed {
+                Some(fixed) if t % CHECK_EVERY == 0 && t < iters => {
+                    let (m, v) = (mu.as_tensor().detach(), lv.as_tensor().detach());
+                    let now = f64::from(elbo_sum(model, &xs, &m, &v, fixed)?.to_scalar::<f32>()?);
+                    let gain = last_check.map(|before| (now - before) / n as f64);
+                    last_check = Some(now);
+                    gain.is_some_and(|g| g < steps.tol)
+                }
+                _ => false,
+            };
+            if converged {
+                // Later steps of the curve hold this chunk's last estimate.
+                out.curve[t + 1..].iter_mut().for_each(|c| *c += estimate);
+                ran = t;
+                break;
+            }
             if t < iters {
                 adam.backward_step(&elbo.neg()?)?;
             }
         }
+        longest = longest.max(ran);
+        steps_sum += ran * n;
         out.mu.extend(mu.as_tensor().to_vec2::<f32>()?);
         out.logvar.extend(lv.as_tensor().to_vec2::<f32>()?);
     }
+    out.curve.truncate(longest + 1);
     out.curve
         .iter_mut()
         .for_each(|c| *c /= images.max(1) as f64);
+    out.steps_mean = steps_sum as f64 / images.max(1) as f64;
     Ok(out)
 }
 
@@ -188,24 +244,26 @@ pub struct GapSplit {
     pub approximation_gap: f64,
     /// The E-step's convergence curve (see [`EStep::curve`]).
     pub curve: Vec<f64>,
+    /// Adam steps per image the E-step took (see [`EStep::steps_mean`]).
+    pub estep_steps: f64,
     pub seconds: f64,
 }
 
 /// Splits `base`'s gap (an IWAE estimate on the first `base.images` images of `split`) with an
-/// E-step of `iters` steps; `r` draws the E-step's ε, then the ELBO* samples. A raised `stop`
+/// E-step of up to `steps.max` steps; `r` draws the E-step's ε, then the ELBO* samples. A raised `stop`
 /// ends it between steps or passes.
 pub fn split_gap(
     model: &Model,
     split: &Split,
     base: &IwaeEstimate,
-    iters: usize,
+    steps: Steps,
     r: &mut rng::Rng64,
     device: &Device,
     stop: Option<&AtomicBool>,
 ) -> std::result::Result<GapSplit, TrainError> {
     let start = Instant::now();
     let n = base.images;
-    let best = optimize(model, split, n, iters, r, device, stop)?;
+    let best = optimize(model, split, n, steps, r, device, stop)?;
     let plan = iwae::Plan {
         images: n,
         samples: base.samples,
@@ -232,6 +290,7 @@ pub fn split_gap(
         amortization_gap: star.elbo - base.elbo,
         approximation_gap: base.log_px - star.elbo,
         curve: best.curve,
+        estep_steps: best.steps_mean,
         seconds: start.elapsed().as_secs_f64(),
     };
     split.tighten(star.log_px, LogPxSource::IwaeOptimum);

@@ -173,7 +173,10 @@ pub fn gap_split(
         &frozen()?,
         split,
         &base,
-        s.cfg.estep_iters,
+        estep::Steps {
+            max: s.cfg.estep_iters,
+            tol: s.cfg.estep_tol,
+        },
         &mut r,
         s.device,
         s.stop,

@@ -258,7 +258,16 @@ fn the_two_layer_estep_improves_every_layers_q() {
     let exact = log_px_by_quadrature(&m, &px, n);
     let split = Split::new(px, vec![0; n], a.image);
     let mut r = rng::stream(4, rng::Stream::EStep, 0);
-    let best = estep::optimize(&m, &split, n, 300, &mut r, &Device::Cpu, None).unwrap();
+    let best = estep::optimize(
+        &m,
+        &split,
+        n,
+        estep::Steps::fixed(300),
+        &mut r,
+        &Device::Cpu,
+        None,
+    )
+    .unwrap();
     assert_eq!(
         best.mu[0].len(),
         2,

@@ -36,8 +36,10 @@ pub struct TrainConfig {
     /// Test images whose ELBO gap is split by an explicit E-step (0: skip; at most iw_test_n
     /// are used, the IWAE bound's images).
     pub gap_test_n: usize,
-    /// Adam steps of the per-image E-step.
+    /// Adam steps of the per-image E-step, at most.
     pub estep_iters: usize,
+    /// Where the E-step stops early (see [`crate::eval::estep::Steps::tol`]; 0: never).
+    pub estep_tol: f64,
     /// Test images AIS estimates log p(x) on (0: skip).
     pub ais_test_n: usize,
     /// Images simulated from the model for the BDMC sandwich (0: skip).

@@ -283,6 +283,7 @@ mod tests {
             iw_test_n: 128,
             gap_test_n: 128,
             estep_iters: 100,
+            estep_tol: 0.0,
             ais_test_n: 0,
             bdmc_n: 0,
             ais: crate::eval::ais::Settings {
@@ -399,6 +400,48 @@ mod tests {
         );
     }
 
+    /// The E-step's early stop: with a tolerance it ends before its cap once the gain at
+    /// fixed draws flattens, and its optimum scores (200 samples, the same ε for both) within
+    /// 0.02 nats of the full run's; without one it takes every step.
+    #[test]
+    fn estep_stops_where_it_has_converged_and_lands_where_the_full_run_does() {
+        let data = toy_data();
+        let t = trained(ModelKind::Vae, &data);
+        let split = data.split(SplitKind::Test, Binarize::None);
+        let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
+        let run = |steps: estep::Steps| {
+            let mut r = rng::stream(3, rng::Stream::EStep, 7);
+            let best =
+                estep::optimize(&frozen, split, 128, steps, &mut r, &Device::Cpu, None).unwrap();
+            let plan = iwae::Plan {
+                images: 128,
+                samples: 200,
+                mass: None,
+            };
+            let mut same = rng::stream(3, rng::Stream::Iwae, 7);
+            let mus = Some((&best.mu[..], &best.logvar[..]));
+            let star =
+                iwae::estimate_with(&frozen, split, plan, mus, &mut same, &Device::Cpu, None)
+                    .unwrap();
+            (best, star.elbo)
+        };
+        let (full, full_star) = run(estep::Steps::fixed(600));
+        assert_eq!(full.steps_mean, 600.0);
+        assert_eq!(full.curve.len(), 601);
+        let (early, early_star) = run(estep::Steps {
+            max: 600,
+            tol: 1e-3,
+        });
+        assert!(early.steps_mean < 600.0, "{}", early.steps_mean);
+        assert_eq!(early.steps_mean % estep::CHECK_EVERY as f64, 0.0);
+        assert_eq!(early.curve.len(), early.steps_mean as usize + 1);
+        assert!(
+            (early_star - full_star).abs() < 0.02,
+            "ELBO* after {} steps {early_star} vs 600 steps {full_star}",
+            early.steps_mean
+        );
+    }
+
     /// The explicit E-step on a trained VAE, checked against its own estimates computed here
     /// separately: ELBO* ≥ the encoder's ELBO, per image up to Monte-Carlo noise (0.05 nats:
     /// each is a 200-sample mean with the same ε) and in the mean by 0.036 nats on this toy
@@ -430,7 +473,16 @@ mod tests {
         let split = data.split(SplitKind::Test, Binarize::None);
         let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
         let mut r = rng::stream(3, rng::Stream::EStep, 7);
-        let best = estep::optimize(&frozen, split, 128, 100, &mut r, &Device::Cpu, None).unwrap();
+        let best = estep::optimize(
+            &frozen,
+            split,
+            128,
+            estep::Steps::fixed(100),
+            &mut r,
+            &Device::Cpu,
+            None,
+        )
+        .unwrap();
         let plan = iwae::Plan {
             images: 128,
             samples: 200,
