@@ -31,7 +31,7 @@ fn exp_reduced(x: f32) -> f32 {
     // n sits in the low mantissa bits of `shifted` (|n| ≤ 127 ≪ 2^22): read as an integer
     // there, not by a float-to-int cast, whose saturating NaN rule keeps loops scalar.
     let n_int = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
-    p * f32::from_bits((n_int.wrapping_add(127)) << 23)
+    p * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
 
 /// ln(1 + e) for e in [0, 1], branch-free: 2·atanh(s) with s = e / (2 + e) ≤ 1/3, seven terms

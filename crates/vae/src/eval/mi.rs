@@ -156,6 +156,8 @@ fn log_mean_exps(dens: &mut [f32], n: usize) -> f64 {
     for row in dens.chunks_mut(n) {
         // Whole vectors, then the tail into the first lanes: the order of the sums is that of
         // `row.chunks(LANES)`, a compare-select max (f32::max's NaN rule costs a compare more).
+        // Written over `row.chunks(LANES)` instead, the pass took 0.29–0.34 s against 0.22 s
+        // (10,000 images, L = 20, 1 thread).
         let whole = row.len() / LANES * LANES;
         let mut max = [f32::NEG_INFINITY; LANES];
         for c in row[..whole].chunks_exact(LANES) {
@@ -195,6 +197,13 @@ mod tests {
     fn draws(n: usize, l: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut r = rng::stream(seed, rng::Stream::Mi, 0);
         (0..n).map(|_| rng::normals(&mut r, l)).collect()
+    }
+
+    /// `draws` times `scale.0` plus `scale.1`: log-variances around a chosen level.
+    fn scaled_draws(n: usize, l: usize, seed: u64, scale: (f32, f32)) -> Vec<Vec<f32>> {
+        let rows = draws(n, l, seed).into_iter();
+        rows.map(|r| r.iter().map(|v| scale.0 * v + scale.1).collect())
+            .collect()
     }
 
     /// A q that ignores x carries no information: MI ≈ 0.
@@ -237,10 +246,7 @@ mod tests {
     fn every_width_gives_the_portable_bits() {
         let (n, l) = (1003, 5);
         let mu = draws(n, l, 4);
-        let lv: Vec<Vec<f32>> = draws(n, l, 5)
-            .into_iter()
-            .map(|r| r.iter().map(|v| v - 1.0).collect())
-            .collect();
+        let lv = scaled_draws(n, l, 5, (1.0, -1.0));
         let eps = draws(n, l, 6);
         let portable = mutual_information_at(None, &mu, &lv, &eps).to_bits();
         for width in Simd::available() {
@@ -255,10 +261,7 @@ mod tests {
     fn matches_the_formula_in_f64() {
         let (n, l) = (301, 3);
         let mu = draws(n, l, 7);
-        let lv: Vec<Vec<f32>> = draws(n, l, 8)
-            .into_iter()
-            .map(|r| r.iter().map(|v| 0.5 * v - 2.0).collect())
-            .collect();
+        let lv = scaled_draws(n, l, 8, (0.5, -2.0));
         let eps = draws(n, l, 9);
         let log_q = |z: &[f64], j: usize| -> f64 {
             (0..l)
