@@ -415,3 +415,13 @@ fn latent_layers_of_one_size_are_latent_dim_and_bad_sizes_are_refused() {
         "{e:?}"
     );
 }
+
+/// `estep_tol`'s doc and allowed text name the E-step's check interval, which lives in
+/// `estep::CHECK_EVERY`: they must say the same number.
+#[test]
+fn estep_tol_text_names_the_check_interval() {
+    let key = KEYS.iter().find(|k| k.name == "estep_tol").unwrap();
+    let steps = format!("{} steps", vaelab_vae::eval::estep::CHECK_EVERY);
+    assert!(key.doc.contains(&steps), "doc: {}", key.doc);
+    assert!(key.allowed.contains(&steps), "allowed: {}", key.allowed);
+}
