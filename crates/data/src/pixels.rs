@@ -70,6 +70,35 @@ impl Pixels {
         }
     }
 
+    /// Asks the CPU to start loading the values at `range` into its cache: a hint, which
+    /// changes no value.
+    pub(crate) fn prefetch(&self, range: Range<usize>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let (start, len) = match self {
+                Pixels::Levels(b) => {
+                    let s = &b[range];
+                    (s.as_ptr(), s.len())
+                }
+                Pixels::Floats(v) => {
+                    let s = &v[range];
+                    (s.as_ptr().cast::<u8>(), std::mem::size_of_val(s))
+                }
+            };
+            // Every 64-byte line, the last one too when `start` is not at a line's start.
+            for offset in (0..len).step_by(64).chain(len.checked_sub(1)) {
+                // A prefetch reads nothing the program sees and cannot fault.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast::<i8>())
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = range;
+    }
+
     /// Bytes in memory for these pixels (none for a mapped file's, which the page cache holds).
     pub(crate) fn resident_bytes(&self) -> usize {
         match self {

@@ -7,6 +7,7 @@
 //! the pool with single-threaded gemms, the bias starts the accumulator and the ReLU is applied
 //! in place; the backward computes dx only when x needs it.
 
+use crate::backward::hold;
 use crate::matmul::{matmul_with, with_data};
 use crate::simd::Simd;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -332,11 +333,11 @@ impl CustomOp3 for Conv {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = self.dims(x.dims(), w.dims(), _b.dims())?;
+        let d = self.dims(x.dims(), w.dims(), b.dims())?;
         let g = d.big;
         let (rows, cols) = (g.rows(), g.cols());
         let grad = grad.contiguous()?;
@@ -367,7 +368,7 @@ impl CustomOp3 for Conv {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = self.direct {
             if !want_dx || wide(if self.transposed { d.small_c } else { g.c }) {
-                return self.direct_bwd(simd, &d, x, w, gz, db, want_dx);
+                return self.direct_bwd(simd, &d, (x, w, b), gz, db, want_dx);
             }
         }
         let in_len = x.elem_count() / d.batch.max(1);
@@ -426,17 +427,12 @@ impl CustomOp3 for Conv {
                 Ok((dw, dx))
             })
         })?;
-        let dev = x.device();
         let dx = if want_dx {
-            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
             None
         };
-        Ok((
-            dx,
-            Some(Tensor::from_vec(dw, w.shape(), dev)?),
-            Some(Tensor::from_vec(db, out_c, dev)?),
-        ))
+        Ok((dx, hold(w, dw)?, hold(b, db)?))
     }
 }
 
@@ -449,8 +445,7 @@ impl Conv {
         &self,
         simd: Simd,
         d: &Dims,
-        x: &Tensor,
-        w: &Tensor,
+        (x, w, b): (&Tensor, &Tensor, &Tensor),
         gz: Vec<f32>,
         db: Vec<f32>,
         want_dx: bool,
@@ -481,19 +476,13 @@ impl Conv {
                 })
             })
         })?;
-        let dev = x.device();
-        let out_c = db.len();
         let dx = dx
-            .map(|dx| Tensor::from_vec(dx, x.shape(), dev))
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
             .transpose()?;
         let Some(dw) = dw else {
             return Ok((dx, None, None));
         };
-        Ok((
-            dx,
-            Some(Tensor::from_vec(dw, w.shape(), dev)?),
-            Some(Tensor::from_vec(db, out_c, dev)?),
-        ))
+        Ok((dx, hold(w, dw)?, hold(b, db)?))
     }
 }
 

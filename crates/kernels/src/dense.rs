@@ -6,6 +6,7 @@
 //! bias is the gemm's initial accumulator, the ReLU is applied in place, and the backward
 //! computes dx only when x needs it.
 
+use crate::backward::hold;
 use crate::matmul::{contiguous, matmul, with_data};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -79,7 +80,7 @@ impl CustomOp3 for Dense {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -140,15 +141,10 @@ impl CustomOp3 for Dense {
         } else {
             None
         };
-        let dev = x.device();
         if !want_w {
             return Ok((dx, None, None));
         }
-        Ok((
-            dx,
-            Some(Tensor::from_vec(dw, (fan_out, fan_in), dev)?),
-            Some(Tensor::from_vec(db, fan_out, dev)?),
-        ))
+        Ok((dx, hold(w, dw)?, hold(b, db)?))
     }
 }
 

@@ -4,6 +4,7 @@
 //! the reference each fused op is tested against. [`Kernels`] is the one switch between them.
 
 pub mod adam;
+mod backward;
 mod choice;
 pub mod conv;
 mod dense;
@@ -20,5 +21,6 @@ mod testing;
 pub mod threads;
 
 pub use adam::{Adam, AdamState};
+pub use backward::backward;
 pub use choice::Kernels;
 pub use simd::{conv_simd, cpu_line, loop_simd, Simd};

@@ -67,7 +67,7 @@ impl TrainState {
             (_, 1) | (Part::Encoder, _) => self.opts[0].backward_step(loss)?,
             (Part::Decoder, _) => self.opts[1].backward_step(loss)?,
             (Part::All, _) => {
-                let grads = loss.backward()?;
+                let grads = vaelab_kernels::backward(loss)?;
                 for opt in &mut self.opts {
                     opt.step(&grads)?;
                 }
