@@ -400,6 +400,32 @@ mod tests {
         );
     }
 
+    /// 200 samples on the first 128 test images, and the ε stream the E-step tests score with.
+    fn star_plan() -> (iwae::Plan, rng::Rng64) {
+        let plan = iwae::Plan {
+            images: 128,
+            samples: 200,
+            mass: None,
+        };
+        (plan, rng::stream(3, rng::Stream::Iwae, 7))
+    }
+
+    /// The E-step's optimum q* on the first 128 test images after `steps`, and its estimate
+    /// from [`star_plan`]'s samples.
+    fn estep_optimum(
+        frozen: &Model,
+        split: &vaelab_data::Split,
+        steps: estep::Steps,
+    ) -> (estep::EStep, iwae::IwaeEstimate) {
+        let mut r = rng::stream(3, rng::Stream::EStep, 7);
+        let best = estep::optimize(frozen, split, 128, steps, &mut r, &Device::Cpu, None).unwrap();
+        let (plan, mut same) = star_plan();
+        let mus = Some((&best.mu[..], &best.logvar[..]));
+        let star =
+            iwae::estimate_with(frozen, split, plan, mus, &mut same, &Device::Cpu, None).unwrap();
+        (best, star)
+    }
+
     /// The E-step's early stop: with a tolerance it ends before its cap once the gain at
     /// fixed draws flattens, and its optimum scores (200 samples, the same ε for both) within
     /// 0.02 nats of the full run's; without one it takes every step.
@@ -410,19 +436,7 @@ mod tests {
         let split = data.split(SplitKind::Test, Binarize::None);
         let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
         let run = |steps: estep::Steps| {
-            let mut r = rng::stream(3, rng::Stream::EStep, 7);
-            let best =
-                estep::optimize(&frozen, split, 128, steps, &mut r, &Device::Cpu, None).unwrap();
-            let plan = iwae::Plan {
-                images: 128,
-                samples: 200,
-                mass: None,
-            };
-            let mut same = rng::stream(3, rng::Stream::Iwae, 7);
-            let mus = Some((&best.mu[..], &best.logvar[..]));
-            let star =
-                iwae::estimate_with(&frozen, split, plan, mus, &mut same, &Device::Cpu, None)
-                    .unwrap();
+            let (best, star) = estep_optimum(&frozen, split, steps);
             (best, star.elbo)
         };
         let (full, full_star) = run(estep::Steps::fixed(600));
@@ -472,33 +486,8 @@ mod tests {
         // Per image: the optimum's ELBO against the encoder's, both from 200 samples.
         let split = data.split(SplitKind::Test, Binarize::None);
         let frozen = t.state.frozen_model(&Device::Cpu).unwrap();
-        let mut r = rng::stream(3, rng::Stream::EStep, 7);
-        let best = estep::optimize(
-            &frozen,
-            split,
-            128,
-            estep::Steps::fixed(100),
-            &mut r,
-            &Device::Cpu,
-            None,
-        )
-        .unwrap();
-        let plan = iwae::Plan {
-            images: 128,
-            samples: 200,
-            mass: None,
-        };
-        let mut same = rng::stream(3, rng::Stream::Iwae, 7);
-        let star = iwae::estimate_with(
-            &frozen,
-            split,
-            plan,
-            Some((&best.mu, &best.logvar)),
-            &mut same.clone(),
-            &Device::Cpu,
-            None,
-        )
-        .unwrap();
+        let (_, star) = estep_optimum(&frozen, split, estep::Steps::fixed(100));
+        let (plan, mut same) = star_plan();
         let enc = iwae::estimate(&frozen, split, plan, &mut same, &Device::Cpu).unwrap();
         for (i, (s, e)) in star.elbos.iter().zip(&enc.elbos).enumerate() {
             assert!(s > &(e - 0.05), "image {i}: ELBO* {s} < encoder's {e}");
@@ -520,7 +509,7 @@ mod tests {
                         samples: 2000,
                         ..plan
                     },
-                    &mut r,
+                    &mut rng::stream(3, rng::Stream::Iwae, 8),
                     &Device::Cpu,
                 )
                 .unwrap(),
