@@ -80,7 +80,7 @@ impl Adam {
 
     /// Backpropagates `loss` and applies one update.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = crate::backward(loss)?;
+        let grads = crate::backward::backward(loss)?;
         self.step(&grads)
     }
 
