@@ -341,7 +341,7 @@ mod tests {
                 let k = (1e-3 * step as f32, 1.0 + 0.5 / step as f32);
                 update_at(width, ((&mut p, &g), (&mut m, &mut v)), k);
             }
-            let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            use crate::testing::bits;
             (bits(&p), bits(&m), bits(&v))
         };
         let portable = run(None);

@@ -73,43 +73,47 @@ pub(crate) fn hold(weight: &Tensor, grad: Vec<f32>) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::conv;
     use crate::dense::dense;
+    use crate::testing::{bits, wave};
     use candle_core::{Device, Var};
 
-    /// Bit for bit the gradients of candle's own backward, for a weight used once and one used
-    /// twice (its two parts summed), and for a data input that needs none.
+    /// Bit for bit the gradients of candle's own backward: a conv layer's weights, a dense
+    /// weight used once and one used twice (its two parts summed), and none for the data.
     #[test]
     fn gives_candle_backwards_gradients_bit_for_bit() {
         let dev = Device::Cpu;
-        let v = crate::testing::wave;
-        let w1 = Var::from_vec(v(6 * 5, 0.3), (6, 5), &dev).unwrap();
-        let b1 = Var::from_vec(v(6, 1.0), 6, &dev).unwrap();
-        let w2 = Var::from_vec(v(6 * 6, 0.2), (6, 6), &dev).unwrap();
-        let b2 = Var::from_vec(v(6, 0.5), 6, &dev).unwrap();
-        let x = Tensor::from_vec(v(7 * 5, 2.0), (7, 5), &dev).unwrap();
+        let var = |n: usize, shape: &[usize], s: f32| {
+            Var::from_vec(wave(n, s), shape.to_vec(), &dev).unwrap()
+        };
+        let (cw, cb) = (var(3 * 16, &[3, 1, 4, 4], 0.1), var(3, &[3], 0.7));
+        let w1 = var(6 * 48, &[6, 48], 0.3);
+        let b1 = var(6, &[6], 1.0);
+        let w2 = var(6 * 6, &[6, 6], 0.2);
+        let b2 = var(6, &[6], 0.5);
+        // Two 1×8×8 images → 3×4×4 maps → 48 features per image.
+        let x = Tensor::from_vec(wave(2 * 64, 2.0), (2, 1, 8, 8), &dev).unwrap();
         let loss = || {
-            let h = dense(&x, &w1, &b1, true).unwrap();
+            let c = conv(&x, &cw, &cb, true, false).unwrap();
+            let h = dense(&c.flatten_from(1).unwrap(), &w1, &b1, true).unwrap();
             // w2 twice, as a chain: its gradient has two contributions.
             let y = dense(&dense(&h, &w2, &b2, true).unwrap(), &w2, &b2, false).unwrap();
             (&y * &y).unwrap().sum_all().unwrap()
         };
         let plain = loss().backward().unwrap();
         let held = backward(&loss()).unwrap();
-        for (var, name) in [(&w1, "w1"), (&b1, "b1"), (&w2, "w2"), (&b2, "b2")] {
-            let bits = |g: &GradStore| {
+        let vars = [(&cw, "conv W"), (&cb, "conv b"), (&w1, "w1"), (&b1, "b1")];
+        for (var, name) in vars.into_iter().chain([(&w2, "w2"), (&b2, "b2")]) {
+            let values = |g: &GradStore| {
                 let g = g.get(var.as_tensor()).unwrap();
                 g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
             };
-            let (a, b) = (bits(&plain), bits(&held));
+            let (a, b) = (values(&plain), values(&held));
             assert!(
                 a.iter().any(|g| *g != 0.0),
                 "{name}: a zero gradient tests nothing"
             );
-            assert_eq!(
-                a.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
-                "{name}"
-            );
+            assert_eq!(bits(&a), bits(&b), "{name}");
         }
         assert!(held.get(&x).is_none());
         // Outside `backward` nothing is held: the plain backward above had every gradient.

@@ -544,7 +544,7 @@ mod tests {
             };
             let (y16, g16) = run(Simd::Avx512);
             let (y8, g8) = run(Simd::Avx2);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            use crate::testing::bits;
             assert_eq!(bits(&y16), bits(&y8), "values, transposed={transposed}");
             for (name, (a, b)) in ["dx", "dW", "db"].iter().zip(g16.iter().zip(&g8)) {
                 assert_eq!(bits(a), bits(b), "{name}, transposed={transposed}");

@@ -38,3 +38,8 @@ pub fn wave(n: usize, s: f32) -> Vec<f32> {
         .map(|i| ((i as f32 * 0.731 + s).sin()) * 0.8)
         .collect()
 }
+
+/// The bit patterns of `v`, for comparisons that must hold to the last bit.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
