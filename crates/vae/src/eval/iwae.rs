@@ -2,7 +2,7 @@
 //! log p(x) ≥ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), tight as K → ∞.
 
 use super::psis::{self, Reliability};
-use crate::likelihood::Likelihood;
+use crate::likelihood::{Likelihood, StreamedScore};
 use crate::model::{Gaussian, Mixture, Model, StackNets};
 use crate::objective::{amortized, mean_field, per_layer, split_columns};
 use crate::rng;
@@ -98,21 +98,33 @@ pub fn log_mean_exp(w: &[f64]) -> f64 {
 }
 
 /// log p(x_i | z) for the `k` latent rows of image i of `x`, and the log-masses when `mass` is
-/// given: each block of decoder output is scored both ways while it is in cache.
+/// given: each block of decoder output is scored both ways while it is in cache, or with
+/// `streamed` while it is computed (the same values, never stored).
 fn score_image(
     model: &Model,
     x: &Tensor,
     z: &Tensor,
-    i: usize,
-    k: usize,
+    (i, k): (usize, usize),
     mass: Option<Likelihood>,
+    streamed: Option<&StreamedScore>,
 ) -> Result<Scores> {
     // The image's row of x serves each block's rows of decoder output (no K-fold copy of x).
     let xi = x.narrow(0, i, 1)?;
+    let pixels = match streamed {
+        Some(_) => xi.flatten_all()?.to_vec1::<f32>()?,
+        None => Vec::new(),
+    };
     let mut out = Scores::default();
     for start in (0..k).step_by(ROWS_PER_BLOCK) {
         let len = ROWS_PER_BLOCK.min(k - start);
-        let params = model.decode(&z.narrow(0, i * k + start, len)?)?;
+        let z = z.narrow(0, i * k + start, len)?;
+        if let Some(s) = streamed {
+            let (density, masses) = s.score(&model.decode_body(&z)?, &pixels)?;
+            out.density.extend(density);
+            out.mass.extend(masses.unwrap_or_default());
+            continue;
+        }
+        let params = model.decode(&z)?;
         out.density
             .extend(model.log_prob(&params, &xi)?.to_vec1::<f32>()?);
         if let Some(m) = mass {
@@ -144,17 +156,16 @@ type Scored = Vec<(usize, Scores)>;
 /// single-threaded pool per lane, image i on lane i mod lanes).
 fn score(
     model: &Model,
-    x: &Tensor,
-    z: &Tensor,
+    (x, z): (&Tensor, &Tensor),
     k: usize,
-    mass: Option<Likelihood>,
+    (mass, streamed): (Option<Likelihood>, Option<&StreamedScore>),
     lanes: Option<&[rayon::ThreadPool]>,
 ) -> Result<Scores> {
     let images = x.dim(0)?;
     let Some(lanes) = lanes else {
         let mut out = Scores::default();
         for i in 0..images {
-            out.append(score_image(model, x, z, i, k, mass)?);
+            out.append(score_image(model, x, z, (i, k), mass, streamed)?);
         }
         return Ok(out);
     };
@@ -167,7 +178,7 @@ fn score(
                     pool.install(|| {
                         (t..images)
                             .step_by(lanes.len())
-                            .map(|i| Ok((i, score_image(model, x, z, i, k, mass)?)))
+                            .map(|i| Ok((i, score_image(model, x, z, (i, k), mass, streamed)?)))
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -373,6 +384,11 @@ pub fn estimate_with(
     } else {
         None
     };
+    // The decoder's head scored as it is computed, where the kernels cover it.
+    let streamed = match device.is_cpu() {
+        true => model.streamed_score(mass)?,
+        false => None,
+    };
     for idx in indices.chunks(per_pass) {
         if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
             return Err(TrainError::StoppedEvaluating("the IWAE bound"));
@@ -406,7 +422,13 @@ pub fn estimate_with(
                 stack_draws(model, stack, (&mu, &logvar), from, k, r, device)?
             }
         };
-        let scores = score(model, &x, &z, k, mass, lanes.as_deref())?;
+        let scores = score(
+            model,
+            (&x, &z),
+            k,
+            (mass, streamed.as_ref()),
+            lanes.as_deref(),
+        )?;
         for i in 0..idx.len() {
             let rows = i * k..(i + 1) * k;
             let w = log_weights(
@@ -454,7 +476,64 @@ pub fn estimate_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::likelihood::Mass;
+    use crate::model::{init, Architecture, Body, ImageShape, ModelKind, Prior};
     use crate::rng::{normals, stream, Stream};
+    use candle_nn::{VarBuilder, VarMap};
+
+    /// Scoring the decoder's head as it is computed gives the two-step scores to the bit, the
+    /// mass too, over draws that span two blocks of rows, and on lanes as on one thread.
+    #[test]
+    fn the_streamed_head_gives_the_two_step_scores() {
+        let dev = Device::Cpu;
+        let arch = Architecture {
+            kind: ModelKind::Vae,
+            image: ImageShape::grey(8, 8),
+            body: Body::Mlp { hidden: vec![24] },
+            latent_dim: 3,
+            likelihood: Likelihood::Bernoulli,
+            stack: Default::default(),
+            prior: Prior::Standard,
+        };
+        let varmap = VarMap::new();
+        init::seeded(&arch, &varmap, 5, &dev).unwrap();
+        let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev);
+        let model = Model::new(arch, vb).unwrap();
+        let mass = Some(Likelihood::Discretized {
+            mass: Mass::ContinuousBernoulli,
+            levels: 256,
+        });
+        let Some(streamed) = model.streamed_score(mass).unwrap() else {
+            assert!(
+                vaelab_kernels::loop_simd().unwrap().is_none(),
+                "head refused"
+            );
+            return;
+        };
+        let (images, k) = (3, ROWS_PER_BLOCK + 37);
+        let x: Vec<f32> = (0..images * 64)
+            .map(|i| (i * 53 % 256) as f32 / 255.0)
+            .collect();
+        let x = Tensor::from_vec(x, (images, 64), &dev).unwrap();
+        let mut r = stream(1, Stream::Iwae, 0);
+        let z = Tensor::from_vec(normals(&mut r, images * k * 3), (images * k, 3), &dev).unwrap();
+        let lanes: Vec<_> = (0..2)
+            .map(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let two_step = score(&model, (&x, &z), k, (mass, None), None).unwrap();
+        assert_eq!(two_step.density.len(), images * k);
+        for on in [None, Some(lanes.as_slice())] {
+            let fast = score(&model, (&x, &z), k, (mass, Some(&streamed)), on).unwrap();
+            assert_eq!(bits(&fast.density), bits(&two_step.density));
+            assert_eq!(bits(&fast.mass), bits(&two_step.mass));
+        }
+    }
 
     /// The predicted variances against the spread of many independent replicates of the same
     /// K-sample estimate (log weights drawn from N(0, σ²), light enough for the delta method).

@@ -79,7 +79,7 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 }
 
 /// Pixels evaluated per block before they are summed.
-const BLOCK: usize = 256;
+pub(super) const BLOCK: usize = 256;
 
 /// One pixel's (log p, d/da, d/db), inlined into the pixel loops by force: a closure cannot
 /// carry `#[inline(always)]`, and LLVM left the bigger mass kernels as a call per pixel

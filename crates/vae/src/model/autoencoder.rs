@@ -6,7 +6,7 @@ use super::gaussian::Gaussian;
 use super::layers::{networks, Net};
 use super::prior::{pseudo_pixels, Mixture, Prior, PSEUDO_INPUTS};
 use super::stack::StackNets;
-use crate::likelihood::{self, Likelihood};
+use crate::likelihood::{self, Likelihood, StreamedScore};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use vaelab_kernels::Kernels;
@@ -167,6 +167,32 @@ impl Model {
     /// p(x|z): (B, L) latents → (B, P·D) likelihood parameters.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.decoder.forward(z)
+    }
+
+    /// The decoder's dense head packed to score its output as it is computed (by the model's
+    /// likelihood and `mass`, if given), with [`Model::decode_body`] giving what it reads;
+    /// `None` off the fused CPU kernels, for a conv decoder, or where the head or a family is
+    /// not covered (see [`StreamedScore::new`]).
+    pub fn streamed_score(&self, mass: Option<Likelihood>) -> Result<Option<StreamedScore>> {
+        match &self.decoder {
+            Net::Mlp(mlp) if self.kernels == Kernels::Fused => {
+                let (w, b) = mlp.head();
+                if !w.device().is_cpu() {
+                    return Ok(None);
+                }
+                StreamedScore::new(w, b, self.arch.likelihood, mass)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The decoder up to its head: what [`Model::streamed_score`]'s head reads (the whole
+    /// decoder's output where it has no dense head).
+    pub fn decode_body(&self, z: &Tensor) -> Result<Tensor> {
+        match &self.decoder {
+            Net::Mlp(mlp) => mlp.body(z),
+            other => other.forward(z),
+        }
     }
 }
 

@@ -58,13 +58,25 @@ impl Mlp {
     }
 }
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Mlp {
+    /// The hidden layers' output: what the head reads.
+    pub(super) fn body(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for layer in &self.hidden {
             h = layer.forward(&h, true)?;
         }
-        self.head.forward(&h, false)
+        Ok(h)
+    }
+
+    /// The head's weight (out, in) and bias (out).
+    pub(super) fn head(&self) -> (&Tensor, &Tensor) {
+        (&self.head.weight, &self.head.bias)
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.head.forward(&self.body(x)?, false)
     }
 }
 
