@@ -385,9 +385,10 @@ pub fn estimate_with(
         None
     };
     // The decoder's head scored as it is computed, where the kernels cover it.
-    let streamed = match device.is_cpu() {
-        true => model.streamed_score(mass)?,
-        false => None,
+    let streamed = if device.is_cpu() {
+        model.streamed_score(mass)?
+    } else {
+        None
     };
     for idx in indices.chunks(per_pass) {
         if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
