@@ -37,8 +37,8 @@ const MR8: usize = 6;
 #[cfg(target_arch = "x86_64")]
 const CHUNK: usize = 96;
 
-#[cfg(target_arch = "x86_64")]
 /// A tile's output: per row, its two panels.
+#[cfg(target_arch = "x86_64")]
 type Tile = [[[f32; PANEL]; 2]; MR];
 
 /// Takes a streamed layer's output.
@@ -134,8 +134,8 @@ impl StreamedDense {
             "streamed dense: x is not whole rows"
         );
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the width came from the caller's `Simd` (only widths this CPU runs exist as
-        // choices), and x holds whole rows of fan_in.
+        // SAFETY: `new` kept the width only if this CPU runs it, and x holds whole rows of
+        // fan_in.
         unsafe {
             match self.width {
                 Simd::Avx512 => self.run16(x, sink),
