@@ -158,9 +158,21 @@ impl StreamedDense {
         }
     }
 
+    /// Every column group over the rows, chunk by chunk, in tiles of up to `tile_rows` rows
+    /// that `tile(rows, x, w, b, out)` fills, each handed to the sink.
+    ///
+    /// # Safety
+    /// `tile` must fill `out` from `rows` rows of x at `x`, a group's packed weights at `w` and
+    /// its bias at `b`, reading nothing else; inlined into each width's copy below.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn run16<S: PanelSink>(&self, x: &[f32], sink: &mut S) {
+    #[inline(always)]
+    unsafe fn sweep<S: PanelSink>(
+        &self,
+        x: &[f32],
+        sink: &mut S,
+        tile_rows: usize,
+        tile: impl Fn(usize, *const f32, *const f32, *const f32, &mut Tile),
+    ) {
         let rows = x.len() / self.fan_in;
         let mut out = [[[0f32; PANEL]; 2]; MR];
         for start in (0..rows).step_by(CHUNK) {
@@ -170,9 +182,8 @@ impl StreamedDense {
                 let b = self.bias.as_ptr().add(g * NT);
                 let mut r = start;
                 while r < end {
-                    let mr = MR.min(end - r);
-                    let a = x.as_ptr().add(r * self.fan_in);
-                    tile16(mr, a, self.fan_in, w, b, &mut out);
+                    let mr = tile_rows.min(end - r);
+                    tile(mr, x.as_ptr().add(r * self.fan_in), w, b, &mut out);
                     self.hand(sink, r, g, &out[..mr]);
                     r += mr;
                 }
@@ -181,27 +192,25 @@ impl StreamedDense {
     }
 
     #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run16<S: PanelSink>(&self, x: &[f32], sink: &mut S) {
+        let k = self.fan_in;
+        // SAFETY: AVX-512F is enabled here; `sweep` passes whole rows and a group's weights.
+        self.sweep(x, sink, MR, |mr, a, w, b, out| unsafe {
+            tile16(mr, a, k, w, b, out)
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run8<S: PanelSink>(&self, x: &[f32], sink: &mut S) {
-        let rows = x.len() / self.fan_in;
-        let mut out = [[[0f32; PANEL]; 2]; MR];
-        for start in (0..rows).step_by(CHUNK) {
-            let end = rows.min(start + CHUNK);
-            for g in 0..self.bias.len() / NT {
-                let w = self.packed.as_ptr().add(g * self.fan_in * NT);
-                let b = self.bias.as_ptr().add(g * NT);
-                let mut r = start;
-                while r < end {
-                    let mr = MR8.min(end - r);
-                    let a = x.as_ptr().add(r * self.fan_in);
-                    for half in 0..2 {
-                        tile8(mr, a, self.fan_in, w, b, half, &mut out);
-                    }
-                    self.hand(sink, r, g, &out[..mr]);
-                    r += mr;
-                }
+        let k = self.fan_in;
+        // SAFETY: AVX2 and FMA are enabled here; as in `run16`.
+        self.sweep(x, sink, MR8, |mr, a, w, b, out| unsafe {
+            for half in 0..2 {
+                tile8(mr, a, k, w, b, half, out);
             }
-        }
+        })
     }
 }
 

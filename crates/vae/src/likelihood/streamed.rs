@@ -119,10 +119,10 @@ struct Sink<'a> {
 impl PanelSink for Sink<'_> {
     #[inline(always)]
     fn panel(&mut self, row: usize, col: usize, a: &[f32; PANEL]) {
-        let Some(x) = self.x.get(col..col + PANEL) else {
-            return;
-        };
-        let x: &[f32; PANEL] = x.try_into().unwrap_or(&[f32::NAN; PANEL]);
+        // `score` checked that x has the head's columns: every panel lies inside it.
+        let x: &[f32; PANEL] = self.x[col..col + PANEL]
+            .try_into()
+            .expect("a panel is 16 pixels");
         let d = self.x.len();
         let mut v = [0f32; PANEL];
         self.density.values(a, x, &mut v);
