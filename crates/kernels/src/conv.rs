@@ -509,7 +509,7 @@ mod tests {
     }
 
     /// Both widths add the same products in the same order: their values and gradients agree
-    /// to the bit, on maps with a ragged last tile of positions (7 wide: 6 + 1 at 8 lanes).
+    /// to the bit, on maps whose positions split into uneven tiles (7 × 7 and 14 × 14).
     #[test]
     fn the_direct_kernels_give_the_same_bits_at_16_and_8_lanes() {
         if Simd::available().len() < 2 {

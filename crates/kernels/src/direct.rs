@@ -5,7 +5,8 @@
 //! AVX2-only CPUs (Zen 1–3, older Xeons) it lost to PyTorch (issue 25). Each product here is one
 //! register-tiled kernel: a tile of up to 8 output positions × 32 channels (two zmm per
 //! position) accumulated over (channel, tap), every input pixel broadcast straight from a
-//! zero-padded copy of its map. At 8 lanes the same tile is run as two halves of 16 channels,
+//! zero-padded copy of its map. A map's positions are cut into tiles of nearly equal size across
+//! its rows, since a tile of one or two positions leaves most FMA slots idle. At 8 lanes the same tile is run as two halves of 16 channels,
 //! up to 6 positions each (12 ymm accumulators of the 16 registers). Both widths add the same
 //! products in the same order, so they give the same bits.
 //!
@@ -109,41 +110,41 @@ impl Panel {
         self.n.div_ceil(NT)
     }
 
-    /// Runs every tile of a row of `len` output positions whose input bases are `base`,
-    /// `base + step`, …, and stores each value, after `out`'s epilogue, at `out.at +
-    /// column · out.col_stride + position · out.pos_stride`.
-    fn run(
-        &self,
-        simd: Simd,
-        input: &[f32],
-        (base, step, len): (usize, usize, usize),
-        out: &mut Out,
-    ) {
-        let last = base + (len - 1) * step + self.reach;
+    /// Runs every tile over `at`'s output positions, in tiles of nearly equal size (a map 7
+    /// wide is 4 + 3 at 6 rows a tile, not 6 + 1: a one-row tile runs at a fraction of the
+    /// FMA rate), and stores each value, after `out`'s epilogue, at `at.outs[p] + column ·
+    /// out.col_stride`.
+    fn run(&self, simd: Simd, input: &[f32], at: &Positions, out: &mut Out) {
+        let len = at.bases.len();
+        if len == 0 {
+            return;
+        }
+        let last = at.bases.iter().max().copied().unwrap_or(0) + self.reach;
         assert!(last < input.len(), "direct conv: tile reads past its map");
-        let far = out.at + (self.n - 1) * out.col_stride + (len - 1) * out.pos_stride;
+        let far = at.outs.iter().max().copied().unwrap_or(0) + (self.n - 1) * out.col_stride;
         assert!(
             far < out.dst.len(),
             "direct conv: tile writes past its output"
         );
         let mut tile = [[0f32; NT]; MR];
         let k = self.koff.len();
+        let tiles = len.div_ceil(simd.rows());
         let mut p = 0;
-        while p < len {
-            let mr = simd.rows().min(len - p);
-            let a = input[base + p * step..].as_ptr();
+        for done in 0..tiles {
+            let mr = (len - p).div_ceil(tiles - done);
+            let bases = &at.bases[p..p + mr];
             for t in 0..self.tiles() {
                 let w = self.w[t * k * NT..(t + 1) * k * NT].as_ptr();
                 let cols = NT.min(self.n - t * NT);
                 // SAFETY: `simd` runs on this CPU (conv.rs passes only a width of
                 // `Simd::available`, via `conv_simd`); the first assert bounds every input read,
-                // and the panel holds k × 32 weights per tile.
+                // the panel holds k × 32 weights per tile, and mr ≤ `simd.rows()`.
                 unsafe {
                     match simd {
-                        Simd::Avx512 => dispatch(mr, a, step, &self.koff, w, &mut tile),
+                        Simd::Avx512 => dispatch(input.as_ptr(), bases, &self.koff, w, &mut tile),
                         Simd::Avx2 => {
                             for half in 0..cols.div_ceil(16) {
-                                dispatch8(mr, a, step, &self.koff, w, half, &mut tile);
+                                dispatch8(input.as_ptr(), bases, &self.koff, w, half, &mut tile);
                             }
                         }
                     }
@@ -151,13 +152,12 @@ impl Panel {
                 for j in 0..cols {
                     let col = t * NT + j;
                     let bias = out.epi.bias.map_or(0.0, |b| b[col]);
-                    let at = out.at + col * out.col_stride + p * out.pos_stride;
-                    // SAFETY: the second assert bounds the farthest write of this row.
-                    unsafe {
-                        let dst = out.dst.as_mut_ptr().add(at);
-                        for (i, row) in tile.iter().enumerate().take(mr) {
-                            let v = row[j] + bias;
-                            *dst.add(i * out.pos_stride) =
+                    let dst = out.dst.as_mut_ptr();
+                    for (row, &o) in tile.iter().zip(&at.outs[p..p + mr]) {
+                        let v = row[j] + bias;
+                        // SAFETY: the second assert bounds the farthest write.
+                        unsafe {
+                            *dst.add(o + col * out.col_stride) =
                                 if out.epi.relu { v.max(0.0) } else { v };
                         }
                     }
@@ -168,44 +168,56 @@ impl Panel {
     }
 }
 
-/// Where a row of tiles lands: `dst[at + column · col_stride + position · pos_stride]`.
+/// A layer's output positions for one image: position p reads its padded input from `bases[p]`
+/// (plus a tap's offset) and writes channel c at `outs[p] + c · col_stride`.
+struct Positions {
+    bases: Vec<usize>,
+    outs: Vec<usize>,
+}
+
+/// Where a layer's tiles land: `dst[position's out + column · col_stride]`.
 struct Out<'a, 'b> {
     dst: &'a mut [f32],
-    at: usize,
     col_stride: usize,
-    pos_stride: usize,
     epi: Epilogue<'b>,
 }
 
-/// Picks the kernel for `mr` positions.
+/// Picks the kernel for `bases.len()` ≤ 8 positions.
 ///
 /// # Safety
-/// AVX-512F must be available, `a + (mr−1)·step + max(koff)` in bounds, `w` hold koff.len()·32.
+/// AVX-512F must be available, `input + base + max(koff)` in bounds for every base, `w` hold
+/// koff.len()·32.
 unsafe fn dispatch(
-    mr: usize,
-    a: *const f32,
-    step: usize,
+    input: *const f32,
+    bases: &[usize],
     koff: &[usize],
     w: *const f32,
     out: &mut [[f32; NT]; MR],
 ) {
-    match mr {
-        1 => tile::<1>(a, step, koff, w, out),
-        2 => tile::<2>(a, step, koff, w, out),
-        3 => tile::<3>(a, step, koff, w, out),
-        4 => tile::<4>(a, step, koff, w, out),
-        5 => tile::<5>(a, step, koff, w, out),
-        6 => tile::<6>(a, step, koff, w, out),
-        7 => tile::<7>(a, step, koff, w, out),
-        _ => tile::<8>(a, step, koff, w, out),
+    match bases.len() {
+        1 => tile::<1>(rows(input, bases), koff, w, out),
+        2 => tile::<2>(rows(input, bases), koff, w, out),
+        3 => tile::<3>(rows(input, bases), koff, w, out),
+        4 => tile::<4>(rows(input, bases), koff, w, out),
+        5 => tile::<5>(rows(input, bases), koff, w, out),
+        6 => tile::<6>(rows(input, bases), koff, w, out),
+        7 => tile::<7>(rows(input, bases), koff, w, out),
+        _ => tile::<8>(rows(input, bases), koff, w, out),
     }
 }
 
-/// out[i][0..32] = Σ_k a[i·step + koff[k]] · w[k][0..32] for i < R.
+/// The first R positions' input pointers.
+///
+/// # Safety
+/// Each base must lie inside the allocation `input` points into.
+unsafe fn rows<const R: usize>(input: *const f32, bases: &[usize]) -> [*const f32; R] {
+    std::array::from_fn(|i| input.add(bases[i]))
+}
+
+/// out[i][0..32] = Σ_k rows[i][koff[k]] · w[k][0..32] for i < R.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile<const R: usize>(
-    a: *const f32,
-    step: usize,
+    rows: [*const f32; R],
     koff: &[usize],
     w: *const f32,
     out: &mut [[f32; NT]; MR],
@@ -214,9 +226,8 @@ unsafe fn tile<const R: usize>(
     for (k, &off) in koff.iter().enumerate() {
         let b0 = _mm512_loadu_ps(w.add(k * NT));
         let b1 = _mm512_loadu_ps(w.add(k * NT + 16));
-        let src = a.add(off);
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*src.add(i * step));
+        for (acc, row) in acc.iter_mut().zip(&rows) {
+            let x = _mm512_set1_ps(*row.add(off));
             acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
             acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
         }
@@ -227,36 +238,34 @@ unsafe fn tile<const R: usize>(
     }
 }
 
-/// Picks the 8-lane kernel for `mr` ≤ 6 positions and columns 16·half .. 16·half + 16.
+/// Picks the 8-lane kernel for `bases.len()` ≤ 6 positions and columns 16·half .. 16·half + 16.
 ///
 /// # Safety
 /// AVX2 and FMA must be available; otherwise as [`dispatch`].
 unsafe fn dispatch8(
-    mr: usize,
-    a: *const f32,
-    step: usize,
+    input: *const f32,
+    bases: &[usize],
     koff: &[usize],
     w: *const f32,
     half: usize,
     out: &mut [[f32; NT]; MR],
 ) {
     let w = w.add(16 * half);
-    match mr {
-        1 => tile8::<1>(a, step, koff, w, half, out),
-        2 => tile8::<2>(a, step, koff, w, half, out),
-        3 => tile8::<3>(a, step, koff, w, half, out),
-        4 => tile8::<4>(a, step, koff, w, half, out),
-        5 => tile8::<5>(a, step, koff, w, half, out),
-        _ => tile8::<6>(a, step, koff, w, half, out),
+    match bases.len() {
+        1 => tile8::<1>(rows(input, bases), koff, w, half, out),
+        2 => tile8::<2>(rows(input, bases), koff, w, half, out),
+        3 => tile8::<3>(rows(input, bases), koff, w, half, out),
+        4 => tile8::<4>(rows(input, bases), koff, w, half, out),
+        5 => tile8::<5>(rows(input, bases), koff, w, half, out),
+        _ => tile8::<6>(rows(input, bases), koff, w, half, out),
     }
 }
 
-/// out[i][16·half..][..16] = Σ_k a[i·step + koff[k]] · w[k·32..][..16] for i < R (`w` already
+/// out[i][16·half..][..16] = Σ_k rows[i][koff[k]] · w[k·32..][..16] for i < R (`w` already
 /// offset to the half).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile8<const R: usize>(
-    a: *const f32,
-    step: usize,
+    rows: [*const f32; R],
     koff: &[usize],
     w: *const f32,
     half: usize,
@@ -266,9 +275,8 @@ unsafe fn tile8<const R: usize>(
     for (k, &off) in koff.iter().enumerate() {
         let b0 = _mm256_loadu_ps(w.add(k * NT));
         let b1 = _mm256_loadu_ps(w.add(k * NT + 8));
-        let src = a.add(off);
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let x = _mm256_set1_ps(*src.add(i * step));
+        for (acc, row) in acc.iter_mut().zip(&rows) {
+            let x = _mm256_set1_ps(*row.add(off));
             acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
             acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
         }
@@ -302,22 +310,26 @@ pub(crate) fn down(
         .map(|k| big.at(k / 16, (k / 4) % 4, k % 4))
         .collect();
     let panel = Panel::new(koff, s, |k, col| w[col * big.c * 16 + k]);
+    // Output (oy, ox) reads the padded window at (2oy, 2ox); the whole map is one run of
+    // tiles, so a tile may span two rows.
+    let at = Positions {
+        bases: (0..oh * ow)
+            .map(|p| big.at(0, 2 * (p / ow), 2 * (p % ow)))
+            .collect(),
+        outs: (0..oh * ow).collect(),
+    };
     let out_len = s * oh * ow;
     let mut y = vec![0f32; big_maps.len() / big.len() * out_len];
     y.par_chunks_mut(out_len)
         .zip(big_maps.par_chunks(big.len()))
         .for_each_init(Vec::new, |padded, (yb, xb)| {
             big.pad(xb, padded);
-            for oy in 0..oh {
-                let mut out = Out {
-                    dst: yb,
-                    at: oy * ow,
-                    col_stride: oh * ow,
-                    pos_stride: 1,
-                    epi,
-                };
-                panel.run(simd, padded, (big.at(0, 2 * oy, 0), 2, ow), &mut out);
-            }
+            let mut out = Out {
+                dst: yb,
+                col_stride: oh * ow,
+                epi,
+            };
+            panel.run(simd, padded, &at, &mut out);
         });
     y
 }
@@ -339,7 +351,7 @@ pub(crate) fn up(
     let (bh, bw) = (2 * small.h, 2 * small.w);
     // Output pixel (2y + ry, 2x + rx) sums W[s][·][ky][kx]·x[s][y + dy][x + dx] over the phase's
     // 2×2 taps; in padded coordinates the input row is y + (dy + 1).
-    let phases: Vec<(usize, usize, Panel)> = (0..4)
+    let phases: Vec<(Positions, Panel)> = (0..4)
         .map(|r| {
             let (ry, rx) = (r / 2, r % 2);
             let taps = |k: usize| (PHASE_TAPS[ry][(k / 2) % 2], PHASE_TAPS[rx][k % 2]);
@@ -353,7 +365,16 @@ pub(crate) fn up(
                 let ((ky, _), (kx, _)) = taps(k);
                 w[((k / 4 * b + col) * 4 + ky) * 4 + kx]
             });
-            (ry, rx, panel)
+            // Phase output (y, x) lands at big pixel (2y + ry, 2x + rx).
+            let at = Positions {
+                bases: (0..small.h * small.w)
+                    .map(|p| small.at(0, p / small.w, p % small.w))
+                    .collect(),
+                outs: (0..small.h * small.w)
+                    .map(|p| (2 * (p / small.w) + ry) * bw + 2 * (p % small.w) + rx)
+                    .collect(),
+            };
+            (at, panel)
         })
         .collect();
     let out_len = b * bh * bw;
@@ -362,17 +383,13 @@ pub(crate) fn up(
         .zip(small_maps.par_chunks(small.len()))
         .for_each_init(Vec::new, |padded, (yb, xb)| {
             small.pad(xb, padded);
-            for (ry, rx, panel) in &phases {
-                for row in 0..small.h {
-                    let mut out = Out {
-                        dst: yb,
-                        at: (2 * row + ry) * bw + rx,
-                        col_stride: bh * bw,
-                        pos_stride: 2,
-                        epi,
-                    };
-                    panel.run(simd, padded, (small.at(0, row, 0), 1, small.w), &mut out);
-                }
+            for (at, panel) in &phases {
+                let mut out = Out {
+                    dst: yb,
+                    col_stride: bh * bw,
+                    epi,
+                };
+                panel.run(simd, padded, at, &mut out);
             }
         });
     y
@@ -510,6 +527,110 @@ unsafe fn wtile8(
         for (half, v) in acc.iter().enumerate() {
             let at = row.as_mut_ptr().add(c0 + 8 * half);
             _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), *v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{bits, wave};
+
+    /// A pixel of a (c, h, w) map, zero outside it.
+    fn pixel(map: &[f32], m: Map, ch: usize, y: isize, x: isize) -> f32 {
+        let inside = (0..m.h as isize).contains(&y) && (0..m.w as isize).contains(&x);
+        if inside {
+            map[(ch * m.h + y as usize) * m.w + x as usize]
+        } else {
+            0.0
+        }
+    }
+
+    /// The stride-2 4×4 padding-1 convolution by its definition, one `mul_add` chain per output
+    /// over (channel, ky, kx) from zero, then the bias and the ReLU: the order the tiles add in.
+    fn down_by_definition(x: &[f32], big: Map, s: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (big.h / 2, big.w / 2);
+        let mut y = Vec::new();
+        for img in x.chunks(big.len()) {
+            for o in 0..s {
+                for (oy, ox) in (0..oh * ow).map(|p| (p / ow, p % ow)) {
+                    let mut acc = 0f32;
+                    for k in 0..big.c * 16 {
+                        let (ch, ky, kx) = (k / 16, (k / 4) % 4, k % 4);
+                        let (iy, ix) = (2 * oy + ky, 2 * ox + kx);
+                        let v = pixel(img, big, ch, iy as isize - 1, ix as isize - 1);
+                        acc = v.mul_add(w[o * big.c * 16 + k], acc);
+                    }
+                    y.push((acc + b[o]).max(0.0));
+                }
+            }
+        }
+        y
+    }
+
+    /// Its transpose by definition: big pixel (Y, X) gathers small pixel (iy, ix) through tap
+    /// (ky, kx) where Y = 2iy − 1 + ky and X = 2ix − 1 + kx, over (channel, ky, kx) in order.
+    fn up_by_definition(x: &[f32], small: Map, b: usize, w: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (bh, bw) = (2 * small.h, 2 * small.w);
+        let mut y = Vec::new();
+        for img in x.chunks(small.len()) {
+            for col in 0..b {
+                for (oy, ox) in (0..bh * bw).map(|p| (p / bw, p % bw)) {
+                    let mut acc = 0f32;
+                    for k in 0..small.c * 16 {
+                        let (ch, ky, kx) = (k / 16, (k / 4) % 4, k % 4);
+                        let ny = oy as isize + 1 - ky as isize;
+                        let nx = ox as isize + 1 - kx as isize;
+                        if ny % 2 != 0 || nx % 2 != 0 {
+                            continue;
+                        }
+                        let v = pixel(img, small, ch, ny / 2, nx / 2);
+                        acc = v.mul_add(w[((ch * b + col) * 4 + ky) * 4 + kx], acc);
+                    }
+                    y.push((acc + bias[col]).max(0.0));
+                }
+            }
+        }
+        y
+    }
+
+    /// Every width gives the definition's bits on maps whose positions split into uneven tiles
+    /// (one position, 7 × 7, 14 × 14) and channel counts that cut the 32- and 16-column tiles.
+    #[test]
+    fn every_width_gives_the_definitions_bits() {
+        fn epi(bias: &[f32]) -> Epilogue<'_> {
+            Epilogue {
+                bias: Some(bias),
+                relu: true,
+            }
+        }
+        for simd in Simd::available() {
+            for (c, side, s) in [(3, 2, 17), (5, 14, 33), (2, 28, 16)] {
+                let big = Map {
+                    c,
+                    h: side,
+                    w: side,
+                };
+                let x = wave(2 * big.len(), 1.0);
+                let w = wave(s * c * 16, 0.3);
+                let b = wave(s, 2.0);
+                let want = down_by_definition(&x, big, s, &w, &b);
+                let got = down(simd, &x, big, s, &w, epi(&b));
+                assert_eq!(bits(&got), bits(&want), "down {c}→{s} at {side}, {simd:?}");
+            }
+            for (c, side, b) in [(4, 1, 17), (6, 7, 33), (3, 5, 16)] {
+                let small = Map {
+                    c,
+                    h: side,
+                    w: side,
+                };
+                let x = wave(2 * small.len(), 1.0);
+                let w = wave(c * b * 16, 0.3);
+                let bias = wave(b, 2.0);
+                let want = up_by_definition(&x, small, b, &w, &bias);
+                let got = up(simd, &x, small, b, &w, epi(&bias));
+                assert_eq!(bits(&got), bits(&want), "up {c}→{b} at {side}, {simd:?}");
+            }
         }
     }
 }
