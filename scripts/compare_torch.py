@@ -7,6 +7,9 @@ and prints the ratios vaelab / PyTorch (below 1: vaelab is faster).
   ... --objective iwae --train-samples 5   the k-sample objectives on the classic network
                      (scripts/torch_bounds.py against vaelab-bench --objective/--train-samples)
   ... --latent-layers 20,10   the two-layer model (latent_layers = [20, 10]) on the classic body
+  ... --isa avx2     both sides held to AVX2 + FMA on an AVX-512 CPU (oneDNN, ATen and MKL for
+                     PyTorch; VAELAB_CONV_SIMD and VAELAB_LOOP_SIMD for vaelab): the code an
+                     AVX2-only server runs, timed on this CPU's cores (not an AVX2-only CPU's)
 
 Prints the CPU line first, then every epoch of every run, then the table: the median and the
 slowest epoch, and with --iw the IWAE bound and the whole run (per-epoch tests and the final
@@ -29,6 +32,14 @@ def cpu_line():
     avx512 = " ".join(f for f in flags if f.startswith("avx512")) or (
         "avx2, no avx512" if "avx2" in flags else "no avx2, no avx512")
     return f"CPU {field('model name')} (family {field('cpu family')} model {field('model')}), {avx512}"
+
+
+# What `--isa avx2` sets: the widest vectors each side may use.
+ISA_ENV = {
+    "avx2": dict(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2",
+                 VAELAB_CONV_SIMD="avx2", VAELAB_LOOP_SIMD="avx2"),
+    "native": {},
+}
 
 
 def torch_run(py, script, threads, epochs, iw, arch="mlp", compile_=False, objective=None, k=1,
@@ -123,12 +134,15 @@ def main():
     ap.add_argument("--latent-layers", metavar="L1,L2",
                     help="the two-layer model (e.g. 20,10) on the classic body, with --objective (default elbo)")
     ap.add_argument("--threads", default="1,2", help="thread counts to time, e.g. 2")
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                    help="avx2: hold both sides to AVX2 + FMA (the AVX2-only servers' code paths)")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", sys.executable))
     ap.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_vae.py"))
     ap.add_argument("--bench", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/vaelab-target")), "debug", "vaelab-bench"))
     a = ap.parse_args()
-    print(cpu_line())
+    os.environ.update(ISA_ENV[a.isa])
+    print(cpu_line() + ("" if a.isa == "native" else f"; both sides held to {a.isa}"))
     if a.objective and a.compile:
         sys.exit("--compile times torch_vae.py only; leave it out with --objective")
     if a.latent_layers and not a.objective:

@@ -68,10 +68,15 @@ impl Map {
         ch * self.padded_plane() + y * (self.w + 2) + x
     }
 
-    /// Copies one image into `dst` with a one-pixel zero border.
+    /// Copies one image into `dst` with a one-pixel zero border. Only the interior is ever
+    /// written, so a buffer already sized for this map keeps its zero border from the first
+    /// image (saves a memset of the whole map per image).
     fn pad(&self, src: &[f32], dst: &mut Vec<f32>) {
-        dst.clear();
-        dst.resize(self.c * self.padded_plane(), 0.0);
+        let len = self.c * self.padded_plane();
+        if dst.len() != len {
+            dst.clear();
+            dst.resize(len, 0.0);
+        }
         for ch in 0..self.c {
             for y in 0..self.h {
                 let from = &src[(ch * self.h + y) * self.w..][..self.w];
