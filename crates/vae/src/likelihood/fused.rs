@@ -6,7 +6,6 @@
 //! run time (`VAELAB_LOOP_SIMD` caps it), every copy giving the same numbers to the bit.
 
 use super::family::Likelihood;
-use super::mass::{last_level, Mass};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -84,7 +83,8 @@ pub(super) const BLOCK: usize = 256;
 /// One pixel's (log p, d/da, d/db), inlined into the pixel loops by force: a closure cannot
 /// carry `#[inline(always)]`, and LLVM left the bigger mass kernels as a call per pixel
 /// (30–80 ns a pixel instead of 1–5, vectorized).
-trait PixelFn: Copy {
+pub(super) trait PixelFn: Copy {
+    /// (log p, d/da, d/db) of pixel value x under parameters (a, b).
     fn eval(self, a: f32, b: f32, x: f32) -> (f32, f32, f32);
 }
 
@@ -93,7 +93,7 @@ macro_rules! kernel {
     ($ty:ty = $val:expr; |$s:ident, $a:ident, $b:ident, $x:ident| $body:expr) => {{
         #[derive(Clone, Copy)]
         struct K($ty);
-        impl PixelFn for K {
+        impl $crate::likelihood::fused::PixelFn for K {
             #[inline(always)]
             fn eval(self, $a: f32, $b: f32, $x: f32) -> (f32, f32, f32) {
                 let $s = self.0;
@@ -193,28 +193,32 @@ fn rows<F: PixelFn>(
     }
 }
 
-/// Picks the likelihood once and runs `rows` with its pixel function inlined.
+/// Picks the likelihood once and calls `$f(kernel, args…)` with its pixel function inlined:
+/// the one list of families every pixel loop dispatches on (`rows` here, the streamed head's
+/// panels in `streamed.rs`), so a new family enters in one place.
 macro_rules! dispatch {
-    ($lik:expr, $($arg:expr),*) => {
+    ($lik:expr, $f:ident, $($arg:expr),*) => {{
+        use $crate::likelihood::{family::Likelihood, mass::{last_level, Mass}};
         match $lik {
-            Likelihood::Bernoulli => rows(kernel!(() = (); |_s, a, b, x| Likelihood::Bernoulli.pixel(a, b, x)), $($arg),*),
-            Likelihood::ContinuousBernoulli => rows(kernel!(() = (); |_s, a, b, x| Likelihood::ContinuousBernoulli.pixel(a, b, x)), $($arg),*),
-            Likelihood::GaussianLearned => rows(kernel!(() = (); |_s, a, b, x| Likelihood::GaussianLearned.pixel(a, b, x)), $($arg),*),
-            Likelihood::Gaussian { sigma } => rows(kernel!(f32 = sigma; |s, a, b, x| Likelihood::Gaussian { sigma: s }.pixel(a, b, x)), $($arg),*),
-            Likelihood::Laplace { scale } => rows(kernel!(f32 = scale; |s, a, b, x| Likelihood::Laplace { scale: s }.pixel(a, b, x)), $($arg),*),
+            Likelihood::Bernoulli => $f($crate::likelihood::fused::kernel!(() = (); |_s, a, b, x| Likelihood::Bernoulli.pixel(a, b, x)), $($arg),*),
+            Likelihood::ContinuousBernoulli => $f($crate::likelihood::fused::kernel!(() = (); |_s, a, b, x| Likelihood::ContinuousBernoulli.pixel(a, b, x)), $($arg),*),
+            Likelihood::GaussianLearned => $f($crate::likelihood::fused::kernel!(() = (); |_s, a, b, x| Likelihood::GaussianLearned.pixel(a, b, x)), $($arg),*),
+            Likelihood::Gaussian { sigma } => $f($crate::likelihood::fused::kernel!(f32 = sigma; |s, a, b, x| Likelihood::Gaussian { sigma: s }.pixel(a, b, x)), $($arg),*),
+            Likelihood::Laplace { scale } => $f($crate::likelihood::fused::kernel!(f32 = scale; |s, a, b, x| Likelihood::Laplace { scale: s }.pixel(a, b, x)), $($arg),*),
             Likelihood::Discretized { mass, levels } => {
                 let last = last_level(levels);
                 match mass {
-                    Mass::Gaussian { sigma } => rows(kernel!((f32, f32) = (sigma, last); |s, a, b, x| Mass::Gaussian { sigma: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
-                    Mass::GaussianLearned { log_sigma_min } => rows(kernel!((f32, f32) = (log_sigma_min, last); |s, a, b, x| Mass::GaussianLearned { log_sigma_min: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
-                    Mass::Laplace { scale } => rows(kernel!((f32, f32) = (scale, last); |s, a, b, x| Mass::Laplace { scale: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
-                    Mass::Logistic => rows(kernel!(f32 = last; |s, a, b, x| Mass::Logistic.pixel(a, b, x, s)), $($arg),*),
-                    Mass::ContinuousBernoulli => rows(kernel!(f32 = last; |s, a, b, x| Mass::ContinuousBernoulli.pixel(a, b, x, s)), $($arg),*),
+                    Mass::Gaussian { sigma } => $f($crate::likelihood::fused::kernel!((f32, f32) = (sigma, last); |s, a, b, x| Mass::Gaussian { sigma: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
+                    Mass::GaussianLearned { log_sigma_min } => $f($crate::likelihood::fused::kernel!((f32, f32) = (log_sigma_min, last); |s, a, b, x| Mass::GaussianLearned { log_sigma_min: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
+                    Mass::Laplace { scale } => $f($crate::likelihood::fused::kernel!((f32, f32) = (scale, last); |s, a, b, x| Mass::Laplace { scale: s.0 }.pixel(a, b, x, s.1)), $($arg),*),
+                    Mass::Logistic => $f($crate::likelihood::fused::kernel!(f32 = last; |s, a, b, x| Mass::Logistic.pixel(a, b, x, s)), $($arg),*),
+                    Mass::ContinuousBernoulli => $f($crate::likelihood::fused::kernel!(f32 = last; |s, a, b, x| Mass::ContinuousBernoulli.pixel(a, b, x, s)), $($arg),*),
                 }
             }
         }
-    };
+    }};
 }
+pub(super) use {dispatch, kernel};
 
 /// Runs `job` at `width` (from [`loop_simd`]): the AVX-512 copy gains on a CPU with 256-bit
 /// units behind AVX-512 too (Zen 4: 1.3–1.5× for the discretized masses, more registers and
@@ -233,7 +237,7 @@ fn rows_at(
          job: Rows<'_>,
          out: &mut [f32],
          grad: Option<&mut [f32]>,
-         scratch: &mut Vec<f32>| { dispatch!(lik, job, out, grad, scratch) },
+         scratch: &mut Vec<f32>| { dispatch!(lik, rows, job, out, grad, scratch) },
         (lik, job, out, grad, &mut scratch)
     )
 }
@@ -316,6 +320,7 @@ impl CustomOp2 for LogLik {
 mod tests {
     use super::*;
     use crate::likelihood::bounds::LOG_SCALE_FLOOR;
+    use crate::likelihood::mass::Mass;
 
     /// Every family, the masses on 8-bit and binary data among them.
     fn families() -> Vec<Likelihood> {

@@ -3,73 +3,31 @@
 //! params (draws × pixels) ever written. The IWAE bound's scoring of K draws per image.
 
 use super::family::Likelihood;
-use super::fused::BLOCK;
-use super::mass::{last_level, Mass};
+use super::fused::{dispatch, PixelFn, BLOCK};
 use candle_core::{Result, Tensor};
 use vaelab_kernels::streamed::PANEL;
 use vaelab_kernels::{PanelSink, StreamedDense};
 
-/// A one-parameter pixel function this path covers (the families with a learned scale read
-/// two decoder outputs per pixel and take the two-step path).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Pixel {
-    Bernoulli,
-    ContinuousBernoulli,
-    Gaussian(f32),
-    Laplace(f32),
-    /// A bin mass with the data's last level.
-    Mass(Mass, f32),
+/// `lik` where this path covers it: the one-parameter families and masses (those with a
+/// learned scale read two decoder outputs per pixel and take the two-step path).
+fn covered(lik: Likelihood) -> Option<Likelihood> {
+    (lik.params_per_pixel() == 1).then_some(lik)
 }
 
-impl Pixel {
-    fn of(lik: Likelihood) -> Option<Pixel> {
-        if lik.params_per_pixel() != 1 {
-            return None;
-        }
-        Some(match lik {
-            Likelihood::Bernoulli => Pixel::Bernoulli,
-            Likelihood::ContinuousBernoulli => Pixel::ContinuousBernoulli,
-            Likelihood::Gaussian { sigma } => Pixel::Gaussian(sigma),
-            Likelihood::Laplace { scale } => Pixel::Laplace(scale),
-            Likelihood::GaussianLearned => return None,
-            Likelihood::Discretized { mass, levels } => Pixel::Mass(mass, last_level(levels)),
-        })
+/// log p of each pixel of a panel under `f`, its one parameter in both slots: the fused op's
+/// per-pixel arithmetic, in a loop the compiler vectorizes.
+#[inline(always)]
+fn panel_values<F: PixelFn>(f: F, a: &[f32; PANEL], x: &[f32; PANEL], v: &mut [f32; PANEL]) {
+    for j in 0..PANEL {
+        v[j] = f.eval(a[j], a[j], x[j]).0;
     }
+}
 
-    /// log p of each pixel of a panel: the family is matched once per 16 pixels, each arm a
-    /// loop the compiler vectorizes with the same per-pixel arithmetic as the fused op.
-    #[inline(always)]
-    fn values(self, a: &[f32; PANEL], x: &[f32; PANEL], v: &mut [f32; PANEL]) {
-        macro_rules! each {
-            (|$a:ident, $x:ident| $body:expr) => {
-                for j in 0..PANEL {
-                    let ($a, $x) = (a[j], x[j]);
-                    v[j] = $body.0;
-                }
-            };
-        }
-        match self {
-            Pixel::Bernoulli => each!(|a, x| Likelihood::Bernoulli.pixel(a, a, x)),
-            Pixel::ContinuousBernoulli => {
-                each!(|a, x| Likelihood::ContinuousBernoulli.pixel(a, a, x))
-            }
-            Pixel::Gaussian(sigma) => each!(|a, x| Likelihood::Gaussian { sigma }.pixel(a, a, x)),
-            Pixel::Laplace(scale) => each!(|a, x| Likelihood::Laplace { scale }.pixel(a, a, x)),
-            Pixel::Mass(mass, last) => match mass {
-                Mass::ContinuousBernoulli => {
-                    each!(|a, x| Mass::ContinuousBernoulli.pixel(a, a, x, last))
-                }
-                Mass::Gaussian { sigma } => {
-                    each!(|a, x| Mass::Gaussian { sigma }.pixel(a, a, x, last))
-                }
-                Mass::Laplace { scale } => {
-                    each!(|a, x| Mass::Laplace { scale }.pixel(a, a, x, last))
-                }
-                // Two parameters per pixel: refused by `Pixel::of`.
-                Mass::Logistic | Mass::GaussianLearned { .. } => v.fill(f32::NAN),
-            },
-        }
-    }
+/// Scores a panel under `lik`, matched once per 16 pixels through the fused op's list of
+/// families.
+#[inline(always)]
+fn values(lik: Likelihood, a: &[f32; PANEL], x: &[f32; PANEL], v: &mut [f32; PANEL]) {
+    dispatch!(lik, panel_values, a, x, v)
 }
 
 /// Per-row sums kept as the fused op keeps them: 8 f32 lanes within a block of [`BLOCK`]
@@ -110,8 +68,8 @@ impl Sums {
 /// The panel consumer: one image's pixels scored by the density and, if asked, a mass.
 struct Sink<'a> {
     x: &'a [f32],
-    density: Pixel,
-    mass: Option<Pixel>,
+    density: Likelihood,
+    mass: Option<Likelihood>,
     sums: Sums,
     mass_sums: Sums,
 }
@@ -125,10 +83,10 @@ impl PanelSink for Sink<'_> {
             .expect("a panel is 16 pixels");
         let d = self.x.len();
         let mut v = [0f32; PANEL];
-        self.density.values(a, x, &mut v);
+        values(self.density, a, x, &mut v);
         self.sums.add(row, col, &v, d);
         if let Some(m) = self.mass {
-            m.values(a, x, &mut v);
+            values(m, a, x, &mut v);
             self.mass_sums.add(row, col, &v, d);
         }
     }
@@ -138,8 +96,8 @@ impl PanelSink for Sink<'_> {
 #[derive(Debug, Clone)]
 pub struct StreamedScore {
     head: StreamedDense,
-    density: Pixel,
-    mass: Option<Pixel>,
+    density: Likelihood,
+    mass: Option<Likelihood>,
 }
 
 impl StreamedScore {
@@ -151,10 +109,9 @@ impl StreamedScore {
         lik: Likelihood,
         mass: Option<Likelihood>,
     ) -> Result<Option<Self>> {
-        let (Some(density), Ok(mass)) = (
-            Pixel::of(lik),
-            mass.map(|m| Pixel::of(m).ok_or(())).transpose(),
-        ) else {
+        let (Some(density), Ok(mass)) =
+            (covered(lik), mass.map(|m| covered(m).ok_or(())).transpose())
+        else {
             return Ok(None);
         };
         let width =
@@ -194,6 +151,7 @@ impl StreamedScore {
 mod tests {
     use super::*;
     use crate::likelihood::bounds::LOG_SCALE_FLOOR;
+    use crate::likelihood::mass::Mass;
     use candle_core::Device;
     use vaelab_kernels::{ops, Kernels};
 
