@@ -6,9 +6,10 @@
 //! register-tiled kernel: a tile of up to 8 output positions × 32 channels (two zmm per
 //! position) accumulated over (channel, tap), every input pixel broadcast straight from a
 //! zero-padded copy of its map. A map's positions are cut into tiles of nearly equal size across
-//! its rows, since a tile of one or two positions leaves most FMA slots idle. At 8 lanes the same tile is run as two halves of 16 channels,
-//! up to 6 positions each (12 ymm accumulators of the 16 registers). Both widths add the same
-//! products in the same order, so they give the same bits.
+//! its rows, since a tile of one or two positions leaves most FMA slots idle. At 8 lanes the
+//! same tile is run as two halves of 16 channels, up to 6 positions each (12 ymm accumulators of
+//! the 16 registers). Both widths add the same products in the same order, so they give the
+//! same bits.
 //!
 //! With `s` the small map's channels and `b` the big map's, a weight is always `W[s][b][ky][kx]`:
 //! - [`down`]: the convolution big → small (the conv's forward, the transposed conv's dx);
@@ -115,10 +116,10 @@ impl Panel {
         self.n.div_ceil(NT)
     }
 
-    /// Runs every tile over `at`'s output positions, in tiles of nearly equal size (a map 7
-    /// wide is 4 + 3 at 6 rows a tile, not 6 + 1: a one-row tile runs at a fraction of the
-    /// FMA rate), and stores each value, after `out`'s epilogue, at `at.outs[p] + column ·
-    /// out.col_stride`.
+    /// Runs every tile over `at`'s output positions, in tiles of nearly equal size (a 7 × 7 map
+    /// at 6 a tile is 6, 6, 6, 6, 5, 5, 5, 5, 5, not seven rows of 6 + 1: a one-position tile
+    /// runs at a fraction of the FMA rate), and stores each value, after `out`'s epilogue, at
+    /// `at.outs[p] + column · out.col_stride`.
     fn run(&self, simd: Simd, input: &[f32], at: &Positions, out: &mut Out) {
         let len = at.bases.len();
         if len == 0 {
