@@ -158,8 +158,9 @@ impl Panel {
                 };
                 // Eight positions from a contiguous run's first one are this channel's (`p + 8
                 // ≤ len`), and the lanes past `mr` land on the next tile's positions, which it
-                // overwrites: whole columns go out as vectors.
-                let vector = simd == Simd::Avx2 && at.contiguous && p + MR <= len;
+                // overwrites: whole columns go out as vectors, at 8 lanes for both widths (a
+                // 16-lane CPU runs AVX2 too, and a tile has at most 8 positions).
+                let vector = at.contiguous && p + MR <= len;
                 let scalar_from = if vector { cols / 8 * 8 } else { 0 };
                 if vector {
                     let o = at.outs[p];
@@ -169,9 +170,9 @@ impl Panel {
                             Some(b) => std::array::from_fn(|j| b[col + j]),
                             None => [0.0; 8],
                         };
-                        // SAFETY: this CPU has AVX2 (`simd`); lane i of column j lands at
-                        // o + i + (col + j)·stride ≤ max(outs) + (n − 1)·stride, which the
-                        // second assert bounds.
+                        // SAFETY: this CPU has AVX2 (either `simd` implies it); lane i of
+                        // column j lands at o + i + (col + j)·stride ≤ max(outs) + (n − 1)·
+                        // stride, which the second assert bounds.
                         unsafe {
                             let dst = out.dst.as_mut_ptr().add(o + col * out.col_stride);
                             store8(&tile, c0, bias, out.epi.relu, dst, out.col_stride);
@@ -602,22 +603,20 @@ pub(crate) fn wgrad(
     dw
 }
 
-/// Writes `src`, [channel][position], into `dst` as [position][ld]. At 8 lanes in 8 × 8 blocks
-/// transposed in registers (a plain scatter stalled on each value: 7.5 % of a conv epoch on
-/// Zen 3), the positions and channels past the last whole block value by value.
-fn transpose(simd: Simd, src: &[f32], positions: usize, dst: &mut [f32], ld: usize) {
+/// Writes `src`, [channel][position], into `dst` as [position][ld]: in 8 × 8 blocks transposed
+/// in registers at either width (a plain scatter stalled on each value: 7.5 % of a conv epoch
+/// on Zen 3), the positions and channels past the last whole block value by value. `_runs` is a
+/// width this CPU runs, so it has AVX2 (`Simd::available`).
+fn transpose(_runs: Simd, src: &[f32], positions: usize, dst: &mut [f32], ld: usize) {
     let channels = src.len() / positions;
     assert!(
         ld >= channels && dst.len() >= positions * ld,
         "transpose: dst too small"
     );
-    let (pv, cv) = match simd {
-        Simd::Avx2 => (positions / 8 * 8, channels / 8 * 8),
-        Simd::Avx512 => (0, 0),
-    };
+    let (pv, cv) = (positions / 8 * 8, channels / 8 * 8);
     for c0 in (0..cv).step_by(8) {
         for p0 in (0..pv).step_by(8) {
-            // SAFETY: `simd` is AVX2 here, so it runs on this CPU; the block reads channels
+            // SAFETY: `_runs` runs on this CPU and implies AVX2; the block reads channels
             // c0 .. c0 + 8 ≤ channels at positions p0 .. p0 + 8 ≤ positions, and writes rows
             // p0 .. p0 + 8 at columns c0 .. c0 + 8 ≤ ld, inside dst by the assert.
             unsafe {

@@ -16,7 +16,7 @@ pub const LOOP_SIMD_VAR: &str = "VAELAB_LOOP_SIMD";
 /// [`Simd::available`] (directly or through [`conv_simd`]), so the one they get runs here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Simd {
-    /// 16 f32 lanes (AVX-512F).
+    /// 16 f32 lanes (AVX-512F, with AVX2 and FMA).
     Avx512,
     /// 8 f32 lanes (AVX2 with FMA).
     Avx2,
@@ -52,7 +52,13 @@ impl Simd {
         #[cfg(target_arch = "x86_64")]
         {
             match self {
-                Simd::Avx512 => std::is_x86_feature_detected!("avx512f"),
+                // The 16-lane kernels share the 8-lane transposes and stores (every AVX-512
+                // CPU has AVX2 and FMA; checked, so that sharing them stays sound).
+                Simd::Avx512 => {
+                    std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx2")
+                        && std::is_x86_feature_detected!("fma")
+                }
                 Simd::Avx2 => {
                     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
                 }
