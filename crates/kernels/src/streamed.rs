@@ -8,6 +8,8 @@
 //! accumulated in registers and handed over while it is in L1. Each output is gemm's value to
 //! the bit: gemm takes a fan-in of up to 512 in one block ([`MAX_FAN_IN`]), so its sum is one
 //! FMA chain over k from zero with the bias added last, which is what both widths here do.
+//! A tile skips the inputs that all its rows have at zero (a ReLU layer's dead units, and
+//! those off for every draw of one image): those FMAs would leave the sum's bits as they are.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
