@@ -106,21 +106,11 @@ impl CustomOp3 for Dense {
         for row in gz.chunks(fan_out).take_while(|_| want_w) {
             db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
         }
-        // dW = gzᵀ·x: gzᵀ[o][r] = gz[r][o] → row stride 1, column stride fan_out.
         let mut dw = vec![0f32; if want_w { fan_out * fan_in } else { 0 }];
         with_data(x, |x| {
-            if !want_w {
-                return Ok(());
+            if want_w {
+                weight_gradient(&gz, x, (rows, fan_in, fan_out), &mut dw);
             }
-            matmul(
-                (fan_out, fan_in, rows),
-                &mut dw,
-                false,
-                &gz,
-                (1, fan_out),
-                x,
-                (fan_in, 1),
-            );
             Ok(())
         })?;
         let dx = if x.track_op() {
@@ -148,10 +138,69 @@ impl CustomOp3 for Dense {
     }
 }
 
+/// dW (fan_out, fan_in) = gzᵀ·x for gz (rows, fan_out) and x (rows, fan_in), into a zeroed `dw`.
+///
+/// A ReLU layer's units that are off for every row of the batch (about half of the classic
+/// encoder's first layer once trained) have an all-zero column in gz and a zero row in dW: the
+/// product runs over the live units only. Each sum is still gemm's to the bit: it runs over the
+/// same k (the rows), one block of at most 512 like the full product's, and only m shrinks.
+fn weight_gradient(
+    gz: &[f32],
+    x: &[f32],
+    (rows, fan_in, fan_out): (usize, usize, usize),
+    dw: &mut [f32],
+) {
+    let mut on = vec![false; fan_out];
+    for row in gz.chunks_exact(fan_out) {
+        on.iter_mut().zip(row).for_each(|(on, &g)| *on |= g != 0.0);
+    }
+    let live: Vec<usize> = (0..fan_out).filter(|&o| on[o]).collect();
+    // gemm sums k ≤ 512 in one block whatever m is, and m ≥ 2 keeps it off its gemv path.
+    let compact = live.len() < fan_out && rows <= 512 && live.len() != 1;
+    if !compact {
+        // dW = gzᵀ·x: gzᵀ[o][r] = gz[r][o] → row stride 1, column stride fan_out.
+        matmul(
+            (fan_out, fan_in, rows),
+            dw,
+            false,
+            gz,
+            (1, fan_out),
+            x,
+            (fan_in, 1),
+        );
+        return;
+    }
+    if live.is_empty() {
+        return;
+    }
+    let n = live.len();
+    let packed: Vec<f32> = gz
+        .chunks_exact(fan_out)
+        .flat_map(|row| live.iter().map(move |&o| row[o]))
+        .collect();
+    // The live units' rows land first, then move down to their places: live[i] ≥ i, so from
+    // the last one no row is overwritten before it has moved.
+    matmul(
+        (n, fan_in, rows),
+        dw,
+        false,
+        &packed,
+        (1, n),
+        x,
+        (fan_in, 1),
+    );
+    for (i, &o) in live.iter().enumerate().rev() {
+        if o != i {
+            dw.copy_within(i * fan_in..(i + 1) * fan_in, o * fan_in);
+            dw[i * fan_in..(i + 1) * fan_in].fill(0.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_same_op, wave};
+    use crate::testing::{assert_same_op, bits, wave};
     use candle_core::{Device, Var};
 
     /// The fused op against candle's own ops, values and every gradient.
@@ -174,6 +223,94 @@ mod tests {
             let vars = [(&w, "dW"), (&b, "db"), (&x, "dx")];
             assert_same_op(&fused, &plain, &vars, &format!("relu={relu}"));
         }
+    }
+
+    /// Which units of a test's batch are live.
+    type Live = fn(usize) -> bool;
+
+    /// With units dead for the whole batch, the weight gradient is the full gemm's to the bit:
+    /// at every shape (one live unit, none, all, −0 in a live column, more rows than one block).
+    #[test]
+    fn dead_units_leave_gemms_weight_gradient_bits() {
+        let cases = [
+            (7, 13, 5),
+            (128, 784, 400),
+            (130, 33, 64),
+            (600, 20, 40),
+            (3, 17, 2),
+        ];
+        for (rows, fan_in, fan_out) in cases {
+            let x = wave(rows * fan_in, 0.3);
+            let patterns: [(&str, Live); 5] = [
+                ("all live", |_| true),
+                ("half dead", |o| o % 2 == 1 || o % 7 == 0),
+                ("one live", |o| o == 1),
+                ("none live", |_| false),
+                ("most dead", |o| o % 5 == 3),
+            ];
+            for (name, live) in patterns {
+                let mut gz = wave(rows * fan_out, 1.7);
+                for (i, g) in gz.iter_mut().enumerate() {
+                    let (r, o) = (i / fan_out, i % fan_out);
+                    if !live(o) {
+                        *g = if r % 3 == 0 { -0.0 } else { 0.0 };
+                    } else if r % 4 == 1 {
+                        *g = 0.0;
+                    }
+                }
+                let mut full = vec![0f32; fan_out * fan_in];
+                let strides = ((1, fan_out), (fan_in, 1));
+                matmul(
+                    (fan_out, fan_in, rows),
+                    &mut full,
+                    false,
+                    &gz,
+                    strides.0,
+                    &x,
+                    strides.1,
+                );
+                let mut skipped = vec![0f32; fan_out * fan_in];
+                weight_gradient(&gz, &x, (rows, fan_in, fan_out), &mut skipped);
+                let what = format!("rows {rows}, fan_in {fan_in}, fan_out {fan_out}, {name}");
+                assert_eq!(bits(&skipped), bits(&full), "{what}");
+                let zero_rows = full
+                    .chunks(fan_in)
+                    .filter(|r| r.iter().all(|v| v.to_bits() == 0))
+                    .count();
+                let dead = (0..fan_out).filter(|&o| !live(o)).count();
+                assert_eq!(zero_rows, dead, "{what}: a +0 row per dead unit");
+            }
+        }
+    }
+
+    /// A ReLU layer with units off for every row, through the op: candle's gradients.
+    #[test]
+    fn dead_units_get_candles_gradients() {
+        let dev = Device::Cpu;
+        let (rows, fan_in, fan_out) = (9, 11, 6);
+        let w = Var::from_vec(wave(fan_out * fan_in, 0.1), (fan_out, fan_in), &dev).unwrap();
+        // Units 1 and 4 start far below zero: off for every row.
+        let bias: Vec<f32> = (0..fan_out)
+            .map(|o| if o % 3 == 1 { -50.0 } else { 0.5 })
+            .collect();
+        let b = Var::from_vec(bias, fan_out, &dev).unwrap();
+        let x = Var::from_vec(wave(rows * fan_in, 1.0), (rows, fan_in), &dev).unwrap();
+        let fused = dense(&x, &w, &b, true).unwrap();
+        let plain = x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert_same_op(
+            &fused,
+            &plain,
+            &[(&w, "dW"), (&b, "db"), (&x, "dx")],
+            "dead units",
+        );
+        let column = |o: usize| fused.narrow(1, o, 1).unwrap().sum_all().unwrap();
+        assert_eq!(column(1).to_scalar::<f32>().unwrap(), 0.0, "unit 1 is off");
     }
 
     #[test]
