@@ -43,6 +43,15 @@ const CHUNK: usize = 96;
 #[cfg(target_arch = "x86_64")]
 type Tile = [[[f32; PANEL]; 2]; MR];
 
+/// The rows a tile reads: each `k` inputs from `at` on, of which it sums only `live`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    at: *const f32,
+    k: usize,
+    live: &'a [u32],
+}
+
 /// Takes a streamed layer's output.
 pub trait PanelSink {
     /// y[row][col .. col + 16]: for each row, every panel once, `col` increasing.
@@ -161,14 +170,14 @@ impl StreamedDense {
     }
 
     /// Every column group over the rows, chunk by chunk, in tiles of up to `tile_rows` rows
-    /// that `tile(rows, x, live, w, b, out)` fills, each handed to the sink. `live` lists the
+    /// that `tile(mr, rows, w, b, out)` fills, each handed to the sink. `live` lists the
     /// inputs j, in order, that some row of the tile has nonzero: a ReLU layer's zeros (dead
     /// units, and units off for every draw of one image) add nothing to the sum but FMAs.
     ///
     /// # Safety
-    /// `tile` must fill `out` from `rows` rows of x at `x` (its inputs `live`), a group's packed
-    /// weights at `w` and its bias at `b`, reading nothing else; inlined into each width's copy
-    /// below.
+    /// `tile` must fill `out` from `mr` rows of x at `rows.at` (summing `rows.live`), a group's
+    /// packed weights at `w` and its bias at `b`, reading nothing else; inlined into each
+    /// width's copy below.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn sweep<S: PanelSink>(
@@ -176,7 +185,7 @@ impl StreamedDense {
         x: &[f32],
         sink: &mut S,
         tile_rows: usize,
-        tile: impl Fn(usize, *const f32, &[u32], *const f32, *const f32, &mut Tile),
+        tile: impl Fn(usize, Rows, *const f32, *const f32, &mut Tile),
     ) {
         let k = self.fan_in;
         let rows = x.len() / k;
@@ -200,7 +209,12 @@ impl StreamedDense {
                 for (t, &to) in ends.iter().enumerate() {
                     let r = start + t * tile_rows;
                     let mr = tile_rows.min(end - r);
-                    tile(mr, x.as_ptr().add(r * k), &live[from..to], w, b, &mut out);
+                    let input = Rows {
+                        at: x.as_ptr().add(r * k),
+                        k,
+                        live: &live[from..to],
+                    };
+                    tile(mr, input, w, b, &mut out);
                     self.hand(sink, r, g, &out[..mr]);
                     from = to;
                 }
@@ -211,21 +225,19 @@ impl StreamedDense {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn run16<S: PanelSink>(&self, x: &[f32], sink: &mut S) {
-        let k = self.fan_in;
         // SAFETY: AVX-512F is enabled here; `sweep` passes whole rows and a group's weights.
-        self.sweep(x, sink, MR, |mr, a, live, w, b, out| unsafe {
-            tile16(mr, a, k, live, w, b, out)
+        self.sweep(x, sink, MR, |mr, rows, w, b, out| unsafe {
+            tile16(mr, rows, w, b, out)
         })
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run8<S: PanelSink>(&self, x: &[f32], sink: &mut S) {
-        let k = self.fan_in;
         // SAFETY: AVX2 and FMA are enabled here; as in `run16`.
-        self.sweep(x, sink, MR8, |mr, a, live, w, b, out| unsafe {
+        self.sweep(x, sink, MR8, |mr, rows, w, b, out| unsafe {
             for half in 0..2 {
-                tile8(mr, a, k, live, w, b, half, out);
+                tile8(mr, rows, w, b, half, out);
             }
         })
     }
@@ -248,43 +260,29 @@ fn live_inputs(rows: &[f32], k: usize, live: &mut Vec<u32>) {
 /// Picks the 16-lane tile for `mr` ≤ 8 rows.
 ///
 /// # Safety
-/// AVX-512F must be available; `a` must hold `mr` rows of `k` floats, every index of `live`
-/// be below k, `w` hold k × 32 and `b` 32.
+/// AVX-512F must be available; `rows.at` must hold `mr` rows of `rows.k` floats, every index
+/// of `rows.live` be below k, `w` hold k × 32 and `b` 32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile16(
-    mr: usize,
-    a: *const f32,
-    k: usize,
-    live: &[u32],
-    w: *const f32,
-    b: *const f32,
-    out: &mut Tile,
-) {
+unsafe fn tile16(mr: usize, rows: Rows, w: *const f32, b: *const f32, out: &mut Tile) {
     match mr {
-        1 => tile16_of::<1>(a, k, live, w, b, out),
-        2 => tile16_of::<2>(a, k, live, w, b, out),
-        3 => tile16_of::<3>(a, k, live, w, b, out),
-        4 => tile16_of::<4>(a, k, live, w, b, out),
-        5 => tile16_of::<5>(a, k, live, w, b, out),
-        6 => tile16_of::<6>(a, k, live, w, b, out),
-        7 => tile16_of::<7>(a, k, live, w, b, out),
-        _ => tile16_of::<8>(a, k, live, w, b, out),
+        1 => tile16_of::<1>(rows, w, b, out),
+        2 => tile16_of::<2>(rows, w, b, out),
+        3 => tile16_of::<3>(rows, w, b, out),
+        4 => tile16_of::<4>(rows, w, b, out),
+        5 => tile16_of::<5>(rows, w, b, out),
+        6 => tile16_of::<6>(rows, w, b, out),
+        7 => tile16_of::<7>(rows, w, b, out),
+        _ => tile16_of::<8>(rows, w, b, out),
     }
 }
 
-/// out[i][0..32] = b + Σ_{j in live} a[i·k + j] · w[j][0..32] for i < R, the sum one FMA
-/// chain from zero.
+/// out[i][0..32] = b + Σ_{j in live} a[i·k + j] · w[j][0..32] for i < R (a = `rows.at`), the
+/// sum one FMA chain from zero.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile16_of<const R: usize>(
-    a: *const f32,
-    k: usize,
-    live: &[u32],
-    w: *const f32,
-    b: *const f32,
-    out: &mut Tile,
-) {
+unsafe fn tile16_of<const R: usize>(rows: Rows, w: *const f32, b: *const f32, out: &mut Tile) {
+    let Rows { at: a, k, live } = rows;
     let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
     for &j in live {
         let j = j as usize;
@@ -309,25 +307,15 @@ unsafe fn tile16_of<const R: usize>(
 /// AVX2 and FMA must be available; otherwise as [`tile16`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile8(
-    mr: usize,
-    a: *const f32,
-    k: usize,
-    live: &[u32],
-    w: *const f32,
-    b: *const f32,
-    half: usize,
-    out: &mut Tile,
-) {
+unsafe fn tile8(mr: usize, rows: Rows, w: *const f32, b: *const f32, half: usize, out: &mut Tile) {
     let (w, b) = (w.add(16 * half), b.add(16 * half));
     match mr {
-        1 => tile8_of::<1>(a, k, live, w, b, half, out),
-        2 => tile8_of::<2>(a, k, live, w, b, half, out),
-        3 => tile8_of::<3>(a, k, live, w, b, half, out),
-        4 => tile8_of::<4>(a, k, live, w, b, half, out),
-        5 => tile8_of::<5>(a, k, live, w, b, half, out),
-        _ => tile8_of::<6>(a, k, live, w, b, half, out),
+        1 => tile8_of::<1>(rows, w, b, half, out),
+        2 => tile8_of::<2>(rows, w, b, half, out),
+        3 => tile8_of::<3>(rows, w, b, half, out),
+        4 => tile8_of::<4>(rows, w, b, half, out),
+        5 => tile8_of::<5>(rows, w, b, half, out),
+        _ => tile8_of::<6>(rows, w, b, half, out),
     }
 }
 
@@ -336,14 +324,13 @@ unsafe fn tile8(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile8_of<const R: usize>(
-    a: *const f32,
-    k: usize,
-    live: &[u32],
+    rows: Rows,
     w: *const f32,
     b: *const f32,
     half: usize,
     out: &mut Tile,
 ) {
+    let Rows { at: a, k, live } = rows;
     let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
     for &j in live {
         let j = j as usize;
