@@ -229,7 +229,8 @@ mod tests {
     type Live = fn(usize) -> bool;
 
     /// With units dead for the whole batch, the weight gradient is the full gemm's to the bit:
-    /// at every shape (one live unit, none, all, −0 in a live column, more rows than one block).
+    /// at every shape and pattern (one live unit, none, all; −0 in dead columns and zeros in
+    /// live ones; more rows than one block, which keeps the full product).
     #[test]
     fn dead_units_leave_gemms_weight_gradient_bits() {
         let cases = [
