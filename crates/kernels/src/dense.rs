@@ -7,7 +7,7 @@
 //! computes dx only when x needs it.
 
 use crate::backward::hold;
-use crate::matmul::{contiguous, matmul, with_data};
+use crate::matmul::{contiguous, live_columns, matmul, with_data};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// act(x·Wᵀ + b) for x (B, I), W (O, I), b (O); `relu` picks the activation (else identity).
@@ -109,7 +109,7 @@ impl CustomOp3 for Dense {
         let mut dw = vec![0f32; if want_w { fan_out * fan_in } else { 0 }];
         with_data(x, |x| {
             if want_w {
-                weight_gradient(&gz, x, (rows, fan_in, fan_out), &mut dw);
+                weight_gradient(&gz, x, (rows, fan_in, fan_out), self.relu, &mut dw);
             }
             Ok(())
         })?;
@@ -140,23 +140,26 @@ impl CustomOp3 for Dense {
 
 /// dW (fan_out, fan_in) = gzᵀ·x for gz (rows, fan_out) and x (rows, fan_in), into a zeroed `dw`.
 ///
-/// A ReLU layer's units that are off for every row of the batch (about half of the classic
-/// encoder's first layer once trained) have an all-zero column in gz and a zero row in dW: the
-/// product runs over the live units only. Each sum is still gemm's to the bit: it runs over the
-/// same k (the rows), one block of at most 512 like the full product's, and only m shrinks.
+/// A ReLU layer's (`relu`) units that are off for every row of the batch (about half of the
+/// classic encoder's first layer once trained) have an all-zero column in gz and a zero row in
+/// dW: the product runs over the live units only. Each sum is still gemm's to the bit: it runs
+/// over the same k (the rows), one block of at most 512 like the full product's, and only m
+/// shrinks.
 fn weight_gradient(
     gz: &[f32],
     x: &[f32],
     (rows, fan_in, fan_out): (usize, usize, usize),
+    relu: bool,
     dw: &mut [f32],
 ) {
-    let mut on = vec![false; fan_out];
-    for row in gz.chunks_exact(fan_out) {
-        on.iter_mut().zip(row).for_each(|(on, &g)| *on |= g != 0.0);
+    // gemm sums k ≤ 512 in one block whatever m is; other layers have no column to skip.
+    let may_skip = relu && rows <= 512;
+    let mut live = Vec::new();
+    if may_skip {
+        live_columns(gz, fan_out, &mut live);
     }
-    let live: Vec<usize> = (0..fan_out).filter(|&o| on[o]).collect();
-    // gemm sums k ≤ 512 in one block whatever m is, and m ≥ 2 keeps it off its gemv path.
-    let compact = live.len() < fan_out && rows <= 512 && live.len() != 1;
+    // m ≥ 2 keeps gemm off its gemv path.
+    let compact = may_skip && live.len() < fan_out && live.len() != 1;
     if !compact {
         // dW = gzᵀ·x: gzᵀ[o][r] = gz[r][o] → row stride 1, column stride fan_out.
         matmul(
@@ -176,7 +179,7 @@ fn weight_gradient(
     let n = live.len();
     let packed: Vec<f32> = gz
         .chunks_exact(fan_out)
-        .flat_map(|row| live.iter().map(move |&o| row[o]))
+        .flat_map(|row| live.iter().map(move |&o| row[o as usize]))
         .collect();
     // The live units' rows land first, then move down to their places: live[i] ≥ i, so from
     // the last one no row is overwritten before it has moved.
@@ -190,6 +193,7 @@ fn weight_gradient(
         (fan_in, 1),
     );
     for (i, &o) in live.iter().enumerate().rev() {
+        let o = o as usize;
         if o != i {
             dw.copy_within(i * fan_in..(i + 1) * fan_in, o * fan_in);
             dw[i * fan_in..(i + 1) * fan_in].fill(0.0);
@@ -271,7 +275,7 @@ mod tests {
                     strides.1,
                 );
                 let mut skipped = vec![0f32; fan_out * fan_in];
-                weight_gradient(&gz, &x, (rows, fan_in, fan_out), &mut skipped);
+                weight_gradient(&gz, &x, (rows, fan_in, fan_out), true, &mut skipped);
                 let what = format!("rows {rows}, fan_in {fan_in}, fan_out {fan_out}, {name}");
                 assert_eq!(bits(&skipped), bits(&full), "{what}");
                 let zero_rows = full

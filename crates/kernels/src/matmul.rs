@@ -74,6 +74,25 @@ pub(crate) fn matmul_with(
     }
 }
 
+/// Appends to `live` the columns j < `cols`, in order, that some row of row-major `m` (whole
+/// rows of `cols`) has nonzero: the terms a product over a ReLU layer's output can skip.
+pub(crate) fn live_columns(m: &[f32], cols: usize, live: &mut Vec<u32>) {
+    // A stack buffer for the fan-ins of the streamed head, called once per tile.
+    let (mut stack, mut heap) = ([false; 512], Vec::new());
+    let any: &mut [bool] = if cols <= stack.len() {
+        &mut stack[..cols]
+    } else {
+        heap.resize(cols, false);
+        &mut heap
+    };
+    for row in m.chunks_exact(cols) {
+        for (on, &v) in any.iter_mut().zip(row) {
+            *on |= v != 0.0;
+        }
+    }
+    live.extend((0..cols as u32).filter(|&j| any[j as usize]));
+}
+
 pub(crate) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),

@@ -18,7 +18,7 @@ use std::arch::x86_64::{
     _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-use crate::matmul::with_data;
+use crate::matmul::{live_columns, with_data};
 use crate::simd::Simd;
 use candle_core::{bail, Result, Tensor};
 
@@ -199,7 +199,10 @@ impl StreamedDense {
             live.clear();
             ends.clear();
             for r in (start..end).step_by(tile_rows) {
-                live_inputs(&x[r * k..(r + tile_rows).min(end) * k], k, &mut live);
+                // The sums skip the other inputs with the same bits for finite weights: an FMA
+                // of a zero leaves a nonzero sum as it is and a sum at +0 (where every chain
+                // starts) at +0, and a chain reaches −0 only through a result below 1.4e-45.
+                live_columns(&x[r * k..(r + tile_rows).min(end) * k], k, &mut live);
                 ends.push(live.len());
             }
             for g in 0..self.bias.len() / NT {
@@ -241,20 +244,6 @@ impl StreamedDense {
             }
         })
     }
-}
-
-/// Appends to `live` the inputs j < k ≤ [`MAX_FAN_IN`], in order, that some row of `rows`
-/// (whole rows of k) has nonzero. The sums skip the others, with the same bits for finite
-/// weights: an FMA of a zero leaves a nonzero sum as it is and a sum at +0 (where every chain
-/// starts) at +0, and a chain reaches −0 only through a result below 1.4e-45.
-fn live_inputs(rows: &[f32], k: usize, live: &mut Vec<u32>) {
-    let mut any = [false; MAX_FAN_IN];
-    for row in rows.chunks_exact(k) {
-        for (on, &v) in any.iter_mut().zip(row) {
-            *on |= v != 0.0;
-        }
-    }
-    live.extend((0..k as u32).filter(|&j| any[j as usize]));
 }
 
 /// Picks the 16-lane tile for `mr` ≤ 8 rows.
